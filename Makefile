@@ -1,0 +1,49 @@
+# fedchain developer entry points. Every target bootstraps .venv when it is missing.
+PYTHON ?= python3.11
+VENV ?= .venv
+# torch goes in first, from a pinned spec you can override (e.g. a CUDA build on a GPU host):
+#   make test TORCH_SPEC="torch==2.13.0"
+# An unpinned torch would pull the newest build with gigabytes of CUDA packages.
+TORCH_SPEC ?= torch==2.13.0
+PIP_FLAGS ?= --disable-pip-version-check --no-input
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.fedchain-installed
+PYTEST_ARGS ?=
+
+# Flower must never install the app's dependencies itself, phone home, or write outside the repo.
+export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION := 1
+export FLWR_TELEMETRY_ENABLED := 0
+export FLWR_HOME := $(CURDIR)/.flwr
+export RAY_USAGE_STATS_ENABLED := 0
+
+.PHONY: venv demo test bench check lint typecheck contracts fuzz clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_FLAGS) -q --upgrade pip
+	$(BIN)/python -m pip install $(PIP_FLAGS) -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install $(PIP_FLAGS) -q -e ".[dev]"
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/fedchain run --out runs/demo
+
+test: $(STAMP)
+	bash scripts/pytest.sh $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy fedchain strategies clients
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .flwr runs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,186 @@
+"""Values handed from one stage of the round to the next.
+
+Each stage of the pipeline (DESIGN.md section 1) consumes and produces one of these frozen
+dataclasses. They hold plain Python and NumPy values only, so every stage can be tested alone.
+
+Example:
+    >>> from fedchain.types import DPParams
+    >>> DPParams(noise_multiplier=1.1, sample_rate=0.02, steps=150, max_grad_norm=1.0, delta=1e-5).steps
+    150
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "Aggregate",
+    "DPParams",
+    "LocalDataset",
+    "MemberRound",
+    "MemberRoundRecord",
+    "Receipt",
+    "RoundRecord",
+    "ZERO_HASH",
+]
+
+#: 32 zero bytes as hex: the "previous model hash" of round 1 and the hash of nothing.
+ZERO_HASH = "0x" + "00" * 32
+
+
+@dataclass(frozen=True)
+class LocalDataset:
+    """A member's private data, split into a training and a held-out test part.
+
+    Attributes:
+        x_train: float32 features, shape (n_train, n_features).
+        y_train: int64 labels, shape (n_train,).
+        x_test: float32 features of the member's evaluation split.
+        y_test: int64 labels of the member's evaluation split.
+        num_classes: number of label values the model must predict.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+    @property
+    def num_features(self) -> int:
+        """Number of input features."""
+        return int(self.x_train.shape[1])
+
+    @property
+    def num_train(self) -> int:
+        """Number of training examples (the member's weight ``n_i``)."""
+        return int(self.x_train.shape[0])
+
+
+@dataclass(frozen=True)
+class DPParams:
+    """The DP-SGD parameters of one member-round, enough to recompute epsilon.
+
+    Attributes:
+        noise_multiplier: Gaussian noise std divided by the clipping norm.
+        sample_rate: Poisson sampling probability of each example per step.
+        steps: optimizer steps taken in the round.
+        max_grad_norm: per-sample gradient clipping norm.
+        delta: the member's target delta.
+    """
+
+    noise_multiplier: float
+    sample_rate: float
+    steps: int
+    max_grad_norm: float
+    delta: float
+
+
+@dataclass(frozen=True)
+class MemberRound:
+    """What the coordinator knows of one member in one round (one row of ``result.json``).
+
+    Attributes:
+        member_id: the member's stable id (its partition id in simulation, node name in deployment).
+        address: the member's chain address (checksummed hex).
+        kind: ``"honest"`` or the adversary kind used in simulation.
+        num_examples: the example count the member reported.
+        status: ``"accepted"``, ``"declined"`` (budget) or ``"rejected:<reason>"``.
+        score: the member's contribution score for the round (non-negative).
+        reward_wei: tokens paid, in wei; None until recorded on chain.
+        epsilon: the member's cumulative epsilon after the round; None without DP.
+        dp: the DP parameters of the round; None without DP.
+        train_loss: mean training loss the member reported.
+    """
+
+    member_id: int
+    address: str
+    kind: str
+    num_examples: int
+    status: str
+    score: float = 0.0
+    reward_wei: int | None = None
+    epsilon: float | None = None
+    dp: DPParams | None = None
+    train_loss: float | None = None
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """The weighted sum of one round's accepted updates.
+
+    Exactly one of ``plain`` and ``ciphertext`` is set.
+
+    Attributes:
+        total_weight: sum of the accepted members' example counts.
+        plain: the weighted sum ``sum_i n_i * delta_i`` as flat float64 (plaintext mode).
+        ciphertext: serialized CKKS chunks of the same sum (HE mode).
+        digest: hex sha256 of the aggregate as sent to members.
+    """
+
+    total_weight: int
+    digest: str
+    plain: np.ndarray | None = None
+    ciphertext: tuple[bytes, ...] | None = None
+
+
+@dataclass(frozen=True)
+class MemberRoundRecord:
+    """One member's entry in a round record on chain.
+
+    Attributes:
+        address: checksummed chain address (must be registered).
+        score: non-negative contribution score.
+        dp: the member's DP parameters for the round, or None when DP is off.
+        epsilon: the member's reported cumulative epsilon, or None when DP is off.
+    """
+
+    address: str
+    score: float
+    dp: DPParams | None = None
+    epsilon: float | None = None
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """Everything recorded on chain for one round.
+
+    Attributes:
+        server_round: round number, exactly one more than the last recorded round.
+        aggregate_hash: hex sha256 of the aggregate the coordinator sent.
+        model_hash: hex sha256 of the canonical safetensors bytes of the round's global model.
+        previous_model_hash: ``model_hash`` of the previous round (``ZERO_HASH`` for round 1).
+        members: per-member scores and privacy records, in a fixed order.
+        update_merkle_root: Merkle root of the accepted signed update digests (``ZERO_HASH``
+            when updates are not signed).
+        reward_pool_wei: tokens to split among the members this round.
+    """
+
+    server_round: int
+    aggregate_hash: str
+    model_hash: str
+    previous_model_hash: str
+    members: tuple[MemberRoundRecord, ...]
+    reward_pool_wei: int
+    update_merkle_root: str = ZERO_HASH
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Proof that a round was recorded.
+
+    Attributes:
+        tx_hash: hex hash of the transaction.
+        block_number: block that includes it.
+        gas_used: gas the transaction used.
+        rewards_wei: reward paid to each member address, read from the emitted events.
+        treasury_wei: remainder of the pool paid to the treasury.
+    """
+
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    rewards_wei: dict[str, int] = field(default_factory=dict)
+    treasury_wei: int = 0
