@@ -1,0 +1,1 @@
+"""fedchain: federated learning with differential privacy, homomorphic aggregation and on-chain rewards."""

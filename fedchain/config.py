@@ -1,0 +1,190 @@
+"""The one validated, frozen configuration of a federation run.
+
+A :class:`FedChainConfig` is built from Flower's run config (``[tool.flwr.app.config]`` in
+``pyproject.toml``, kebab-case keys) and CLI overrides, and validated once, before anything
+starts. Invalid values raise :class:`~fedchain.errors.ConfigError` with a message that names the
+parameter, the allowed range and the value given.
+
+Example:
+    >>> from fedchain.config import FedChainConfig
+    >>> config = FedChainConfig(rounds=2, members=3)
+    >>> config.rounds, config.to_run_config()["num-server-rounds"]
+    (2, 2)
+    >>> FedChainConfig(rounds=0)
+    Traceback (most recent call last):
+    ...
+    fedchain.errors.ConfigError: The 'rounds' parameter must be an int in [1, inf). Got 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fedchain._validation import Interval, OneOf, check_bool
+from fedchain.errors import ConfigError
+
+__all__ = ["ADVERSARY_KINDS", "FedChainConfig"]
+
+#: Simulated adversarial member kinds (for tests and benchmarks only).
+ADVERSARY_KINDS = ("free_rider", "noise", "label_flip", "scaled")
+
+_INT_POS = Interval(int, 1, None, closed="left")
+_INT_NONNEG = Interval(int, 0, None, closed="left")
+_FLOAT_POS = Interval(float, 0, None, closed="neither")
+
+
+def _spec(default: Any, check: Any, key: str, help: str) -> Any:
+    """A config field: its default, its validator, its run-config key and its help text."""
+    return field(default=default, metadata={"check": check, "key": key, "help": help})
+
+
+@dataclass(frozen=True)
+class FedChainConfig:
+    """Validated settings of one federation run. Every field has a sane default.
+
+    Field names are the Python spelling; ``FIELD_KEYS`` maps them to Flower run-config keys
+    (kebab-case). See the README's configuration reference for each option.
+    """
+
+    rounds: int = _spec(5, _INT_POS, "num-server-rounds", "number of federated rounds")
+    members: int = _spec(5, _INT_POS, "num-members", "simulated members (virtual SuperNodes)")
+    fraction_train: float = _spec(
+        1.0, Interval(float, 0, 1, closed="right"), "fraction-train", "share of members sampled to train"
+    )
+    fraction_evaluate: float = _spec(
+        1.0, Interval(float, 0, 1, closed="both"), "fraction-evaluate", "share of members sampled to evaluate"
+    )
+    min_members: int = _spec(
+        2, _INT_POS, "min-members", "fewest accepted updates a round needs; below it the round is skipped"
+    )
+    local_epochs: int = _spec(3, _INT_POS, "local-epochs", "local epochs per round on each member")
+    batch_size: int = _spec(32, _INT_POS, "batch-size", "local (expected) batch size")
+    learning_rate: float = _spec(0.05, _FLOAT_POS, "learning-rate", "local SGD learning rate")
+    momentum: float = _spec(0.9, Interval(float, 0, 1, closed="left"), "momentum", "local SGD momentum")
+    hidden_units: int = _spec(64, _INT_POS, "hidden-units", "width of the demo MLP's hidden layer")
+    num_features: int = _spec(64, _INT_POS, "num-features", "input features of the model (64 for digits)")
+    num_classes: int = _spec(10, Interval(int, 2, None, closed="left"), "num-classes", "label classes of the model")
+    partitioner: str = _spec(
+        "dirichlet", OneOf(("iid", "dirichlet")), "partitioner", "how the demo data is split across members"
+    )
+    dirichlet_alpha: float = _spec(0.5, _FLOAT_POS, "dirichlet-alpha", "non-IID concentration (lower = more skewed)")
+    test_fraction: float = _spec(
+        0.2, Interval(float, 0, 1, closed="neither"), "test-fraction", "held-out share of the data for evaluation"
+    )
+    seed: int = _spec(0, _INT_NONNEG, "seed", "seed for partitioning, initialisation and sampling")
+    strategy: str = _spec("fedavg", None, "strategy", "aggregation strategy: registry name or dotted path")
+    scorer: str = _spec("data_size", None, "scorer", "contribution scorer: registry name")
+    dp: bool = _spec(True, check_bool, "dp", "DP-SGD (Opacus) on every member")
+    epsilon: float = _spec(8.0, _FLOAT_POS, "epsilon", "each member's total privacy budget over the run")
+    delta: float = _spec(1e-5, Interval(float, 0, 1, closed="neither"), "delta", "each member's DP delta")
+    max_grad_norm: float = _spec(1.0, _FLOAT_POS, "max-grad-norm", "per-sample gradient clipping norm")
+    noise_multiplier: float = _spec(
+        0.0,
+        Interval(float, 0, None, closed="left"),
+        "noise-multiplier",
+        "fixed DP noise multiplier; 0 calibrates it so the planned run fits the epsilon budget",
+    )
+    he: bool = _spec(True, check_bool, "he", "homomorphic (CKKS) aggregation: the coordinator sees ciphertexts only")
+    he_scoring: bool = _spec(
+        False, check_bool, "he-scoring", "CKKS parameters with one multiplicative level for encrypted scoring"
+    )
+    chain: str = _spec("embedded", None, "chain", "'embedded' (in-process EVM), 'none', or a JSON-RPC URL")
+    reward_pool_wei: int = _spec(10**20, _INT_NONNEG, "reward-pool-wei", "tokens (wei) split among members each round")
+    round_timeout_s: float = _spec(600.0, _FLOAT_POS, "round-timeout-s", "seconds to wait for member replies")
+    adversaries: tuple[str, ...] = _spec(
+        (), None, "adversaries", "simulated adversarial members, comma-separated kinds (testing only)"
+    )
+    out_dir: str = _spec("", None, "out-dir", "directory for result.json and model.safetensors")
+    metrics_port: int = _spec(
+        0, Interval(int, 0, 65535, closed="both"), "metrics-port", "Prometheus /metrics port; 0 disables it"
+    )
+
+    def __post_init__(self) -> None:
+        for spec in dataclasses.fields(self):
+            check = spec.metadata.get("check")
+            value = getattr(self, spec.name)
+            if check is None:
+                continue
+            checked = check(spec.name, value) if callable(check) else check.check(spec.name, value)
+            object.__setattr__(self, spec.name, checked)
+        adversaries = self.adversaries
+        if isinstance(adversaries, str):
+            adversaries = tuple(kind.strip() for kind in adversaries.split(",") if kind.strip())
+        for kind in adversaries:
+            OneOf(ADVERSARY_KINDS).check("adversary", kind)
+        object.__setattr__(self, "adversaries", tuple(adversaries))
+        if not isinstance(self.strategy, str) or not self.strategy:
+            raise ConfigError("strategy", "a registered strategy name or a dotted path", self.strategy)
+        if not isinstance(self.chain, str) or not (
+            self.chain in ("embedded", "none") or self.chain.startswith(("http://", "https://"))
+        ):
+            raise ConfigError("chain", "'embedded', 'none' or an http(s):// JSON-RPC URL", self.chain)
+        if self.min_members > self.total_members:
+            raise ConfigError(
+                "min_members",
+                f"an int in [1, {self.total_members}] (the number of members)",
+                self.min_members,
+            )
+
+    @property
+    def total_members(self) -> int:
+        """Honest members plus simulated adversaries."""
+        return self.members + len(self.adversaries)
+
+    def replace(self, **changes: Any) -> FedChainConfig:
+        """Return a copy with ``changes`` applied and validated again."""
+        unknown = sorted(set(changes) - {spec.name for spec in dataclasses.fields(self)})
+        if unknown:
+            raise ConfigError(
+                unknown[0], "a known option (" + ", ".join(self.option_names()) + ")", changes[unknown[0]]
+            )
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """Python names of every option."""
+        return [spec.name for spec in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any], **overrides: Any) -> FedChainConfig:
+        """Build from a Flower run config (kebab-case keys); unknown keys are ignored.
+
+        Example:
+            >>> FedChainConfig.from_run_config({"num-server-rounds": 4, "dp": False}).rounds
+            4
+        """
+        by_key = {spec.metadata["key"]: spec for spec in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in run_config.items():
+            spec = by_key.get(key)
+            if spec is None:
+                continue
+            if spec.name == "reward_pool_wei" and isinstance(value, str):
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise ConfigError("reward_pool_wei", "an integer number of wei", value) from None
+            values[spec.name] = value
+        values.update(overrides)
+        return cls(**values)
+
+    def to_run_config(self) -> dict[str, bool | int | float | str]:
+        """Flatten to Flower run-config values (kebab-case keys; big ints and lists as strings)."""
+        flat: dict[str, bool | int | float | str] = {}
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if spec.name == "adversaries":
+                value = ",".join(value)
+            elif spec.name == "reward_pool_wei":
+                value = str(value)
+            flat[spec.metadata["key"]] = value
+        return flat
+
+    def to_dict(self) -> dict[str, Any]:
+        """Python names to values, JSON-ready (for ``result.json``)."""
+        data = dataclasses.asdict(self)
+        data["adversaries"] = list(self.adversaries)
+        return data
