@@ -18,7 +18,7 @@ def sampling_options(config: FedChainConfig) -> dict[str, object]:
         "fraction_evaluate": config.fraction_evaluate,
         "min_train_nodes": 1,
         "min_evaluate_nodes": 1 if config.fraction_evaluate > 0 else 0,
-        "min_available_nodes": config.total_members,
+        "min_available_nodes": config.min_members,
         "arrayrecord_key": MODEL_KEY,
         "configrecord_key": CONFIG_KEY,
     }

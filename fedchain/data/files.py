@@ -52,12 +52,12 @@ def read_table(path: str | Path, label_column: str = "label") -> tuple[np.ndarra
             f"{sorted(columns)}: set label-column to the column that holds the labels"
         )
     labels = np.asarray(columns.pop(label_column))
+    if len(labels) == 0:
+        raise DataError(f"data file {str(path)!r} holds no rows: a member needs at least one example")
     if kind == "npz":
         features = _npz_features(path, columns)
     else:
         features = _stack_features(path, columns)
-    if len(labels) == 0 or features.shape[0] == 0:
-        raise DataError(f"data file {str(path)!r} holds no rows: a member needs at least one example")
     if features.shape[0] != len(labels):
         raise DataError(f"data file {str(path)!r}: {features.shape[0]} feature rows but {len(labels)} labels")
     return features, _integer_labels(path, label_column, labels)
@@ -99,19 +99,22 @@ def load_local_dataset(
 
 
 def _read_columns(path: Path, kind: str) -> dict[str, np.ndarray]:
-    try:
-        if kind == "npz":
+    if kind == "npz":
+        try:
             with np.load(path, allow_pickle=False) as archive:
                 return {name: archive[name] for name in archive.files}
-        import pyarrow.csv as pa_csv
-        import pyarrow.parquet as pq
+        except ValueError as exc:  # object arrays need pickle: refused
+            raise DataError(f"data file {str(path)!r} could not be read safely: {exc}") from exc
+        except Exception as exc:
+            raise DataError(f"data file {str(path)!r} is not a valid npz file: {exc}") from exc
+    import pyarrow.csv as pa_csv
+    import pyarrow.parquet as pq
 
+    try:
         table = pa_csv.read_csv(path) if kind == "csv" else pq.read_table(path)
-        return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
-    except ValueError as exc:
-        raise DataError(f"data file {str(path)!r} could not be read safely: {exc}") from exc
     except Exception as exc:  # pyarrow raises its own ArrowInvalid / OSError family
         raise DataError(f"data file {str(path)!r} is not a valid {kind} file: {exc}") from exc
+    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
 
 
 def _stack_features(path: Path, columns: dict[str, np.ndarray]) -> np.ndarray:

@@ -1,0 +1,205 @@
+"""The ``fedchain`` command line.
+
+Example::
+
+    fedchain run --out runs/demo --members 5 --rounds 5
+    fedchain strategies
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fedchain.config import FedChainConfig
+from fedchain.errors import ConfigError, FedChainError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="fedchain",
+    help="Federated learning with differential privacy, homomorphic aggregation and on-chain rewards.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _quiet_frameworks(verbose: bool) -> None:
+    level = logging.INFO if verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("flwr", "ray", "opacus", "web3", "urllib3", "datasets", "filelock"):
+        logging.getLogger(name).setLevel(level)
+
+
+@app.command()
+def run(
+    out: Annotated[Path, typer.Option("--out", help="Directory for result.json and model.safetensors.")] = Path(
+        "runs/latest"
+    ),
+    members: Annotated[int, typer.Option(help="Honest simulated members.")] = 5,
+    rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 5,
+    dp: Annotated[bool, typer.Option("--dp/--no-dp", help="DP-SGD on every member.")] = True,
+    epsilon: Annotated[float, typer.Option(help="Each member's total epsilon budget.")] = 8.0,
+    delta: Annotated[float, typer.Option(help="Each member's delta.")] = 1e-5,
+    he: Annotated[bool, typer.Option("--he/--no-he", help="Homomorphic (CKKS) aggregation.")] = True,
+    strategy: Annotated[str, typer.Option(help="Strategy: registry name or dotted path.")] = "fedavg",
+    scorer: Annotated[str, typer.Option(help="Contribution scorer.")] = "data_size",
+    chain: Annotated[str, typer.Option(help="'embedded', 'none', or a JSON-RPC URL.")] = "embedded",
+    adversary: Annotated[
+        list[str] | None, typer.Option("--adversary", help="Add one simulated adversary of this kind (repeatable).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for data split, model init and sampling.")] = 0,
+    partitioner: Annotated[str, typer.Option(help="'iid' or 'dirichlet'.")] = "dirichlet",
+    alpha: Annotated[float, typer.Option("--alpha", help="Dirichlet concentration.")] = 0.5,
+    local_epochs: Annotated[int, typer.Option(help="Local epochs per round.")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Local batch size.")] = 32,
+    learning_rate: Annotated[float, typer.Option("--lr", help="Local learning rate.")] = 0.05,
+    min_members: Annotated[int, typer.Option(help="Fewest accepted updates for a round.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of tables.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Flower and Ray logs.")] = False,
+) -> None:
+    """Run a simulated federation and write DIR/result.json and DIR/model.safetensors."""
+    try:
+        config = FedChainConfig(
+            members=members,
+            rounds=rounds,
+            dp=dp,
+            epsilon=epsilon,
+            delta=delta,
+            he=he,
+            strategy=strategy,
+            scorer=scorer,
+            chain=chain,
+            adversaries=tuple(adversary or ()),
+            seed=seed,
+            partitioner=partitioner,
+            dirichlet_alpha=alpha,
+            local_epochs=local_epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            min_members=min_members,
+            out_dir=str(out),
+        )
+        from strategies.registry import create_strategy
+
+        create_strategy(config)  # refuse an impossible strategy before anything starts
+    except ConfigError as exc:
+        raise _fail(str(exc).replace(f"'{exc.parameter}' parameter", f"'--{exc.parameter.replace('_', '-')}' option"))
+    except FedChainError as exc:
+        raise _fail(str(exc))
+
+    _quiet_frameworks(verbose)
+    from fedchain.runner import run_simulation
+
+    table = _round_table()
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]federation"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("rounds"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=as_json,
+    ) as progress:
+        task_id = progress.add_task("rounds", total=config.rounds)
+
+        def on_round(summary: Any) -> None:
+            progress.advance(task_id)
+            progress.console.print(_round_row(summary), highlight=False)
+
+        try:
+            result = run_simulation(config, on_round=on_round)
+        except FedChainError as exc:
+            raise _fail(str(exc), code=1)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    for row in result["rounds"]:
+        table.add_row(*_table_cells(row))
+    console.print(table)
+    accuracy = result["final_accuracy"]
+    console.print(
+        f"final accuracy: [bold]{accuracy:.4f}[/]" if accuracy is not None else "final accuracy: n/a",
+        f"  wall time: {time.perf_counter() - started:.1f} s   results: {out / 'result.json'}",
+    )
+
+
+def _round_table() -> Table:
+    table = Table(title="fedchain rounds")
+    for column in ("round", "status", "accuracy", "loss", "members", "seconds"):
+        table.add_column(column, justify="right")
+    return table
+
+
+def _table_cells(row: dict[str, Any]) -> list[str]:
+    accepted = sum(1 for member in row["members"] if member["status"] == "accepted")
+    accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.4f}"
+    loss = "-" if row["loss"] is None else f"{row['loss']:.4f}"
+    return [str(row["round"]), row["status"], accuracy, loss, str(accepted), f"{row['seconds']:.2f}"]
+
+
+def _round_row(summary: Any) -> str:
+    accuracy = "-" if summary.accuracy is None else f"{summary.accuracy:.4f}"
+    return (
+        f"round {summary.server_round:>3}  {summary.status:<9} accuracy {accuracy}  "
+        f"members {summary.accepted}  {summary.seconds:.2f} s"
+    )
+
+
+@app.command()
+def strategies(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the registered strategies and what each supports."""
+    from strategies.registry import available_strategies
+
+    rows = [
+        {
+            "name": name,
+            "he": not cls.needs_plaintext,
+            "needs_plaintext": cls.needs_plaintext,
+            "scorers": list(cls.supported_scorers) if cls.supported_scorers else "any",
+            "summary": (cls.__doc__ or "").strip().splitlines()[0],
+        }
+        for name, cls in available_strategies().items()
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="fedchain strategies")
+    for column in ("name", "HE", "scorers", "summary"):
+        table.add_column(column)
+    for row in rows:
+        scorers = row["scorers"] if isinstance(row["scorers"], str) else ", ".join(row["scorers"])
+        table.add_row(str(row["name"]), "yes" if row["he"] else "no (plaintext)", scorers, str(row["summary"]))
+    console.print(table)
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+import pytest
+
+from fedchain.config import FedChainConfig
+from fedchain.errors import ConfigError, FedChainError
+
+
+def test_defaults_are_valid_and_frozen():
+    config = FedChainConfig()
+    assert config.dp and config.he and config.chain == "embedded"
+    with pytest.raises(AttributeError):
+        config.rounds = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"rounds": 0}, "The 'rounds' parameter must be an int in [1, inf). Got 0."),
+        ({"epsilon": 0.0}, "The 'epsilon' parameter must be a float in (0, inf). Got 0.0."),
+        ({"epsilon": float("nan")}, "The 'epsilon' parameter must be a float in (0, inf). Got nan."),
+        ({"delta": 1.0}, "The 'delta' parameter must be a float in (0, 1). Got 1.0."),
+        ({"fraction_train": 0.0}, "The 'fraction_train' parameter must be a float in (0, 1]. Got 0.0."),
+        ({"momentum": 1.0}, "The 'momentum' parameter must be a float in [0, 1). Got 1.0."),
+        ({"partitioner": "zipf"}, "The 'partitioner' parameter must be one of 'iid', 'dirichlet'. Got 'zipf'."),
+        ({"batch_size": 2.5}, "The 'batch_size' parameter must be an int in [1, inf). Got 2.5."),
+        ({"dp": "maybe"}, "The 'dp' parameter must be a boolean. Got 'maybe'."),
+        ({"chain": "ftp://x"}, "The 'chain' parameter must be 'embedded', 'none' or an http(s):// JSON-RPC URL."),
+        ({"adversaries": ("thief",)}, "The 'adversary' parameter must be one of 'free_rider', 'noise'"),
+        ({"min_members": 6}, "The 'min_members' parameter must be an int in [1, 5] (the number of members). Got 6."),
+    ],
+)
+def test_invalid_values_name_parameter_range_and_value(changes, message):
+    with pytest.raises(ConfigError) as info:
+        FedChainConfig(**changes)
+    assert message in str(info.value)
+    assert isinstance(info.value, FedChainError) and isinstance(info.value, ValueError)
+
+
+def test_run_config_round_trip_keeps_every_option():
+    config = FedChainConfig(rounds=7, adversaries=("noise", "free_rider"), reward_pool_wei=10**24, he=False)
+    flat = config.to_run_config()
+    assert flat["num-server-rounds"] == 7
+    assert flat["adversaries"] == "noise,free_rider"
+    assert flat["reward-pool-wei"] == str(10**24)
+    assert FedChainConfig.from_run_config(flat) == config
+
+
+def test_run_config_strings_from_flower_are_coerced():
+    config = FedChainConfig.from_run_config({"dp": "false", "adversaries": "noise", "reward-pool-wei": "5"})
+    assert config.dp is False and config.adversaries == ("noise",) and config.reward_pool_wei == 5
+    assert config.total_members == config.members + 1
+
+
+def test_replace_validates_and_rejects_unknown_options():
+    config = FedChainConfig()
+    assert config.replace(rounds=9).rounds == 9
+    with pytest.raises(ConfigError, match="'rounds' parameter"):
+        config.replace(rounds=-1)
+    with pytest.raises(ConfigError, match="'roundz' parameter must be a known option"):
+        config.replace(roundz=1)
+
+
+def test_bad_reward_pool_string():
+    with pytest.raises(ConfigError, match="reward_pool_wei"):
+        FedChainConfig.from_run_config({"reward-pool-wei": "lots"})
