@@ -6,9 +6,9 @@ from fedchain.errors import ConfigError, DataError
 
 
 def test_digits_split_is_fixed_and_disjoint():
-    x_train, y_train, x_test, y_test = load_digits_split(0.2)
+    x_train, _, x_test, y_test = load_digits_split(0.2)
     assert x_train.shape == (1437, 64) and x_test.shape == (360, 64)
-    assert x_train.dtype == np.float32 and 0.0 <= x_train.min() and x_train.max() <= 1.0
+    assert x_train.dtype == np.float32 and x_train.min() >= 0.0 and x_train.max() <= 1.0
     assert np.bincount(y_test).min() >= 35  # stratified
     again = load_digits_split(0.2)
     assert np.array_equal(again[3], y_test)

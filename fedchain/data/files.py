@@ -54,10 +54,7 @@ def read_table(path: str | Path, label_column: str = "label") -> tuple[np.ndarra
     labels = np.asarray(columns.pop(label_column))
     if len(labels) == 0:
         raise DataError(f"data file {str(path)!r} holds no rows: a member needs at least one example")
-    if kind == "npz":
-        features = _npz_features(path, columns)
-    else:
-        features = _stack_features(path, columns)
+    features = _npz_features(path, columns) if kind == "npz" else _stack_features(path, columns)
     if features.shape[0] != len(labels):
         raise DataError(f"data file {str(path)!r}: {features.shape[0]} feature rows but {len(labels)} labels")
     return features, _integer_labels(path, label_column, labels)

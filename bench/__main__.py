@@ -1,0 +1,55 @@
+"""``make bench``: run every benchmark, each measuring its baseline in the same run; write bench/results/*.json.
+
+python -m bench            # all
+python -m bench overhead   # some, by name
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+BENCHMARKS = {
+    "overhead": "bench.bench_overhead",
+    "privacy": "bench.bench_privacy",
+    "he": "bench.bench_he",
+    "gas": "bench.bench_gas",
+}
+
+
+def main(argv: list[str]) -> int:
+    os.environ.setdefault("FLWR_HOME", str(Path.cwd() / ".flwr"))
+    os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
+    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    out_dir = Path(__file__).parent / "results"
+    names = argv or list(BENCHMARKS)
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    summary: dict[str, object] = {}
+    failed = []
+    for name in names:
+        started = time.perf_counter()
+        print(f"== {name}", flush=True)
+        try:
+            module = importlib.import_module(BENCHMARKS[name])
+            module.run(out_dir)
+            summary[name] = {"ok": True, "seconds": round(time.perf_counter() - started, 1)}
+        except Exception as exc:
+            traceback.print_exc()
+            failed.append(name)
+            summary[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
