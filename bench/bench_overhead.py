@@ -37,6 +37,7 @@ def _plain_flower_round_seconds(config: FedChainConfig) -> list[float]:
             backend_config={"client_resources": {"num_cpus": 1.0, "num_gpus": 0.0}},  # type: ignore[arg-type]
             server_app_context=Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=run_config),
             app_dir=str(_app_dir(config, Path(tmp))),
+            is_app=True,
         )
     stamps = plain_flower.ROUND_TIMES
     return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]

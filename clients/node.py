@@ -2,39 +2,49 @@
 
 One :class:`MemberNode` exists per (run, node) in a process. It is built from Flower's
 ``Context``: the run config (the federation's options) and the node config (this member's
-data and identity). Failures are answered as Flower ``Error`` replies, never raised into Flower.
+data, keys and state). Failures are answered as Flower ``Error`` replies, never raised into Flower.
 
 Node config keys:
     ``partition-id`` / ``num-partitions``: simulation: which shard of the demo data to use.
-    ``data-path`` / ``label-column``: deployment: the organization's CSV, Parquet or NPZ file.
+    ``data-path`` / ``label-column`` / ``num-classes``: deployment: the organization's CSV,
+        Parquet or NPZ file.
     ``member-id``: stable member number (defaults to ``partition-id``).
-    ``state-dir``: where the node keeps its privacy accountant and model between rounds.
+    ``state-dir``: where the node keeps its privacy accountant and (under HE) the global model.
+    ``ckks-context``: the federation's secret CKKS context (defaults to ``<he-keys-dir>/member.ckks``).
+
+Under HE the member holds the global model: it starts from the seeded initial model, applies
+each round's encrypted aggregate (decrypt, divide by the total weight, add), verifies every
+aggregate against its announced digest, and sends ``Enc(n * delta)``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 
 from clients import task
+from fedchain._io import atomic_write_json
 from fedchain.config import FedChainConfig
 from fedchain.data import load_demo_partition, load_local_dataset
-from fedchain.errors import BudgetExhaustedError, FedChainError
+from fedchain.errors import BudgetExhaustedError, FedChainError, SerializationError
 from fedchain.identity import address_of, simulated_member_key
 from fedchain.protocol import (
     ERROR_BUDGET_EXHAUSTED,
     ERROR_INVALID_INSTRUCTION,
+    chunks_to_record,
+    record_to_chunks,
     record_to_weights,
     weights_to_record,
 )
-from fedchain.serialization import Weights, check_weights, model_hash
-from fedchain.types import LocalDataset
+from fedchain.serialization import Weights, check_weights, flatten, load_model, model_hash, save_model, unflatten
+from fedchain.types import DPParams, LocalDataset
 
 __all__ = ["MemberNode", "member_kind"]
 
@@ -62,6 +72,8 @@ class MemberNode:
     kind: str
     data: LocalDataset
     state_dir: Path
+    ckks_path: Path | None = None
+    _ckks: Any = field(default=None, repr=False)
 
     @classmethod
     def from_context(cls, context: Context) -> MemberNode:
@@ -76,49 +88,50 @@ class MemberNode:
     def _build(cls, context: Context) -> MemberNode:
         config = FedChainConfig.from_run_config(context.run_config)
         node_config: dict[str, Any] = dict(context.node_config)
+        member_id = int(node_config.get("member-id", node_config.get("partition-id", 0)))
         data_path = str(node_config.get("data-path", "") or "")
         if data_path:
-            member_id = int(node_config.get("member-id", node_config.get("partition-id", 0)))
             data = load_local_dataset(
                 data_path,
                 label_column=str(node_config.get("label-column", "label")),
                 test_fraction=config.test_fraction,
                 seed=config.seed + member_id,
-                num_classes=int(node_config["num-classes"]) if "num-classes" in node_config else None,
+                num_classes=int(node_config.get("num-classes", config.num_classes)),
             )
         else:
-            member_id = int(node_config.get("member-id", node_config.get("partition-id", 0)))
-            num_partitions = int(node_config.get("num-partitions", config.total_members))
             data = load_demo_partition(
                 member_id,
-                num_partitions,
+                int(node_config.get("num-partitions", config.total_members)),
                 partitioner=config.partitioner,
                 alpha=config.dirichlet_alpha,
                 test_fraction=config.test_fraction,
                 seed=config.seed,
             )
-        state_dir = Path(str(node_config.get("state-dir", "") or "")) if node_config.get("state-dir") else None
-        if state_dir is None:
+        if node_config.get("state-dir"):
+            state_dir = Path(str(node_config["state-dir"]))
+        else:
             root = (
                 Path(config.out_dir) if config.out_dir else Path(tempfile.gettempdir()) / f"fedchain-{context.run_id}"
             )
             state_dir = root / "members" / f"member-{member_id}"
         state_dir.mkdir(parents=True, exist_ok=True)
-        address = address_of(simulated_member_key(seed=config.seed, member_id=member_id))
+        ckks_path = None
+        if config.he:
+            ckks = node_config.get("ckks-context") or (
+                str(Path(config.he_keys_dir) / "member.ckks") if config.he_keys_dir else ""
+            )
+            ckks_path = Path(str(ckks)) if ckks else None
         return cls(
             config=config,
             member_id=member_id,
-            address=address,
+            address=address_of(simulated_member_key(seed=config.seed, member_id=member_id)),
             kind=member_kind(config, member_id),
             data=data,
             state_dir=state_dir,
+            ckks_path=ckks_path,
         )
 
     # ------------------------------------------------------------------ model
-    def template(self) -> Weights:
-        """Freshly initialised weights: the shape every received model must have."""
-        return task.get_weights(self._new_model())
-
     def _new_model(self) -> Any:
         return task.build_model(
             num_features=self.data.num_features,
@@ -127,50 +140,110 @@ class MemberNode:
             seed=self.config.seed,
         )
 
-    def _global_weights(self, content: RecordDict) -> tuple[Weights, int]:
-        """The global model of the instruction, validated against the task's template."""
-        weights = check_weights(record_to_weights(content.array_records["model"]), self.template())
-        return weights, int(content.config_records["config"].get("model-round", 0))
+    def template(self) -> Weights:
+        """The seeded initial weights: the shape every model must have, and round 0's model under HE."""
+        return task.get_weights(self._new_model())
 
-    def _identity(self, global_hash: str) -> ConfigRecord:
+    def _context(self) -> Any:
+        from fedchain import crypto
+
+        if self._ckks is None:
+            if self.ckks_path is None:
+                raise FedChainError("HE is on but this node has no CKKS context: set he-keys-dir or ckks-context")
+            self._ckks = crypto.load_member_context(crypto.read_context(self.ckks_path))
+        return self._ckks
+
+    def _global_model(self, content: RecordDict) -> tuple[Weights, int]:
+        """The global model the instruction refers to: sent in plaintext, or rebuilt from aggregates under HE."""
+        config = content.config_records["config"]
+        if not self.config.he:
+            weights = check_weights(record_to_weights(content.array_records["model"]), self.template())
+            return weights, int(config.get("model-round", 0))  # type: ignore[arg-type]
+        return self._apply_aggregates(content)
+
+    def _apply_aggregates(self, content: RecordDict) -> tuple[Weights, int]:
+        from fedchain import crypto
+
+        config = content.config_records["config"]
+        weights, model_round = self._load_he_state()
+        for agg_round in [int(k) for k in config.get("agg-rounds", [])]:  # type: ignore[union-attr]
+            if agg_round <= model_round:
+                continue
+            chunks = record_to_chunks(content.array_records[f"agg.{agg_round}"])
+            crypto.verify_digest(chunks, str(config[f"agg.{agg_round}.digest"]), what=f"aggregate of round {agg_round}")
+            total_weight = int(config[f"agg.{agg_round}.weight"])  # type: ignore[arg-type]
+            if total_weight <= 0:
+                raise SerializationError(f"aggregate of round {agg_round} has total weight {total_weight}")
+            size = sum(array.size for array in weights.values())
+            mean_delta = crypto.decrypt_update(self._context(), chunks, size) / total_weight
+            weights = unflatten(flatten(weights) + mean_delta, weights)
+            model_round = agg_round
+        target = int(config.get("model-round", model_round))  # type: ignore[arg-type]
+        if model_round < target:
+            model_round = target  # rounds without an aggregate (skipped) leave the model unchanged
+        self._save_he_state(weights, model_round)
+        return weights, model_round
+
+    def _load_he_state(self) -> tuple[Weights, int]:
+        meta_path = self.state_dir / "global.json"
+        if not meta_path.exists():
+            return self.template(), 0
+        meta = json.loads(meta_path.read_text())
+        weights = load_model(self.state_dir / "global.safetensors", expected_hash=meta["model_hash"])
+        return check_weights(weights, self.template()), int(meta["model_round"])
+
+    def _save_he_state(self, weights: Weights, model_round: int) -> None:
+        digest = save_model(self.state_dir / "global.safetensors", weights)
+        atomic_write_json(self.state_dir / "global.json", {"model_round": model_round, "model_hash": digest})
+
+    def _identity(self, global_hash: str, model_round: int) -> ConfigRecord:
         return ConfigRecord(
-            {"member-id": self.member_id, "address": self.address, "kind": self.kind, "model-hash": global_hash}
+            {
+                "member-id": self.member_id,
+                "address": self.address,
+                "kind": self.kind,
+                "model-hash": global_hash,
+                "model-round": model_round,
+            }
         )
 
     # ------------------------------------------------------------------ train
     def train(self, msg: Message) -> Message:
         """Answer a train instruction: local training on the global model, reply with the update."""
         try:
-            server_round = int(msg.content.config_records["config"]["server-round"])
-            weights, model_round = self._global_weights(msg.content)
+            server_round = int(msg.content.config_records["config"]["server-round"])  # type: ignore[arg-type]
+            weights, model_round = self._global_model(msg.content)
             started = time.perf_counter()
             model = self._new_model()
             task.set_weights(model, weights)
-            loss = task.train_plain(
-                model,
-                self.data.x_train,
-                self.data.y_train,
-                epochs=self.config.local_epochs,
-                batch_size=self.config.batch_size,
-                learning_rate=self.config.learning_rate,
-                momentum=self.config.momentum,
-                seed=self.config.seed * 100_003 + server_round * 1_009 + self.member_id,
-            )
-            metrics = MetricRecord(
-                {
-                    "num-examples": self.data.num_train,
-                    "train-loss": loss,
-                    "model-round": model_round,
-                    "train-seconds": time.perf_counter() - started,
-                }
-            )
+            model, loss, dp, epsilon = self._train_local(model, server_round)
+            trained = task.get_weights(model)
+            metrics: dict[str, Any] = {
+                "num-examples": self.data.num_train,
+                "train-loss": loss,
+                "train-seconds": time.perf_counter() - started,
+            }
+            if dp is not None and epsilon is not None:
+                metrics.update(
+                    {
+                        "epsilon": epsilon,
+                        "noise-multiplier": dp.noise_multiplier,
+                        "sample-rate": dp.sample_rate,
+                        "steps": dp.steps,
+                        "max-grad-norm": dp.max_grad_norm,
+                        "delta": dp.delta,
+                    }
+                )
             content = RecordDict(
-                {
-                    "arrays": weights_to_record(task.get_weights(model)),
-                    "metrics": metrics,
-                    "member": self._identity(model_hash(weights)),
-                }
+                {"metrics": MetricRecord(metrics), "member": self._identity(model_hash(weights), model_round)}
             )
+            if self.config.he:
+                from fedchain import crypto
+
+                delta = (flatten(trained) - flatten(weights)) * self.data.num_train
+                content["update"] = chunks_to_record(crypto.encrypt_update(self._context(), delta))
+            else:
+                content["arrays"] = weights_to_record(trained)
             return Message(content, reply_to=msg)
         except BudgetExhaustedError as exc:
             log.warning("member %d declines the round: %s", self.member_id, exc)
@@ -179,18 +252,41 @@ class MemberNode:
             log.warning("member %d refuses the instruction: %s", self.member_id, exc)
             return Message(Error(code=ERROR_INVALID_INSTRUCTION, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)
 
+    def _train_local(self, model: Any, server_round: int) -> tuple[Any, float, DPParams | None, float | None]:
+        seed = self.config.seed * 100_003 + server_round * 1_009 + self.member_id
+        options = {
+            "epochs": self.config.local_epochs,
+            "batch_size": self.config.batch_size,
+            "learning_rate": self.config.learning_rate,
+            "momentum": self.config.momentum,
+            "seed": seed,
+        }
+        if not self.config.dp:
+            loss = task.train_plain(model, self.data.x_train, self.data.y_train, **options)
+            return model, loss, None, None
+        from fedchain.privacy import DPConfig, PrivacyBudget, PrivacyLedger, train_private
+
+        dp_config = DPConfig(
+            budget=PrivacyBudget(epsilon=self.config.epsilon, delta=self.config.delta),
+            max_grad_norm=self.config.max_grad_norm,
+            noise_multiplier=self.config.noise_multiplier or None,
+            planned_rounds=self.config.rounds,
+        )
+        ledger = PrivacyLedger.open(self.state_dir / "privacy.json")
+        result = train_private(model, self.data.x_train, self.data.y_train, config=dp_config, ledger=ledger, **options)
+        return result.model, result.train_loss, result.dp, result.epsilon
+
     # --------------------------------------------------------------- evaluate
     def evaluate(self, msg: Message) -> Message:
         """Answer an evaluate instruction: loss and accuracy of the global model on local test data."""
         try:
-            weights, model_round = self._global_weights(msg.content)
+            weights, model_round = self._global_model(msg.content)
             model = self._new_model()
             task.set_weights(model, weights)
             loss, accuracy = task.evaluate(model, self.data.x_test, self.data.y_test)
-            metrics = MetricRecord(
-                {"num-examples": len(self.data.y_test), "loss": loss, "accuracy": accuracy, "model-round": model_round}
-            )
-            content = RecordDict({"metrics": metrics, "member": self._identity(model_hash(weights))})
+            metrics = MetricRecord({"num-examples": len(self.data.y_test), "loss": loss, "accuracy": accuracy})
+            content = RecordDict({"metrics": metrics, "member": self._identity(model_hash(weights), model_round)})
             return Message(content, reply_to=msg)
         except (FedChainError, KeyError) as exc:
+            log.warning("member %d refuses to evaluate: %s", self.member_id, exc)
             return Message(Error(code=ERROR_INVALID_INSTRUCTION, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)

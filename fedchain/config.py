@@ -91,6 +91,9 @@ class FedChainConfig:
     he_scoring: bool = _spec(
         False, check_bool, "he-scoring", "CKKS parameters with one multiplicative level for encrypted scoring"
     )
+    he_keys_dir: str = _spec(
+        "", None, "he-keys-dir", "directory with member.ckks (secret) and coordinator.ckks (public) contexts"
+    )
     chain: str = _spec("embedded", None, "chain", "'embedded' (in-process EVM), 'none', or a JSON-RPC URL")
     reward_pool_wei: int = _spec(10**20, _INT_NONNEG, "reward-pool-wei", "tokens (wei) split among members each round")
     round_timeout_s: float = _spec(600.0, _FLOAT_POS, "round-timeout-s", "seconds to wait for member replies")

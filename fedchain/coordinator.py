@@ -1,10 +1,14 @@
 """The coordinator's round loop: one readable loop, stages top to bottom.
 
-Each round: sample and instruct members (train) -> validate replies -> aggregate -> score ->
-evaluate the new global model on members -> reward and record -> report. Failures of
-individual members are data: they are counted by reason and the round goes on with the rest
-while at least ``min_members`` updates are accepted; otherwise the round is skipped and recorded
-as skipped in the results.
+Each round: instruct sampled members to train -> validate replies -> aggregate (plaintext with
+the strategy's Flower aggregation, or by adding CKKS ciphertexts) -> score -> evaluate the new
+global model on members -> reward and record on chain -> report. Failures of individual
+members are data: they are counted by reason and the round goes on with the rest while at least
+``min_members`` updates are accepted; otherwise the round is skipped and reported as skipped.
+
+Under HE the coordinator holds the public CKKS context only. It never sees an individual update
+or the plaintext model: it keeps each round's encrypted aggregate and sends members the ones
+they have not applied yet; members report the resulting model hash from evaluation.
 
 Example (inside a Flower ServerApp)::
 
@@ -17,22 +21,22 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from flwr.app import ArrayRecord, ConfigRecord, Message
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from fedchain.config import FedChainConfig
 from fedchain.contribution import data_size_scores
-from fedchain.errors import FedChainError
-from fedchain.protocol import ERROR_BUDGET_EXHAUSTED, record_to_weights
+from fedchain.errors import FedChainError, SerializationError
+from fedchain.protocol import ERROR_BUDGET_EXHAUSTED, chunks_to_record, record_to_chunks, record_to_weights
 from fedchain.results import RoundSummary, RunResult
 from fedchain.serialization import Weights, check_weights, model_hash
-from fedchain.types import ZERO_HASH, MemberRound
+from fedchain.types import ZERO_HASH, Aggregate, DPParams, MemberRound, MemberRoundRecord, Receipt, RoundRecord
 
-__all__ = ["Coordinator", "RoundStrategy"]
+__all__ = ["Coordinator", "RecordSink", "RoundStrategy"]
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +61,21 @@ class RoundStrategy(Protocol):
         """Aggregate (weights, num_examples) pairs into the new global model."""
 
 
+class RecordSink(Protocol):
+    """Where rounds are recorded (``fedchain.ledger.Ledger``)."""
+
+    def record_round(self, record: RoundRecord) -> Receipt:
+        """Record ``record``; return the receipt with the rewards paid."""
+
+
 @dataclass(frozen=True)
 class AcceptedUpdate:
-    """A validated member update of one round."""
+    """A validated member update of one round: plaintext weights or ciphertext chunks."""
 
     node_id: int
     member: MemberRound
-    weights: Weights
+    weights: Weights | None = None
+    chunks: list[bytes] | None = None
 
 
 @dataclass
@@ -73,20 +85,29 @@ class Coordinator:
     Attributes:
         config: the validated run configuration.
         strategy: sampling and (plaintext) aggregation.
-        initial_weights: the round-0 global model.
+        initial_weights: the round-0 global model (the members' seeded model under HE).
+        public_context: the coordinator's public CKKS context; required when ``config.he``.
+        ledger: where each completed round is recorded and paid; None records nothing.
         on_round: called with each round's summary (progress display).
     """
 
     config: FedChainConfig
     strategy: RoundStrategy
     initial_weights: Weights
+    public_context: Any = None
+    ledger: RecordSink | None = None
     on_round: Callable[[RoundSummary], None] | None = None
     weights: Weights = field(init=False)
     model_hash: str = field(init=False)
+    aggregates: dict[int, Aggregate] = field(init=False, default_factory=dict)
+    known_rounds: dict[int, int] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.config.he and self.public_context is None:
+            raise FedChainError("HE is on: the coordinator needs the federation's public CKKS context")
         self.weights = dict(self.initial_weights)
         self.model_hash = model_hash(self.weights)
+        self._vector_size = sum(array.size for array in self.weights.values())
 
     # ------------------------------------------------------------------ loop
     def run(self, grid: Grid) -> RunResult:
@@ -107,41 +128,35 @@ class Coordinator:
         started = time.perf_counter()
         summary = RoundSummary(server_round=server_round, status="completed", previous_model_hash=self.model_hash)
 
-        # 1. Train: sample members and send them the global model.
-        train_config = ConfigRecord({"model-round": server_round - 1})
-        instructions = self.strategy.configure_train(server_round, self.weights, train_config, grid)
+        # 1. Train: sample members and send them the global model (or the aggregates they miss).
+        config = ConfigRecord({"model-round": server_round - 1})
+        instructions = self._with_aggregates(self.strategy.configure_train(server_round, self.weights, config, grid))
         replies = list(grid.send_and_receive(instructions, timeout=self.config.round_timeout_s))
 
         # 2. Validate: keep well-formed updates, count the rest by reason.
-        accepted, others = self._validate(replies, summary)
-        if len(accepted) < self.config.min_members:
-            log.warning(
-                "round %d skipped: %d accepted updates, %d needed", server_round, len(accepted), self.config.min_members
-            )
-            summary.status = "skipped"
-            summary.members = others
-            summary.model_hash = self.model_hash
-            summary.seconds = time.perf_counter() - started
-            return summary
+        accepted = self._validate(server_round, replies, summary)
 
-        # 3. Aggregate.
-        new_record = self.strategy.aggregate_plain(
-            server_round, [(update.weights, update.member.num_examples) for update in accepted]
-        )
-        new_weights = check_weights(record_to_weights(new_record), self.weights)
+        # 3. Aggregate (the HE sum drops updates whose ciphertexts do not load).
+        if len(accepted) >= self.config.min_members:
+            accepted, aggregate = self._aggregate(server_round, accepted, summary)
+        if len(accepted) < self.config.min_members:
+            return self._skip(summary, len(accepted), started)
+        summary.aggregate_hash = aggregate.digest
 
         # 4. Score.
         scores = data_size_scores({update.member.address: update.member.num_examples for update in accepted})
+        summary.members = [replace(u.member, score=scores[u.member.address]) for u in accepted]
 
-        # 5. Evaluate the new global model on members.
-        self.weights = new_weights
-        self.model_hash = model_hash(new_weights)
-        summary.model_hash = self.model_hash
-        summary.aggregate_hash = self.model_hash
-        summary.accuracy, summary.loss = self._evaluate(grid, server_round)
+        # 5. Evaluate the new global model on members; under HE they also report its hash.
+        summary.accuracy, summary.loss, reported_hash = self._evaluate(grid, server_round)
+        if not self.config.he:
+            reported_hash = self.model_hash
+        summary.model_hash = reported_hash or ZERO_HASH
+        self.model_hash = summary.model_hash
 
-        # 6. Reward and record (chain).
-        summary.members = [replace(u.member, score=scores[u.member.address]) for u in accepted] + others
+        # 6. Reward and record.
+        if self.ledger is not None:
+            self._record(summary)
         summary.seconds = time.perf_counter() - started
         log.info(
             "round %d: accuracy %s, %d accepted, %.2f s",
@@ -152,12 +167,39 @@ class Coordinator:
         )
         return summary
 
+    def _skip(self, summary: RoundSummary, accepted: int, started: float) -> RoundSummary:
+        log.warning(
+            "round %d skipped: %d accepted updates, %d needed", summary.server_round, accepted, self.config.min_members
+        )
+        summary.status = "skipped"
+        summary.members = []
+        summary.model_hash = self.model_hash
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    # ---------------------------------------------------------- instructions
+    def _with_aggregates(self, messages: Sequence[Message]) -> list[Message]:
+        """Under HE, replace the plaintext model with the encrypted aggregates each member lacks."""
+        if not self.config.he:
+            return list(messages)
+        out = []
+        for message in messages:
+            node_id = message.metadata.dst_node_id
+            base = dict(message.content.config_records["config"])
+            missing = sorted(k for k in self.aggregates if k > self.known_rounds.get(node_id, 0))
+            config = ConfigRecord({**base, "agg-rounds": missing})
+            content = RecordDict({"config": config})
+            for agg_round in missing:
+                aggregate = self.aggregates[agg_round]
+                config[f"agg.{agg_round}.weight"] = aggregate.total_weight
+                config[f"agg.{agg_round}.digest"] = aggregate.digest
+                content[f"agg.{agg_round}"] = chunks_to_record(aggregate.ciphertext or ())
+            out.append(Message(content, dst_node_id=node_id, message_type=message.metadata.message_type))
+        return out
+
     # ---------------------------------------------------------------- stages
-    def _validate(
-        self, replies: list[Message], summary: RoundSummary
-    ) -> tuple[list[AcceptedUpdate], list[MemberRound]]:
+    def _validate(self, server_round: int, replies: list[Message], summary: RoundSummary) -> list[AcceptedUpdate]:
         accepted: list[AcceptedUpdate] = []
-        others: list[MemberRound] = []
         reasons: Counter[str] = Counter()
         seen: set[int] = set()
         for reply in replies:
@@ -165,13 +207,13 @@ class Coordinator:
             if reply.has_error():
                 reason = "declined" if reply.error.code == ERROR_BUDGET_EXHAUSTED else "failed"
                 reasons[reason] += 1
-                log.info("round %d: node %d %s: %s", summary.server_round, node_id, reason, reply.error.reason)
+                log.info("round %d: node %d %s: %s", server_round, node_id, reason, reply.error.reason)
                 continue
             try:
-                update = self._parse_update(node_id, reply)
+                update = self._parse_update(server_round, node_id, reply)
             except (FedChainError, KeyError, TypeError, ValueError) as exc:
                 reasons["invalid"] += 1
-                log.warning("round %d: node %d sent an invalid update: %s", summary.server_round, node_id, exc)
+                log.warning("round %d: node %d sent an invalid update: %s", server_round, node_id, exc)
                 continue
             if update.member.member_id in seen:
                 reasons["duplicate"] += 1
@@ -179,16 +221,28 @@ class Coordinator:
             seen.add(update.member.member_id)
             accepted.append(update)
         summary.rejections = dict(reasons)
-        return accepted, others
+        return accepted
 
-    def _parse_update(self, node_id: int, reply: Message) -> AcceptedUpdate:
+    def _parse_update(self, server_round: int, node_id: int, reply: Message) -> AcceptedUpdate:
         content = reply.content
         identity = content.config_records["member"]
         metrics = content.metric_records["metrics"]
         num_examples = metrics["num-examples"]
         if not isinstance(num_examples, int) or not 0 < num_examples <= MAX_EXAMPLES:
             raise ValueError(f"num-examples must be an int in [1, {MAX_EXAMPLES}], got {num_examples!r}")
-        weights = check_weights(record_to_weights(content.array_records["arrays"]), self.weights)
+        model_round = int(identity.get("model-round", server_round - 1))  # type: ignore[arg-type]
+        self.known_rounds[node_id] = model_round
+        if model_round != server_round - 1:
+            raise ValueError(f"trained on the model of round {model_round}, not {server_round - 1}")
+        dp = None
+        if "epsilon" in metrics:
+            dp = DPParams(
+                noise_multiplier=float(metrics["noise-multiplier"]),  # type: ignore[arg-type]
+                sample_rate=float(metrics["sample-rate"]),  # type: ignore[arg-type]
+                steps=int(metrics["steps"]),  # type: ignore[arg-type]
+                max_grad_norm=float(metrics["max-grad-norm"]),  # type: ignore[arg-type]
+                delta=float(metrics["delta"]),  # type: ignore[arg-type]
+            )
         member = MemberRound(
             member_id=int(identity["member-id"]),  # type: ignore[arg-type]
             address=str(identity["address"]),
@@ -196,31 +250,103 @@ class Coordinator:
             num_examples=num_examples,
             status="accepted",
             train_loss=float(metrics.get("train-loss", 0.0)),  # type: ignore[arg-type]
+            epsilon=float(metrics["epsilon"]) if dp is not None else None,  # type: ignore[arg-type]
+            dp=dp,
         )
-        return AcceptedUpdate(node_id=node_id, member=member, weights=weights)
+        if self.config.he:
+            if "update" not in content.array_records:
+                raise SerializationError("HE is on but the reply carries no encrypted update")
+            return AcceptedUpdate(node_id, member, chunks=record_to_chunks(content.array_records["update"]))
+        weights = check_weights(record_to_weights(content.array_records["arrays"]), self.weights)
+        return AcceptedUpdate(node_id, member, weights=weights)
 
-    def _evaluate(self, grid: Grid, server_round: int) -> tuple[float | None, float | None]:
-        eval_config = ConfigRecord({"model-round": server_round})
-        instructions = self.strategy.configure_evaluate(server_round, self.weights, eval_config, grid)
+    def _aggregate(
+        self, server_round: int, accepted: list[AcceptedUpdate], summary: RoundSummary
+    ) -> tuple[list[AcceptedUpdate], Aggregate]:
+        if not self.config.he:
+            new_record = self.strategy.aggregate_plain(
+                server_round, [(update.weights, update.member.num_examples) for update in accepted]
+            )
+            self.weights = check_weights(record_to_weights(new_record), self.weights)
+            self.model_hash = model_hash(self.weights)
+            total = sum(update.member.num_examples for update in accepted)
+            return accepted, Aggregate(total_weight=total, digest=self.model_hash)
+
+        from fedchain import crypto
+
+        slots = crypto.context_slot_count(self.public_context)
+        try:
+            chunks, rejected = crypto.sum_encrypted_valid(
+                self.public_context,
+                [update.chunks or [] for update in accepted],
+                expected_chunks=crypto.chunk_count(self._vector_size, slots),
+                expected_length=self._vector_size,
+            )
+        except FedChainError as exc:
+            log.warning("round %d: no encrypted update could be added: %s", server_round, exc)
+            summary.rejections["invalid"] = summary.rejections.get("invalid", 0) + len(accepted)
+            return [], Aggregate(total_weight=0, digest=ZERO_HASH)
+        for index, reason in rejected.items():
+            log.warning("round %d: node %d's ciphertext rejected: %s", server_round, accepted[index].node_id, reason)
+            summary.rejections["invalid"] = summary.rejections.get("invalid", 0) + 1
+        kept = [update for index, update in enumerate(accepted) if index not in rejected]
+        aggregate = Aggregate(
+            total_weight=sum(update.member.num_examples for update in kept),
+            digest=crypto.ciphertext_digest(chunks),
+            ciphertext=tuple(chunks),
+        )
+        self.aggregates[server_round] = aggregate
+        return kept, aggregate
+
+    def _evaluate(self, grid: Grid, server_round: int) -> tuple[float | None, float | None, str | None]:
+        config = ConfigRecord({"model-round": server_round})
+        instructions = self._with_aggregates(self.strategy.configure_evaluate(server_round, self.weights, config, grid))
         if not instructions:
-            return None, None
+            return None, None, None
         replies = grid.send_and_receive(instructions, timeout=self.config.round_timeout_s)
-        total = 0
-        correct = 0.0
-        loss = 0.0
+        total, correct, loss = 0, 0.0, 0.0
+        hashes: Counter[str] = Counter()
         for reply in replies:
+            node_id = reply.metadata.src_node_id
             if reply.has_error():
-                log.info("round %d: evaluation failed on node %d", server_round, reply.metadata.src_node_id)
+                log.info("round %d: evaluation failed on node %d: %s", server_round, node_id, reply.error.reason)
                 continue
+            identity = reply.content.config_records["member"]
             metrics = reply.content.metric_records["metrics"]
-            reported_hash = reply.content.config_records["member"].get("model-hash", ZERO_HASH)
-            if reported_hash != self.model_hash:
-                log.warning("round %d: node %d evaluated another model", server_round, reply.metadata.src_node_id)
+            if int(identity.get("model-round", -1)) != server_round:  # type: ignore[arg-type]
+                continue
+            self.known_rounds[node_id] = server_round
+            reported = str(identity.get("model-hash", ZERO_HASH))
+            hashes[reported] += 1
+            if not self.config.he and reported != self.model_hash:
+                log.warning("round %d: node %d evaluated another model", server_round, node_id)
                 continue
             n = int(metrics["num-examples"])  # type: ignore[arg-type]
             total += n
             correct += float(metrics["accuracy"]) * n  # type: ignore[arg-type]
             loss += float(metrics["loss"]) * n  # type: ignore[arg-type]
+        if len(hashes) > 1:
+            log.warning("round %d: members disagree on the global model hash: %s", server_round, dict(hashes))
+        consensus = hashes.most_common(1)[0][0] if hashes else None
         if total == 0:
-            return None, None
-        return correct / total, loss / total
+            return None, None, consensus
+        return correct / total, loss / total, consensus
+
+    def _record(self, summary: RoundSummary) -> None:
+        assert self.ledger is not None
+        record = RoundRecord(
+            server_round=summary.server_round,
+            aggregate_hash=summary.aggregate_hash or ZERO_HASH,
+            model_hash=summary.model_hash or ZERO_HASH,
+            previous_model_hash=summary.previous_model_hash or ZERO_HASH,
+            members=tuple(
+                MemberRoundRecord(address=m.address, score=m.score, dp=m.dp, epsilon=m.epsilon) for m in summary.members
+            ),
+            reward_pool_wei=self.config.reward_pool_wei,
+        )
+        receipt = self.ledger.record_round(record)
+        summary.tx_hash = receipt.tx_hash
+        summary.gas_used = receipt.gas_used
+        summary.block_number = receipt.block_number
+        summary.treasury_wei = receipt.treasury_wei
+        summary.members = [replace(m, reward_wei=receipt.rewards_wei.get(m.address, 0)) for m in summary.members]

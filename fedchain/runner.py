@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -90,8 +91,20 @@ def run_simulation(
     if not config.out_dir:
         raise FederationError("run_simulation needs config.out_dir")
     os.environ.update(flower_environment())
-    out_dir = Path(config.out_dir)
+    out_dir = Path(config.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
+    config = config.replace(out_dir=str(out_dir))
+    # A simulated run is a new federation: members' state (privacy accountants, models) and keys
+    # from an earlier run in the same directory must not leak into it.
+    for stale in ("members", "keys"):
+        if (out_dir / stale).exists():
+            log.info("removing %s from an earlier run", out_dir / stale)
+            shutil.rmtree(out_dir / stale)
+    if config.he and not config.he_keys_dir:
+        from fedchain.provision import provision_keys
+
+        provision_keys(out_dir / "keys", scoring=config.he_scoring)
+        config = config.replace(he_keys_dir=str(out_dir / "keys"))
     result_path = out_dir / "result.json"
     result_path.unlink(missing_ok=True)
 
@@ -113,7 +126,26 @@ def run_simulation(
             backend_config=backend_config,  # type: ignore[arg-type]
             server_app_context=context,
             app_dir=str(_app_dir(config, Path(tmp))),
+            is_app=True,
         )
     if not result_path.is_file():
         raise FederationError(f"the run ended without writing {result_path}: see the log above")
-    return dict(json.loads(result_path.read_text()))
+    result = dict(json.loads(result_path.read_text()))
+    if config.he:
+        _collect_member_model(out_dir, result)
+    return result
+
+
+def _collect_member_model(out_dir: Path, result: dict[str, Any]) -> None:
+    """Under HE the model lives with the members: copy one whose hash is the final recorded hash."""
+    from fedchain.serialization import sha256_hex
+
+    final_hash = next((row["model_hash"] for row in reversed(result["rounds"]) if row["status"] == "completed"), None)
+    for candidate in sorted(out_dir.glob("members/member-*/global.safetensors")):
+        if final_hash and sha256_hex(candidate.read_bytes()) == final_hash:
+            shutil.copyfile(candidate, out_dir / "model.safetensors")
+            result["model_path"] = str(out_dir / "model.safetensors")
+            result["model_hash"] = final_hash
+            (out_dir / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+            return
+    log.warning("no member holds the final model %s: model.safetensors not written", final_hash)

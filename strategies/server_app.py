@@ -5,15 +5,17 @@ Flower loads it by the component path in ``pyproject.toml``::
     [tool.flwr.app.components]
     serverapp = "strategies.server_app:app"
 
-It validates the run config, builds the strategy and the initial model, runs the
-:class:`~fedchain.coordinator.Coordinator` loop and writes ``result.json`` and
-``model.safetensors`` into ``out-dir`` (``runs/<run-id>`` when unset).
+It validates the run config, builds the strategy, loads the public CKKS context (HE) and
+connects the ledger (chain), runs the :class:`~fedchain.coordinator.Coordinator` loop and
+writes ``result.json`` (and, in plaintext mode, ``model.safetensors``) into ``out-dir``
+(``runs/<run-id>`` when unset). Under HE the coordinator never holds the model: members do.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
@@ -21,15 +23,32 @@ from flwr.serverapp import Grid, ServerApp
 from clients import task
 from fedchain.config import FedChainConfig
 from fedchain.coordinator import Coordinator
+from fedchain.errors import ConfigError
 from fedchain.progress import publish
 from fedchain.serialization import save_model
 from strategies.registry import create_strategy
 
-__all__ = ["app"]
+__all__ = ["app", "load_public_context"]
 
 log = logging.getLogger(__name__)
 
 app = ServerApp()
+
+
+def load_public_context(config: FedChainConfig) -> Any:
+    """The coordinator's CKKS context from ``<he-keys-dir>/coordinator.ckks``; refuses a secret key."""
+    if not config.he:
+        return None
+    if not config.he_keys_dir:
+        raise ConfigError(
+            "he_keys_dir",
+            "a directory holding coordinator.ckks when HE is on",
+            config.he_keys_dir,
+            hint="Create one with `fedchain provision keys DIR` (or pass he=false).",
+        )
+    from fedchain import crypto
+
+    return crypto.load_coordinator_context(crypto.read_context(Path(config.he_keys_dir) / "coordinator.ckks"))
 
 
 @app.main()
@@ -39,6 +58,7 @@ def main(grid: Grid, context: Context) -> None:
     out_dir = Path(config.out_dir or f"runs/{context.run_id}")
     config = config.replace(out_dir=str(out_dir))
     strategy = create_strategy(config)
+    public_context = load_public_context(config)
     initial = task.get_weights(
         task.build_model(
             num_features=config.num_features,
@@ -47,9 +67,12 @@ def main(grid: Grid, context: Context) -> None:
             seed=config.seed,
         )
     )
-    coordinator = Coordinator(config=config, strategy=strategy, initial_weights=initial, on_round=publish)
+    coordinator = Coordinator(
+        config=config, strategy=strategy, initial_weights=initial, public_context=public_context, on_round=publish
+    )
     result = coordinator.run(grid)
-    result.model_path = str(out_dir / "model.safetensors")
-    save_model(result.model_path, coordinator.weights)
+    if not config.he:
+        result.model_path = str(out_dir / "model.safetensors")
+        save_model(result.model_path, coordinator.weights)
     path = result.write(out_dir)
     log.info("fedchain: wrote %s (final accuracy %s)", path, result.final_accuracy)

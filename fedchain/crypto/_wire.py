@@ -76,9 +76,7 @@ def _fields(data: bytes) -> list[tuple[int, int, bytes | int]]:
         elif wire == _WIRE_BYTES:
             length, pos = _varint(data, pos)
             if pos + length > len(data):
-                raise SerializationError(
-                    f"field {field} declares {length} bytes but only {len(data) - pos} remain"
-                )
+                raise SerializationError(f"field {field} declares {length} bytes but only {len(data) - pos} remain")
             out.append((field, wire, data[pos : pos + length]))
             pos += length
         else:

@@ -9,10 +9,11 @@ bounds the total coefficient modulus ``log2(Q)`` (special prime included) by 27,
 ``AGGREGATION`` (addition only)
     ``N = 8192``, coefficient moduli ``[56, 40]`` bits (96 of the 218 allowed; 40 is the special prime,
     kept so that fresh noise is scaled down on encryption), scale ``2**30``. A ciphertext carries the
-    one 56-bit data prime: a packed chunk of 4096 values serializes to about 115 KB. A value decodes
-    while ``|x| * 2**30 < 2**55``: every slot, including the sum over all members, must stay below
-    ``max_magnitude = 2**24 ~ 1.7e7`` (one bit of margin). Precision: fresh encryption noise is about
-    ``1e-8`` absolute per slot and a sum over M members adds about ``sqrt(M)`` times that.
+    one 56-bit data prime: a packed chunk of 4096 values serializes to about 124 KB (SEAL's zstd),
+    7.6 ciphertext bytes per float32 byte, 7.75 at 100k values once the last chunk's padding counts.
+    A value decodes while ``|x| * 2**30 < 2**55``: every slot, including the sum over all members,
+    must stay below ``max_magnitude = 2**24 ~ 1.7e7`` (one bit of margin). Precision (measured):
+    at most ``1e-5`` absolute error per value on a fresh ciphertext, ``2.5e-5`` on a sum of 10.
 
 ``SCORING`` (one ciphertext x ciphertext product, then one plaintext product to pack scalars)
     ``N = 8192``, coefficient moduli ``[50, 36, 36, 36, 60]`` bits (218 of 218; 60 is the special prime,
@@ -26,10 +27,12 @@ bounds the total coefficient modulus ``log2(Q)`` (special prime included) by 27,
     packed values above ``2**19 ~ 5e5`` wrap around: too small for the inner products of weighted
     updates (up to ~1e14).
 
-The 8x upload target (ciphertext bytes / float32 bytes) is bounded below by ``log2(q0) / 8`` for a
-single data prime ``q0``: ``N`` coefficients of two polynomials hold ``N / 2`` values. ``[60, 40]`` at
-``2**40`` (STACK.md) gives 7.5x plus framing and padding, 8.2x at 100k values; ``[56, 40]`` gives 7.3x
-at 100k and trades precision it did not need (1e-12) for headroom it does (3.3e7 instead of 5.2e5).
+The 8x upload target (ciphertext bytes / float32 bytes) is bounded below by about ``log2(q0) / 8``
+for a single data prime ``q0``: ``N`` coefficients of two polynomials hold ``N / 2`` values. Measured
+per full chunk at N = 8192 (``q0`` bits, scale bits: ratio, max error, max magnitude):
+``60, 40``: 8.01x, 9e-9, 2.6e5 (STACK.md's set; 8.2x at 100k values) -- ``60, 34``: 8.01x, 6e-7,
+1.7e7 -- ``58, 32``: 7.77x, 2e-6, 1.7e7 -- ``56, 30``: 7.57x, 9e-6, 1.7e7 (chosen). N = 4096 gives the
+same ratio for the same ``q0`` (half the slots, half the coefficients).
 
 Example:
     >>> from fedchain.crypto.params import AGGREGATION, CkksParams
@@ -101,12 +104,9 @@ class CkksParams:
                 "coeff_mod_bit_sizes", "a tuple of at least 2 prime bit sizes (data primes + special)", sizes
             )
         if any(
-            isinstance(b, bool) or not isinstance(b, int) or not _MIN_PRIME_BITS <= b <= _MAX_PRIME_BITS
-            for b in sizes
+            isinstance(b, bool) or not isinstance(b, int) or not _MIN_PRIME_BITS <= b <= _MAX_PRIME_BITS for b in sizes
         ):
-            raise ConfigError(
-                "coeff_mod_bit_sizes", f"ints in [{_MIN_PRIME_BITS}, {_MAX_PRIME_BITS}]", sizes
-            )
+            raise ConfigError("coeff_mod_bit_sizes", f"ints in [{_MIN_PRIME_BITS}, {_MAX_PRIME_BITS}]", sizes)
         bound = MAX_COEFF_MODULUS_BITS_128[self.poly_modulus_degree]
         if sum(sizes) > bound:
             raise ConfigError(
@@ -116,11 +116,13 @@ class CkksParams:
                 hint=f"They sum to {sum(sizes)} bits.",
             )
         if not 20 <= self.global_scale_bits < sizes[0]:
-            raise ConfigError("global_scale_bits", f"an int in [20, {sizes[0]}) (below the first prime)",
-                              self.global_scale_bits)
+            raise ConfigError(
+                "global_scale_bits", f"an int in [20, {sizes[0]}) (below the first prime)", self.global_scale_bits
+            )
         if not 0 <= self.multiplications <= len(sizes) - 2:
             raise ConfigError(
-                "multiplications", f"an int in [0, {len(sizes) - 2}] (one rescale prime each)",
+                "multiplications",
+                f"an int in [0, {len(sizes) - 2}] (one rescale prime each)",
                 self.multiplications,
             )
 

@@ -63,5 +63,5 @@ def test_garbage_context_bytes_raise_serialization_error(data: bytes) -> None:
 
 def test_truncated_context_raises_serialization_error(agg_member: ts.Context) -> None:
     public = crypto.export_public_context(agg_member)
-    with pytest.raises(SerializationError, match="coordinator context|declares"):
+    with pytest.raises(SerializationError, match=r"coordinator context|declares"):
         crypto.load_coordinator_context(public[: len(public) // 2])

@@ -30,7 +30,7 @@ def test_packed_scores_at_weighted_update_magnitudes(
     """<n_i delta_i, sum> and <n_i delta_i, n_i delta_i> with |delta| up to 100 and n up to 1e4."""
     rng = np.random.default_rng(1)
     weighted = [n * _scaled(rng, norm) for n, norm in [(1e4, 100.0), (1.0, 1.0), (500.0, 10.0)]]
-    total = sum(weighted)
+    total = 100 * np.sum(weighted, axis=0)  # stands for the sum over ~100 members of this size
     enc = [crypto.encrypt_update(scoring_member, w) for w in weighted]
     enc_total = crypto.encrypt_update(scoring_member, total)
     dots = [crypto.encrypted_dot(scoring_coordinator, e, enc_total) for e in enc]
@@ -38,10 +38,14 @@ def test_packed_scores_at_weighted_update_magnitudes(
     packed = crypto.pack_scalars(scoring_coordinator, dots)
     values = crypto.decrypt_scalars(scoring_member, packed, len(dots))
     expected = [float(w @ total) for w in weighted] + [float(w @ w) for w in weighted]
-    # documented tolerance: 1e-4 relative, plus an absolute floor of 1e-3
+    # documented tolerance: 1e-4 relative, plus cross-talk of 1e-9 x the largest packed scalar
+    largest = max(abs(v) for v in expected)
+    assert largest > 5e13
     for got, want in zip(values, expected, strict=True):
-        assert got == pytest.approx(want, rel=1e-4, abs=1e-3)
-    assert max(abs(v) for v in expected) > 1e13
+        assert abs(got - want) <= 1e-4 * abs(want) + 1e-9 * largest + 1e-3
+    # unpacked, each inner product is exact to 1e-4 relative whatever the others are
+    for dot, want in zip(dots, expected, strict=True):
+        assert crypto.decrypt_scalars(scoring_member, dot, 1)[0] == pytest.approx(want, rel=1e-4)
 
 
 def test_dot_needs_evaluation_keys(agg_member: ts.Context) -> None:

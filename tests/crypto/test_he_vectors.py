@@ -68,18 +68,20 @@ def test_no_valid_update(agg_coordinator: ts.Context) -> None:
 
 def test_other_parameters_are_rejected(scoring_member: ts.Context, agg_coordinator: ts.Context) -> None:
     foreign = crypto.encrypt_update(scoring_member, np.ones(10))  # SCORING parameters, other scale
-    _, rejected = crypto.sum_encrypted_valid(agg_coordinator, [foreign], expected_chunks=1)
-    assert "scale 2^36.00, expected the context's 2^30.00" in rejected[0]
+    good = crypto.encrypt_update(agg_coordinator, np.ones(10))
+    _, rejected = crypto.sum_encrypted_valid(agg_coordinator, [good, foreign], expected_chunks=1)
+    assert rejected == {1: "chunk 0: scale 2^36.00, expected the context's 2^30.00"}
 
 
 def test_other_parameters_same_scale_are_rejected(agg_coordinator: ts.Context) -> None:
     other = crypto.create_secret_context(
         crypto.CkksParams(poly_modulus_degree=8192, coeff_mod_bit_sizes=(60, 40), global_scale_bits=30)
     )
+    good = crypto.encrypt_update(agg_coordinator, np.ones(10))
     _, rejected = crypto.sum_encrypted_valid(
-        agg_coordinator, [crypto.encrypt_update(other, np.ones(10))], expected_chunks=1
+        agg_coordinator, [good, crypto.encrypt_update(other, np.ones(10))], expected_chunks=1
     )
-    assert "not a ciphertext of this context" in rejected[0]
+    assert rejected[1].startswith("chunk 0: not a ciphertext of this context (ciphertext data is invalid)")
 
 
 def test_other_key_same_parameters(agg_member: ts.Context, agg_coordinator: ts.Context) -> None:
@@ -103,7 +105,7 @@ def test_other_key_is_detected_without_padding(agg_member: ts.Context) -> None:
 @pytest.mark.parametrize(
     ("flat", "message"),
     [
-        (np.array([1.0, np.nan]), "must be finite values. Got nan at index 1."),
+        (np.array([1.0, np.nan]), "must be finite values. Got 'nan at index 1'."),
         (np.ones((2, 2)), "must be a non-empty 1-D numpy array. Got 'array of shape (2, 2)'."),
         (np.array([]), "must be a non-empty 1-D numpy array"),
         (np.array([1e9]), "values of magnitude at most 1.68e+07"),

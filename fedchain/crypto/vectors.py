@@ -1,0 +1,344 @@
+"""Encrypt, sum and decrypt flat updates as packed ``ckks_vector`` chunks.
+
+A flat update of ``length`` values is cut into ``ceil(length / slots)`` chunks of ``slots = N / 2``
+values; the last chunk is zero-padded, so every chunk on the wire has the same size and the same
+checks apply to all. Members encrypt ``n_i * delta_i``; the coordinator adds ciphertexts with its public
+context (:func:`sum_encrypted`, or :func:`sum_encrypted_valid` to leave bad members out and go on);
+members decrypt the sum with the secret context (:func:`decrypt_update`) and divide by the total weight.
+
+Example:
+    >>> import numpy as np
+    >>> from fedchain.crypto import AGGREGATION, create_secret_context, decrypt_update
+    >>> from fedchain.crypto import encrypt_update, export_public_context, load_coordinator_context
+    >>> from fedchain.crypto import sum_encrypted
+    >>> member = create_secret_context(AGGREGATION)
+    >>> coordinator = load_coordinator_context(export_public_context(member))
+    >>> a, b = encrypt_update(member, np.ones(10)), encrypt_update(member, np.arange(10.0))
+    >>> total = sum_encrypted(coordinator, [a, b], expected_chunks=1)
+    >>> np.round(decrypt_update(member, total, 10), 3)[:3]
+    array([1., 2., 3.])
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import tenseal as ts
+
+from fedchain.crypto._chunks import TENSEAL_ERRORS, load_chunk, magnitude_bound
+from fedchain.crypto.keys import context_slot_count
+from fedchain.errors import ConfigError, CryptoError, FedChainError
+
+__all__ = [
+    "UpdateRejectedError",
+    "chunk_count",
+    "decrypt_update",
+    "encrypt_update",
+    "sum_encrypted",
+    "sum_encrypted_valid",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Padding slots of a decrypted sum must decode below this; a ciphertext made under another key
+#: fills them with values around the full modulus range (millions), honest noise is about 1e-7.
+PADDING_TOLERANCE = 1e-3
+
+
+class UpdateRejectedError(CryptoError):
+    """One member's update cannot enter the sum; the others can.
+
+    Attributes:
+        index: position of the update in the list given to :func:`sum_encrypted`.
+        reason: what was wrong, without the index.
+    """
+
+    def __init__(self, index: int, reason: str) -> None:
+        self.index = index
+        self.reason = reason
+        super().__init__(f"update {index} rejected: {reason}")
+
+
+def chunk_count(length: int, slots: int) -> int:
+    """Chunks needed for ``length`` values at ``slots`` values per chunk.
+
+    Example:
+        >>> chunk_count(100_000, 4096)
+        25
+    """
+    return -(-length // slots)
+
+
+def _validated_flat(flat: np.ndarray, bound: float) -> np.ndarray:
+    if not isinstance(flat, np.ndarray):
+        raise ConfigError("flat", "a 1-D numpy array", type(flat).__name__)
+    if flat.ndim != 1 or flat.size == 0:
+        raise ConfigError("flat", "a non-empty 1-D numpy array", f"array of shape {flat.shape}")
+    if not (np.issubdtype(flat.dtype, np.floating) or np.issubdtype(flat.dtype, np.integer)):
+        raise ConfigError("flat", "a real numeric array", f"dtype {flat.dtype}")
+    values = flat.astype(np.float64, copy=False)
+    finite = np.isfinite(values)
+    if not finite.all():
+        first = int(np.flatnonzero(~finite)[0])
+        raise ConfigError("flat", "finite values", f"{values[first]} at index {first}")
+    peak = float(np.max(np.abs(values)))
+    if peak > bound:
+        raise ConfigError(
+            "flat",
+            f"values of magnitude at most {bound:.3g} (the CKKS parameters' range)",
+            f"max |x| = {peak:.3g}",
+            hint="Scale the update down or use parameters with a larger first prime.",
+        )
+    return values
+
+
+def encrypt_update(ctx: ts.Context, flat: np.ndarray) -> list[bytes]:
+    """Encrypt a flat update as packed, zero-padded ``ckks_vector`` chunks.
+
+    Args:
+        ctx: a context holding the public key (a member's secret context, or a public one).
+        flat: 1-D finite real values, e.g. ``n_i * delta_i``; each must stay within the parameters'
+            ``max_magnitude``, and so must their sum over members.
+
+    Returns:
+        ``ceil(len(flat) / slots)`` serialized chunks of ``slots`` values each.
+
+    Raises:
+        ConfigError: when ``flat`` is not a non-empty 1-D finite array within range.
+        CryptoError: when TenSEAL fails to encrypt.
+
+    Example:
+        >>> import numpy as np
+        >>> from fedchain.crypto import AGGREGATION, create_secret_context, encrypt_update
+        >>> len(encrypt_update(create_secret_context(AGGREGATION), np.zeros(5000)))
+        2
+    """
+    slots = context_slot_count(ctx)
+    values = _validated_flat(flat, magnitude_bound(ctx))
+    padded = np.zeros(chunk_count(values.size, slots) * slots)
+    padded[: values.size] = values
+    try:
+        return [
+            bytes(ts.ckks_vector(ctx, padded[start : start + slots].tolist()).serialize())
+            for start in range(0, padded.size, slots)
+        ]
+    except TENSEAL_ERRORS as exc:
+        raise CryptoError(f"CKKS encryption failed: {exc}") from exc
+
+
+def _load_update(
+    ctx: ts.Context, index: int, chunks: Sequence[bytes], expected_chunks: int, slots: int
+) -> list[ts.CKKSVector]:
+    if isinstance(chunks, bytes | bytearray | str) or not isinstance(chunks, Sequence):
+        raise UpdateRejectedError(index, f"expected a sequence of chunks, got {type(chunks).__name__}")
+    if len(chunks) != expected_chunks:
+        raise UpdateRejectedError(index, f"{len(chunks)} chunks, expected {expected_chunks}")
+    vectors = []
+    for position, data in enumerate(chunks):
+        try:
+            vectors.append(load_chunk(ctx, data, label=f"chunk {position}", size=slots))
+        except FedChainError as exc:
+            raise UpdateRejectedError(index, str(exc)) from exc
+    return vectors
+
+
+def _check_expected(expected_chunks: int, expected_length: int | None, slots: int) -> None:
+    if isinstance(expected_chunks, bool) or not isinstance(expected_chunks, int) or expected_chunks < 1:
+        raise ConfigError("expected_chunks", "an int in [1, inf)", expected_chunks)
+    if expected_length is not None:
+        if isinstance(expected_length, bool) or not isinstance(expected_length, int) or expected_length < 1:
+            raise ConfigError("expected_length", "an int in [1, inf)", expected_length)
+        needed = chunk_count(expected_length, slots)
+        if needed != expected_chunks:
+            raise ConfigError(
+                "expected_chunks",
+                f"ceil(expected_length / {slots}) = {needed} for expected_length={expected_length}",
+                expected_chunks,
+            )
+
+
+def _serialize(total: list[ts.CKKSVector]) -> list[bytes]:
+    return [bytes(v.serialize()) for v in total]
+
+
+def sum_encrypted(
+    public_ctx: ts.Context,
+    updates: Sequence[Sequence[bytes]],
+    expected_chunks: int,
+    expected_length: int | None = None,
+) -> list[bytes]:
+    """Add members' encrypted updates; any invalid update aborts the sum and is named.
+
+    Each member's chunks are all deserialized and checked under ``public_ctx`` before any of them
+    is added: chunk count, wire format, size, level, scale and parameters (see
+    :mod:`fedchain.crypto._chunks` for what can and cannot be detected).
+
+    Args:
+        public_ctx: the coordinator's context (no secret key needed).
+        updates: one list of chunks per member, each from :func:`encrypt_update` of ``n_i * delta_i``.
+        expected_chunks: chunks every update must have.
+        expected_length: the plaintext length, when known: checked against ``expected_chunks``.
+
+    Returns:
+        Serialized chunks of the encrypted sum.
+
+    Raises:
+        UpdateRejectedError: (a :class:`CryptoError`) naming the first invalid update's index; use
+            :func:`sum_encrypted_valid` to leave it out and go on.
+        ConfigError: when ``expected_chunks``/``expected_length`` are invalid or disagree.
+        CryptoError: when there is no update to sum.
+
+    Example:
+        >>> import numpy as np
+        >>> from fedchain.crypto import AGGREGATION, create_secret_context, encrypt_update
+        >>> from fedchain.crypto import sum_encrypted
+        >>> ctx = create_secret_context(AGGREGATION)
+        >>> sum_encrypted(ctx, [encrypt_update(ctx, np.ones(3)), [b"junk"]], expected_chunks=1)
+        Traceback (most recent call last):
+        ...
+        fedchain.crypto.vectors.UpdateRejectedError: update 1 rejected: chunk 0: ...
+    """
+    slots = context_slot_count(public_ctx)
+    _check_expected(expected_chunks, expected_length, slots)
+    if not updates:
+        raise CryptoError("no encrypted update to sum")
+    total: list[ts.CKKSVector] | None = None
+    for index, chunks in enumerate(updates):
+        vectors = _load_update(public_ctx, index, chunks, expected_chunks, slots)
+        total = vectors if total is None else _add(total, vectors)
+    assert total is not None
+    return _serialize(total)
+
+
+def _add(total: list[ts.CKKSVector], vectors: list[ts.CKKSVector]) -> list[ts.CKKSVector]:
+    try:
+        for acc, vector in zip(total, vectors, strict=True):
+            acc.add_(vector)
+    except TENSEAL_ERRORS as exc:  # all checks passed, so this is not the member's fault
+        raise CryptoError(f"homomorphic addition failed: {exc}") from exc
+    return total
+
+
+def sum_encrypted_valid(
+    public_ctx: ts.Context,
+    updates: Sequence[Sequence[bytes]],
+    expected_chunks: int,
+    expected_length: int | None = None,
+) -> tuple[list[bytes], dict[int, str]]:
+    """Add the valid updates and report the others, so that the round continues without them.
+
+    Args:
+        public_ctx: the coordinator's context.
+        updates: one list of chunks per member.
+        expected_chunks: chunks every update must have.
+        expected_length: the plaintext length, when known.
+
+    Returns:
+        ``(sum_chunks, rejected)``: the encrypted sum of the valid updates, and for each rejected
+        update its index mapped to the reason. The caller must subtract the rejected members'
+        weights from the total weight.
+
+    Raises:
+        CryptoError: when no update is valid (the message lists the reasons).
+        ConfigError: when ``expected_chunks``/``expected_length`` are invalid or disagree.
+
+    Example:
+        >>> import numpy as np
+        >>> from fedchain.crypto import AGGREGATION, create_secret_context, encrypt_update
+        >>> from fedchain.crypto import sum_encrypted_valid
+        >>> ctx = create_secret_context(AGGREGATION)
+        >>> total, rejected = sum_encrypted_valid(ctx, [encrypt_update(ctx, np.ones(3)), []], 1)
+        >>> rejected
+        {1: '0 chunks, expected 1'}
+    """
+    slots = context_slot_count(public_ctx)
+    _check_expected(expected_chunks, expected_length, slots)
+    total: list[ts.CKKSVector] | None = None
+    rejected: dict[int, str] = {}
+    for index, chunks in enumerate(updates):
+        try:
+            vectors = _load_update(public_ctx, index, chunks, expected_chunks, slots)
+        except UpdateRejectedError as exc:
+            logger.warning("leaving update %d out of the encrypted sum: %s", index, exc.reason)
+            rejected[index] = exc.reason
+            continue
+        total = vectors if total is None else _add(total, vectors)
+    if total is None:
+        reasons = "; ".join(f"{i}: {r}" for i, r in rejected.items()) or "no updates given"
+        raise CryptoError(f"no valid encrypted update to sum ({reasons})")
+    return _serialize(total), rejected
+
+
+def decrypt_update(
+    secret_ctx: ts.Context,
+    chunks: Sequence[bytes],
+    length: int,
+    *,
+    max_abs: float | None = None,
+) -> np.ndarray:
+    """Decrypt chunks (an update or a sum) back to ``length`` float64 values.
+
+    Besides decrypting, this detects a sum poisoned by a ciphertext made under another key: such a
+    ciphertext decodes to values spread over the whole modulus range. Decoded values above
+    ``max_abs`` (default: the parameters' range) or padding slots above ``PADDING_TOLERANCE`` raise.
+
+    Args:
+        secret_ctx: a member's context holding the secret key.
+        chunks: serialized chunks, as from :func:`sum_encrypted`.
+        length: number of plaintext values (the update's parameter count).
+        max_abs: refuse results with a larger magnitude; None uses the parameters' range.
+
+    Returns:
+        A 1-D float64 array of ``length`` values.
+
+    Raises:
+        CryptoError: when the context holds no secret key or the result is out of range.
+        SerializationError: when a chunk is malformed or of another context's parameters.
+        ConfigError: when ``length`` does not match the number of chunks.
+
+    Example:
+        >>> import numpy as np
+        >>> from fedchain.crypto import AGGREGATION, create_secret_context, decrypt_update
+        >>> from fedchain.crypto import encrypt_update
+        >>> ctx = create_secret_context(AGGREGATION)
+        >>> np.round(decrypt_update(ctx, encrypt_update(ctx, np.array([1.5, -2.0])), 2), 3)
+        array([ 1.5, -2. ])
+    """
+    if not secret_ctx.has_secret_key():
+        raise CryptoError("cannot decrypt: this context holds no CKKS secret key (a coordinator context?)")
+    slots = context_slot_count(secret_ctx)
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ConfigError("length", "an int in [1, inf)", length)
+    if len(chunks) != chunk_count(length, slots):
+        raise ConfigError(
+            "length",
+            f"a length that fits {len(chunks)} chunks of {slots} values",
+            length,
+            hint=f"{len(chunks)} chunks hold {(len(chunks) - 1) * slots + 1}..{len(chunks) * slots} values.",
+        )
+    bound = magnitude_bound(secret_ctx) if max_abs is None else max_abs
+    parts = []
+    for position, data in enumerate(chunks):
+        vector = load_chunk(secret_ctx, data, label=f"chunk {position}", size=slots)
+        try:
+            parts.append(np.asarray(vector.decrypt(), dtype=np.float64))
+        except TENSEAL_ERRORS as exc:
+            raise CryptoError(f"chunk {position}: decryption failed: {exc}") from exc
+    values = np.concatenate(parts)
+    padding = values[length:]
+    if padding.size and float(np.max(np.abs(padding))) > PADDING_TOLERANCE:
+        raise CryptoError(
+            f"decrypted padding slots are not zero (max |x| = {float(np.max(np.abs(padding))):.3g}): a "
+            "summed ciphertext was encrypted under another key, or the sum is corrupt"
+        )
+    result = values[:length]
+    peak = float(np.max(np.abs(result)))
+    if not math.isfinite(peak) or peak > bound:
+        raise CryptoError(
+            f"decrypted values reach {peak:.3g}, beyond {bound:.3g}: a summed ciphertext was encrypted "
+            "under another key, or the sum overflowed the CKKS range"
+        )
+    return result
