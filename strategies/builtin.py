@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from flwr.serverapp.strategy import FedAvg, Strategy
+from flwr.serverapp.strategy import FedAvg, FedMedian, FedTrimmedAvg, Strategy
 
 from fedchain.config import FedChainConfig
 from strategies.base import CONFIG_KEY, MODEL_KEY, FedChainStrategy
 from strategies.registry import register_strategy
 
-__all__ = ["FedAvgStrategy"]
+__all__ = ["FedAvgStrategy", "FedMedianStrategy", "FedTrimmedAvgStrategy"]
 
 
 def sampling_options(config: FedChainConfig) -> dict[str, object]:
@@ -33,3 +33,27 @@ class FedAvgStrategy(FedChainStrategy):
     def build_inner(self, config: FedChainConfig) -> Strategy:
         """Flower's FedAvg with fedchain's record keys."""
         return FedAvg(**sampling_options(config))  # type: ignore[arg-type]
+
+
+@register_strategy
+class FedMedianStrategy(FedChainStrategy):
+    """Coordinate-wise median (Yin et al. 2018): robust to outliers; needs plaintext updates."""
+
+    name = "fedmedian"
+    needs_plaintext = True
+
+    def build_inner(self, config: FedChainConfig) -> Strategy:
+        """Flower's FedMedian with fedchain's record keys."""
+        return FedMedian(**sampling_options(config))  # type: ignore[arg-type]
+
+
+@register_strategy
+class FedTrimmedAvgStrategy(FedChainStrategy):
+    """Trimmed mean (Yin et al. 2018), 20% cut at each end; needs plaintext updates."""
+
+    name = "fedtrimmedavg"
+    needs_plaintext = True
+
+    def build_inner(self, config: FedChainConfig) -> Strategy:
+        """Flower's FedTrimmedAvg with fedchain's record keys."""
+        return FedTrimmedAvg(beta=0.2, **sampling_options(config))  # type: ignore[arg-type]

@@ -1,0 +1,61 @@
+"""Encrypted aggregation end to end, with real TenSEAL ciphertexts and Flower's simulation runtime."""
+
+import numpy as np
+import pytest
+
+from fedchain import crypto
+from fedchain.config import FedChainConfig
+from fedchain.coordinator import AcceptedUpdate, Coordinator
+from fedchain.results import RoundSummary
+from fedchain.serialization import load_model
+from fedchain.types import MemberRound
+from strategies.registry import create_strategy
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_encrypted_fedavg_matches_plaintext_fedavg(tmp_path):
+    from fedchain.runner import run_simulation
+
+    base = FedChainConfig(members=3, rounds=3, dp=False, chain="none", partitioner="iid", seed=1)
+    plain = run_simulation(base.replace(he=False, out_dir=str(tmp_path / "plain")))
+    encrypted = run_simulation(base.replace(he=True, out_dir=str(tmp_path / "he")))
+    plain_weights = load_model(tmp_path / "plain" / "model.safetensors", expected_hash=plain["model_hash"])
+    he_weights = load_model(tmp_path / "he" / "model.safetensors", expected_hash=encrypted["model_hash"])
+    worst = max(float(np.max(np.abs(plain_weights[k] - he_weights[k]))) for k in plain_weights)
+    assert worst < 1e-4
+    assert encrypted["final_accuracy"] == pytest.approx(plain["final_accuracy"], abs=0.01)
+    for row in encrypted["rounds"]:
+        assert row["aggregate_hash"].startswith("0x") and row["aggregate_hash"] != row["model_hash"]
+    # The coordinator's context holds no secret key; the members' file is private.
+    assert (tmp_path / "he" / "keys" / "member.ckks").stat().st_mode & 0o777 == 0o600
+
+
+def _member(member_id: int, n: int) -> MemberRound:
+    return MemberRound(
+        member_id=member_id, address=f"0x{member_id:040x}", kind="honest", num_examples=n, status="accepted"
+    )
+
+
+def test_malformed_ciphertexts_are_dropped_and_the_round_continues():
+    secret = crypto.create_secret_context(crypto.AGGREGATION)
+    public = crypto.load_coordinator_context(crypto.export_public_context(secret))
+    weights = {"w": np.zeros(10, np.float32)}
+    config = FedChainConfig(members=4, he=True, chain="none", min_members=2)
+    coordinator = Coordinator(
+        config=config, strategy=create_strategy(config), initial_weights=weights, public_context=public
+    )
+    good = [crypto.encrypt_update(secret, np.full(10, 2.0 * n)) for n in (1, 3)]
+    truncated = [good[0][0][: len(good[0][0]) // 2]]
+    garbage = [b"\x00" * 64]
+    accepted = [
+        AcceptedUpdate(node_id=i, member=_member(i, n), chunks=chunks)
+        for i, (n, chunks) in enumerate([(1, good[0]), (5, truncated), (3, good[1]), (7, garbage)])
+    ]
+    summary = RoundSummary(server_round=1, status="completed")
+    kept, aggregate = coordinator._aggregate(1, accepted, summary)
+    assert [u.member.member_id for u in kept] == [0, 2]
+    assert summary.rejections == {"invalid": 2}
+    assert aggregate.total_weight == 4
+    total = crypto.decrypt_update(secret, list(aggregate.ciphertext or ()), 10)
+    assert np.allclose(total, 8.0, atol=1e-3)
