@@ -106,7 +106,8 @@ class Coordinator:
         if self.config.he and self.public_context is None:
             raise FedChainError("HE is on: the coordinator needs the federation's public CKKS context")
         self.weights = dict(self.initial_weights)
-        self.model_hash = model_hash(self.weights)
+        # Lineage starts at ZERO_HASH: round 1's "previous model" is the zero hash (as on chain).
+        self.model_hash = ZERO_HASH
         self._vector_size = sum(array.size for array in self.weights.values())
 
     # ------------------------------------------------------------------ loop
@@ -268,8 +269,8 @@ class Coordinator:
                 server_round, [(update.weights, update.member.num_examples) for update in accepted]
             )
             self.weights = check_weights(record_to_weights(new_record), self.weights)
-            self.model_hash = model_hash(self.weights)
             total = sum(update.member.num_examples for update in accepted)
+            self.model_hash = model_hash(self.weights)
             return accepted, Aggregate(total_weight=total, digest=self.model_hash)
 
         from fedchain import crypto

@@ -28,7 +28,7 @@ from fedchain.progress import publish
 from fedchain.serialization import save_model
 from strategies.registry import create_strategy
 
-__all__ = ["app", "load_public_context"]
+__all__ = ["app", "load_public_context", "open_ledger"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,24 @@ def load_public_context(config: FedChainConfig) -> Any:
     return crypto.load_coordinator_context(crypto.read_context(Path(config.he_keys_dir) / "coordinator.ckks"))
 
 
+def open_ledger(config: FedChainConfig) -> Any:
+    """Deploy the ledger on the configured chain and register the members; None for ``chain="none"``.
+
+    Simulated members' addresses derive from the run seed (``fedchain.identity``).
+    """
+    if config.chain == "none":
+        return None
+    from fedchain.identity import address_of, simulated_member_key
+    from fedchain.ledger import Web3Ledger, connect
+
+    ledger = Web3Ledger.deploy(connect(config.chain))
+    ledger.register_members(
+        [address_of(simulated_member_key(seed=config.seed, member_id=i)) for i in range(config.total_members)]
+    )
+    log.info("fedchain: ledger %s deployed on %s", ledger.address, config.chain)
+    return ledger
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run the federation described by the run config."""
@@ -67,10 +85,25 @@ def main(grid: Grid, context: Context) -> None:
             seed=config.seed,
         )
     )
+    ledger = open_ledger(config)
     coordinator = Coordinator(
-        config=config, strategy=strategy, initial_weights=initial, public_context=public_context, on_round=publish
+        config=config,
+        strategy=strategy,
+        initial_weights=initial,
+        public_context=public_context,
+        ledger=ledger,
+        on_round=publish,
     )
     result = coordinator.run(grid)
+    if ledger is not None:
+        from fedchain.ledger import export_ledger
+
+        result.chain = config.chain
+        result.ledger_address = ledger.address
+        result.token_address = ledger.token_address
+        addresses = {m.address for summary in result.rounds for m in summary.members}
+        result.balances_wei = {address: ledger.balance_of(address) for address in sorted(addresses)}
+        export_ledger(ledger, out_dir / "chain.json")
     if not config.he:
         result.model_path = str(out_dir / "model.safetensors")
         save_model(result.model_path, coordinator.weights)

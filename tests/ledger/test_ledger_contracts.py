@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from eth_tester.exceptions import TransactionFailed
 from web3.exceptions import ContractCustomError
 
 from fedchain.ledger import Chain, Web3Ledger
@@ -14,14 +15,13 @@ from fedchain.ledger.fixedpoint import hex_to_bytes32
 from .helpers import h, member_addresses, next_record
 
 ABI = ContractAbi.fedchain()
+REVERTS = (ContractCustomError, TransactionFailed)
 
 
 def revert_name(call: Any, sender: str) -> str:
-    with pytest.raises(ContractCustomError) as info:
+    with pytest.raises(REVERTS) as info:
         call.call({"from": sender})
-    reason = ABI.decode_error(info.value.data)
-    assert reason is not None
-    return reason
+    return ABI.revert_reason(info.value)
 
 
 def record_args(ledger: Web3Ledger, members: list[str], scores: list[int], **header: Any) -> list[Any]:

@@ -1,0 +1,456 @@
+"""The web3.py implementation of :class:`~fedchain.ledger.Ledger` (embedded chain or JSON-RPC)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from eth_tester.exceptions import TransactionFailed
+from eth_utils import keccak, to_checksum_address
+from web3.contract import Contract
+from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError, TimeExhausted
+
+from fedchain.errors import ChainTimeoutError, ConfigError, LedgerError, TransactionError
+from fedchain.ledger._abi import (
+    ContractAbi,
+    DecodedEvent,
+    build_round,
+    header_from_tuple,
+    load_artifact,
+    member_from_event,
+    normalize_log,
+    registration_from_event,
+)
+from fedchain.ledger.base import Ledger, RecordedMember, RecordedRound, RegistrationEvent, RoundConflictError
+from fedchain.ledger.chain import Chain
+from fedchain.ledger.fixedpoint import epsilon_to_fixed, hex_to_bytes32, pack_dp, score_to_fixed
+from fedchain.types import Receipt, RoundRecord
+
+__all__ = ["Web3Ledger"]
+
+logger = logging.getLogger(__name__)
+
+# JSON-RPC nodes revert as web3's Contract*Error; the embedded eth-tester as TransactionFailed.
+_REVERTS = (ContractCustomError, ContractLogicError, ContractPanicError, TransactionFailed)
+
+
+def _hex(value: bytes | str) -> str:
+    if isinstance(value, str):
+        return value if value.startswith("0x") else "0x" + value
+    return "0x" + bytes(value).hex()
+
+
+def _uint_topic(value: int) -> str:
+    return "0x" + value.to_bytes(32, "big").hex()
+
+
+def _address_topic(address: str) -> str:
+    return "0x" + "00" * 12 + address[2:].lower()
+
+
+def _checksum(address: str, name: str) -> str:
+    try:
+        return str(to_checksum_address(address))
+    except (TypeError, ValueError):
+        raise ConfigError(name, "a 20-byte hex address", address) from None
+
+
+class Web3Ledger(Ledger):
+    """A ``ContributionLedger`` + ``FedToken`` pair on an EVM chain, driven through web3.py.
+
+    Every write is built, signed locally with the chain's account, sent raw and awaited; a revert
+    raises :class:`~fedchain.errors.TransactionError` whose ``reason`` names the contract's custom
+    error, and a missing receipt raises :class:`~fedchain.errors.ChainTimeoutError`.
+
+    Args:
+        chain: a connected chain (:func:`~fedchain.ledger.connect`).
+        ledger_address: address of a deployed ``ContributionLedger``.
+        timeout_s: how long to wait for each receipt.
+
+    Raises:
+        LedgerError: there is no contract at ``ledger_address``.
+
+    Example:
+        >>> from fedchain.ledger import Web3Ledger, connect
+        >>> chain = connect("embedded")
+        >>> deployed = Web3Ledger.deploy(chain)
+        >>> Web3Ledger(chain, deployed.address).token_address == deployed.token_address
+        True
+    """
+
+    def __init__(self, chain: Chain, ledger_address: str, *, timeout_s: float = 120.0) -> None:
+        if not timeout_s > 0:
+            raise ConfigError("timeout_s", "a float in (0, inf)", timeout_s)
+        self.chain = chain
+        self.timeout_s = float(timeout_s)
+        w3 = chain.w3
+        address = _checksum(ledger_address, "ledger_address")
+        if not w3.eth.get_code(address):
+            raise LedgerError(f"no contract at {address} on {chain.target}")
+        self._abi = ContractAbi.fedchain()
+        self._ledger: Contract = w3.eth.contract(address=address, abi=load_artifact("ContributionLedger")["abi"])
+        self._token: Contract = w3.eth.contract(
+            address=self._ledger.functions.token().call(), abi=load_artifact("FedToken")["abi"]
+        )
+        self.deploy_block: int = int(self._ledger.functions.deployBlock().call())
+
+    # ---- deployment --------------------------------------------------------------------------
+
+    @classmethod
+    def deploy(
+        cls,
+        chain: Chain,
+        *,
+        recorder: str | None = None,
+        treasury: str | None = None,
+        token_name: str = "FedChain Token",
+        token_symbol: str = "FED",
+        timeout_s: float = 120.0,
+    ) -> Web3Ledger:
+        """Deploy a ledger (which deploys its token) with the chain's account as admin.
+
+        Args:
+            chain: the chain; its account becomes the admin (registers members).
+            recorder: address given the recorder role (default: the chain's account).
+            treasury: address receiving each round's remainder (default: the chain's account).
+            token_name: ERC-20 name of the reward token.
+            token_symbol: ERC-20 symbol of the reward token.
+            timeout_s: how long to wait for each receipt.
+
+        Returns:
+            The deployed ledger.
+
+        Example:
+            >>> ledger = Web3Ledger.deploy(connect("embedded"), token_symbol="FED")
+            >>> ledger.token_symbol()
+            'FED'
+        """
+        artifact = load_artifact("ContributionLedger")
+        factory = chain.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+        admin = chain.address
+        constructor = factory.constructor(
+            admin,
+            _checksum(recorder or admin, "recorder"),
+            _checksum(treasury or admin, "treasury"),
+            token_name,
+            token_symbol,
+        )
+        receipt = _send(chain, ContractAbi.fedchain(), constructor, "deploy ContributionLedger", timeout_s)
+        address = receipt["contractAddress"]
+        logger.info("deployed ContributionLedger at %s (gas %d)", address, receipt["gasUsed"])
+        return cls(chain, address, timeout_s=timeout_s)
+
+    # ---- properties --------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """Checksummed address of the ``ContributionLedger``."""
+        return str(self._ledger.address)
+
+    @property
+    def token_address(self) -> str:
+        """Checksummed address of the ``FedToken``."""
+        return str(self._token.address)
+
+    @property
+    def treasury(self) -> str:
+        """The treasury that receives each round's remainder."""
+        return str(self._ledger.functions.treasury().call())
+
+    @property
+    def ledger_contract(self) -> Contract:
+        """The web3 contract object of the ledger (for advanced reads)."""
+        return self._ledger
+
+    @property
+    def token_contract(self) -> Contract:
+        """The web3 contract object of the token (for advanced reads)."""
+        return self._token
+
+    def token_symbol(self) -> str:
+        """The ERC-20 symbol of the reward token."""
+        return str(self._token.functions.symbol().call())
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    def register_members(self, addresses: Sequence[str]) -> None:
+        """Register member addresses (see :meth:`Ledger.register_members`)."""
+        members = [_checksum(a, "members") for a in addresses]
+        receipt = self._send(self._ledger.functions.registerMembers(members), "registerMembers")
+        logger.info("registered %d members (gas %d)", len(members), receipt["gasUsed"])
+
+    def deregister_members(self, addresses: Sequence[str]) -> None:
+        """Deregister member addresses (see :meth:`Ledger.deregister_members`)."""
+        members = [_checksum(a, "members") for a in addresses]
+        receipt = self._send(self._ledger.functions.deregisterMembers(members), "deregisterMembers")
+        logger.info("deregistered %d members (gas %d)", len(members), receipt["gasUsed"])
+
+    def claim_for(self, addresses: Sequence[str]) -> None:
+        """Move members' claimable credit into their ERC-20 balances (anyone may pay for this).
+
+        Example:
+            >>> ledger = Web3Ledger.deploy(connect("embedded"))
+            >>> ledger.claim_for(["0x" + "11" * 20])  # nothing to claim: a no-op
+        """
+        members = [_checksum(a, "members") for a in addresses]
+        self._send(self._ledger.functions.claimFor(members), "claimFor")
+
+    def record_round(self, record: RoundRecord) -> Receipt:
+        """Record a round and pay its rewards (see :meth:`Ledger.record_round`)."""
+        args = self.encode_round(record)
+        record_hash = self.record_hash(record)
+        existing = self._existing_receipt(record.server_round, record_hash)
+        if existing is not None:
+            return existing
+        call = self._ledger.functions.recordRound(*args)
+        try:
+            receipt = self._send(call, f"recordRound(round={record.server_round})")
+        except TransactionError as exc:
+            # Another process may have recorded the identical round between our check and send.
+            if exc.reason and exc.reason.startswith("RoundAlreadyRecorded"):
+                existing = self._existing_receipt(record.server_round, record_hash)
+                if existing is not None:
+                    return existing
+            raise
+        result = self._receipt(receipt)
+        logger.info(
+            "recorded round %d: %d members, tx %s, block %d, gas %d",
+            record.server_round,
+            len(record.members),
+            result.tx_hash,
+            result.block_number,
+            result.gas_used,
+        )
+        return result
+
+    # ---- encoding ------------------------------------------------------------------------------
+
+    @staticmethod
+    def encode_round(record: RoundRecord) -> tuple[Any, ...]:
+        """The ``recordRound`` arguments for a record: members sorted by address, values fixed point.
+
+        Raises:
+            ConfigError: a value cannot be encoded.
+
+        Example:
+            >>> from fedchain.types import RoundRecord, ZERO_HASH
+            >>> args = Web3Ledger.encode_round(RoundRecord(1, "aa" * 32, "bb" * 32, ZERO_HASH, (), 0))
+            >>> args[0][0], args[1]
+            (1, [])
+        """
+        round_number = record.server_round
+        if isinstance(round_number, bool) or not isinstance(round_number, int) or round_number < 1:
+            raise ConfigError("server_round", "an int in [1, inf)", round_number)
+        pool = record.reward_pool_wei
+        if isinstance(pool, bool) or not isinstance(pool, int) or not 0 <= pool < 2**128:
+            raise ConfigError("reward_pool_wei", "an int in [0, 2**128)", pool)
+        header = (
+            round_number,
+            hex_to_bytes32(record.aggregate_hash, name="aggregate_hash"),
+            hex_to_bytes32(record.model_hash, name="model_hash"),
+            hex_to_bytes32(record.previous_model_hash, name="previous_model_hash"),
+            hex_to_bytes32(record.update_merkle_root, name="update_merkle_root"),
+            pool,
+        )
+        rows = sorted(
+            (
+                (
+                    _checksum(m.address, "members.address"),
+                    score_to_fixed(m.score),
+                    pack_dp(m.dp),
+                    epsilon_to_fixed(m.epsilon),
+                )
+                for m in record.members
+            ),
+            key=lambda row: int(row[0], 16),
+        )
+        return (
+            header,
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2] for r in rows],
+            [r[3] for r in rows],
+        )
+
+    def record_hash(self, record: RoundRecord) -> str:
+        """keccak256 of the ``recordRound`` calldata for a record: what the chain stores as ``recordHash``."""
+        calldata = self._ledger.encode_abi("recordRound", args=list(self.encode_round(record)))
+        return _hex(keccak(hexstr=calldata))
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def last_round(self) -> int:
+        """The last recorded round (0 before the first)."""
+        return int(self._ledger.functions.lastRound().call())
+
+    def get_round(self, server_round: int) -> RecordedRound:
+        """A recorded round with its members (see :meth:`LedgerReader.get_round`)."""
+        header = self._header(server_round)
+        block = header["blockNumber"]
+        logs = self.chain.w3.eth.get_logs(
+            {
+                "address": self.address,
+                "fromBlock": block,
+                "toBlock": block,
+                "topics": [None, _uint_topic(server_round)],
+            }
+        )
+        return build_round(server_round, header, self._decode(logs))
+
+    def member_history(self, address: str) -> list[RecordedMember]:
+        """Every recorded entry of a member, in round order."""
+        member = _checksum(address, "address")
+        logs = self._logs([self._abi.topics["MemberRecorded"], None, _address_topic(member)])
+        entries = [member_from_event(e) for e in self._decode(logs)]
+        return sorted(entries, key=lambda m: m.server_round)
+
+    def registrations(self) -> list[RegistrationEvent]:
+        """Every (de)registration, in chain order."""
+        events: list[DecodedEvent] = []
+        for name in ("MemberRegistered", "MemberDeregistered"):
+            events.extend(self._decode(self._logs([self._abi.topics[name]])))
+        events.sort(key=lambda e: (e.block_number, e.log_index))
+        return [registration_from_event(e) for e in events]
+
+    def balance_of(self, address: str) -> int:
+        """ERC-20 balance plus unclaimed credit, in wei."""
+        return int(self._ledger.functions.balanceOf(_checksum(address, "address")).call())
+
+    def token_balance_of(self, address: str) -> int:
+        """The plain ERC-20 ``balanceOf`` of an address, in wei."""
+        return int(self._token.functions.balanceOf(_checksum(address, "address")).call())
+
+    def claimable_of(self, address: str) -> int:
+        """Rewards credited to a member and not yet claimed, in wei."""
+        return int(self._ledger.functions.claimable(_checksum(address, "address")).call())
+
+    def total_supply(self) -> int:
+        """FedToken total supply in wei."""
+        return int(self._token.functions.totalSupply().call())
+
+    def is_registered(self, address: str) -> bool:
+        """Whether an address is registered now."""
+        return bool(self._ledger.functions.isRegistered(_checksum(address, "address")).call())
+
+    def raw_logs(self) -> list[dict[str, Any]]:
+        """Every log of the ledger and the token since deployment, normalized and in chain order."""
+        logs: list[dict[str, Any]] = []
+        for address in (self.address, self.token_address):
+            logs.extend(
+                normalize_log(log)
+                for log in self.chain.w3.eth.get_logs(
+                    {"address": address, "fromBlock": self.deploy_block, "toBlock": "latest"}
+                )
+            )
+        logs.sort(key=lambda log: (log["blockNumber"], log["logIndex"]))
+        return logs
+
+    def round_header(self, server_round: int) -> dict[str, Any]:
+        """The stored header of a recorded round as a JSON-ready dict."""
+        return self._header(server_round)
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _header(self, server_round: int) -> dict[str, Any]:
+        last = self.last_round()
+        if isinstance(server_round, bool) or not isinstance(server_round, int) or not 1 <= server_round <= last:
+            raise LedgerError(f"round {server_round} is not recorded (last recorded round: {last})")
+        return header_from_tuple(self._ledger.functions.getRound(server_round).call())
+
+    def _logs(self, topics: list[Any]) -> list[Any]:
+        return list(
+            self.chain.w3.eth.get_logs(
+                {"address": self.address, "fromBlock": self.deploy_block, "toBlock": "latest", "topics": topics}
+            )
+        )
+
+    def _decode(self, logs: Sequence[Any]) -> list[DecodedEvent]:
+        decoded = (self._abi.decode_log(normalize_log(log)) for log in logs)
+        return [event for event in decoded if event is not None]
+
+    def _existing_receipt(self, server_round: int, record_hash: str) -> Receipt | None:
+        if server_round > self.last_round():
+            return None
+        header = self._header(server_round)
+        if header["recordHash"] != record_hash:
+            raise RoundConflictError(server_round, header["recordHash"], record_hash)
+        block = header["blockNumber"]
+        logs = self.chain.w3.eth.get_logs(
+            {
+                "address": self.address,
+                "fromBlock": block,
+                "toBlock": block,
+                "topics": [self._abi.topics["RoundRecorded"], _uint_topic(server_round)],
+            }
+        )
+        if not logs:
+            raise LedgerError(f"round {server_round}: header found but no RoundRecorded event in block {block}")
+        tx_hash = logs[0]["transactionHash"]
+        receipt = self._receipt(self.chain.w3.eth.get_transaction_receipt(tx_hash))
+        logger.info("round %d already recorded identically in tx %s; nothing sent", server_round, receipt.tx_hash)
+        return receipt
+
+    def _receipt(self, receipt: Any) -> Receipt:
+        rewards: dict[str, int] = {}
+        treasury_wei = 0
+        for log in receipt["logs"]:
+            if to_checksum_address(log["address"]) != self.address:
+                continue
+            event = self._abi.decode_log(normalize_log(log))
+            if event is None:
+                continue
+            if event.name == "MemberRecorded":
+                rewards[event.args["member"]] = int(event.args["reward"])
+            elif event.name == "RoundRecorded":
+                treasury_wei = int(event.args["treasuryAmount"])
+        return Receipt(
+            tx_hash=_hex(receipt["transactionHash"]),
+            block_number=int(receipt["blockNumber"]),
+            gas_used=int(receipt["gasUsed"]),
+            rewards_wei=rewards,
+            treasury_wei=treasury_wei,
+        )
+
+    def _send(self, call: Any, what: str) -> Any:
+        return _send(self.chain, self._abi, call, what, self.timeout_s)
+
+
+def _send(chain: Chain, abi: ContractAbi, call: Any, what: str, timeout_s: float) -> Any:
+    """Estimate, sign locally, send raw and await one transaction; map failures to fedchain errors."""
+    w3 = chain.w3
+    sender = chain.address
+    try:
+        gas = int(call.estimate_gas({"from": sender}))
+    except _REVERTS as exc:
+        raise TransactionError(f"{what} would revert", reason=abi.revert_reason(exc)) from exc
+    block_gas_limit = int(w3.eth.get_block("latest")["gasLimit"])
+    tx = call.build_transaction(
+        {
+            "from": sender,
+            "nonce": w3.eth.get_transaction_count(sender, "pending"),
+            "gas": min(block_gas_limit, gas * 6 // 5 + 20_000),
+            "chainId": chain.chain_id,
+        }
+    )
+    signed = chain.account.sign_transaction(tx)
+    try:
+        tx_hash = _hex(w3.eth.send_raw_transaction(signed.raw_transaction))
+    except Exception as exc:  # the node refused the transaction (nonce, funds, fees): no hash exists
+        raise TransactionError(f"{what} was refused by the node", reason=str(exc)) from exc
+    logger.debug("%s sent as tx %s", what, tx_hash)
+    try:
+        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout_s, poll_latency=0.05)
+    except TimeExhausted as exc:
+        raise ChainTimeoutError(tx_hash, timeout_s) from exc
+    if receipt["status"] != 1:
+        reason: str | None = "out of gas or unknown"
+        try:
+            replay = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value", "gas")}
+            w3.eth.call(replay, receipt["blockNumber"] - 1)
+        except _REVERTS as exc:
+            reason = abi.revert_reason(exc)
+        except Exception:  # replay unavailable on this node: keep the generic reason
+            logger.debug("could not replay failed tx %s", tx_hash)
+        raise TransactionError(f"{what} reverted", tx_hash=tx_hash, reason=reason)
+    return receipt

@@ -1,0 +1,97 @@
+"""Integration: the JSON-RPC path against a real anvil node (npm @foundry-rs/anvil) on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fedchain.errors import TransactionError
+from fedchain.ledger import Web3Ledger, connect
+from fedchain.rewards import proportional_rewards, score_to_fixed
+
+from .helpers import member_addresses, next_record
+
+pytestmark = [pytest.mark.integration]
+
+ROOT = Path(__file__).resolve().parents[2]
+# anvil's first default account: a public, well-known development key (never holds real funds).
+ANVIL_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+
+
+def anvil_binary() -> Path | None:
+    """The native anvil binary of the npm package (not the node wrapper, so its PID is anvil's)."""
+    found = sorted((ROOT / "contracts" / "node_modules" / "@foundry-rs").glob("anvil-*/bin/anvil"))
+    return found[0] if found else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def anvil_url() -> Iterator[str]:
+    binary = anvil_binary()
+    if binary is None:
+        pytest.skip("anvil is not installed: run `cd contracts && npm ci` (installs @foundry-rs/anvil 1.7.1)")
+    port = free_port()
+    process = subprocess.Popen(
+        [str(binary), "--host", "127.0.0.1", "--port", str(port), "--silent"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"anvil did not start on 127.0.0.1:{port} (exit code {process.poll()})")
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()  # by PID: only the process this fixture started
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_deploy_register_record_read_on_anvil(anvil_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FEDCHAIN_PRIVATE_KEY", ANVIL_KEY_0)
+    chain = connect(anvil_url)
+    assert chain.chain_id == 31337
+    assert os.environ["FEDCHAIN_PRIVATE_KEY"][2:] not in repr(chain)
+    ledger = Web3Ledger.deploy(chain, timeout_s=30)
+    members = member_addresses(5, seed="anvil")
+    ledger.register_members(members)
+    scores = [0.4, 0.3, 0.2, 0.1, 0.0]
+    record = next_record(ledger, members, scores, pool_wei=10**18 + 3)
+    receipt = ledger.record_round(record)
+    expected, remainder = proportional_rewards([score_to_fixed(s) for s in scores], record.reward_pool_wei)
+    assert receipt.rewards_wei == dict(zip(members, expected, strict=True))
+    assert receipt.treasury_wei == remainder
+    assert ledger.total_supply() == record.reward_pool_wei
+    assert ledger.record_round(record) == receipt  # idempotent on a real node too
+    recorded = ledger.get_round(1)
+    assert recorded.tx_hash == receipt.tx_hash
+    assert recorded.model_hash == record.model_hash
+    assert ledger.member_history(members[0])[0].reward_wei == expected[0]
+    assert [e.address for e in ledger.registrations()] == members
+    with pytest.raises(TransactionError) as info:
+        ledger.record_round(next_record(ledger, [members[0], members[0]], [1.0, 1.0]))
+    assert info.value.reason == f"DuplicateMember(member={members[0]})"
+    # Second round: lineage continues; members already hold credit (steady state).
+    receipt2 = ledger.record_round(next_record(ledger, members, scores))
+    assert ledger.last_round() == 2
+    assert receipt2.gas_used < receipt.gas_used + 50_000
