@@ -16,7 +16,9 @@ export FLWR_TELEMETRY_ENABLED := 0
 export FLWR_HOME := $(CURDIR)/.flwr
 export RAY_USAGE_STATS_ENABLED := 0
 
-.PHONY: venv demo test bench check lint typecheck contracts fuzz clean
+NODE_STAMP := contracts/node_modules/.fedchain-installed
+
+.PHONY: venv node demo test bench check lint typecheck contracts clean
 
 venv: $(STAMP)
 
@@ -27,14 +29,28 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install $(PIP_FLAGS) -q -e ".[dev]"
 	touch $@
 
-demo: $(STAMP)
-	$(BIN)/fedchain run --out runs/demo
+# npm packages for the contracts: the pinned solc + OpenZeppelin (make contracts) and anvil, the
+# JSON-RPC node of the integration tests. Python users never need them to run fedchain.
+node: $(NODE_STAMP)
 
-test: $(STAMP)
+$(NODE_STAMP): contracts/package.json contracts/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		cd contracts && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.fedchain-installed; \
+	else \
+		echo "npm not found: skipping contracts/node_modules (the anvil integration test will be skipped)"; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/fedchain run --out runs/demo --members 5 --rounds 10
+
+test: $(STAMP) $(NODE_STAMP)
 	bash scripts/pytest.sh $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench
+
+contracts: $(NODE_STAMP)
+	cd contracts && node ../scripts/compile_contracts.mjs
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,6 +7,7 @@ Target: ratio <= 1.10.
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import tempfile
@@ -40,7 +41,7 @@ def _plain_flower_round_seconds(config: FedChainConfig) -> list[float]:
             is_app=True,
         )
     stamps = plain_flower.ROUND_TIMES
-    return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(stamps)]
 
 
 def _fedchain_round_seconds(config: FedChainConfig) -> list[float]:

@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,6 +44,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 def _quiet_frameworks(verbose: bool) -> None:
     level = logging.INFO if verbose else logging.WARNING
+    if not verbose:
+        warnings.filterwarnings("ignore", category=ResourceWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for name in ("flwr", "ray", "opacus", "web3", "urllib3", "datasets", "filelock"):
         logging.getLogger(name).setLevel(level)
@@ -101,9 +105,11 @@ def run(
 
         create_strategy(config)  # refuse an impossible strategy before anything starts
     except ConfigError as exc:
-        raise _fail(str(exc).replace(f"'{exc.parameter}' parameter", f"'--{exc.parameter.replace('_', '-')}' option"))
+        raise _fail(
+            str(exc).replace(f"'{exc.parameter}' parameter", f"'--{exc.parameter.replace('_', '-')}' option")
+        ) from None
     except FedChainError as exc:
-        raise _fail(str(exc))
+        raise _fail(str(exc)) from None
 
     _quiet_frameworks(verbose)
     from fedchain.runner import run_simulation
@@ -129,13 +135,14 @@ def run(
         try:
             result = run_simulation(config, on_round=on_round)
         except FedChainError as exc:
-            raise _fail(str(exc), code=1)
+            raise _fail(str(exc), code=1) from None
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     for row in result["rounds"]:
         table.add_row(*_table_cells(row))
     console.print(table)
+    _print_rewards(result)
     accuracy = result["final_accuracy"]
     console.print(
         f"final accuracy: [bold]{accuracy:.4f}[/]" if accuracy is not None else "final accuracy: n/a",
@@ -143,9 +150,33 @@ def run(
     )
 
 
+def _print_rewards(result: dict[str, Any]) -> None:
+    """Token balances and cumulative epsilon per member, from result.json."""
+    if not result.get("ledger_address"):
+        return
+    latest: dict[str, dict[str, Any]] = {}
+    for row in result["rounds"]:
+        for member in row["members"]:
+            latest[member["address"]] = member
+    table = Table(title=f"rewards (ledger {result['ledger_address']}, chain {result['chain']})")
+    for column in ("member", "address", "kind", "tokens (FED)", "epsilon"):
+        table.add_column(column, justify="right")
+    for address, wei in sorted(result["balances_wei"].items(), key=lambda item: -int(item[1])):
+        member = latest.get(address, {})
+        epsilon = member.get("epsilon")
+        table.add_row(
+            str(member.get("member_id", "?")),
+            address,
+            str(member.get("kind", "?")),
+            f"{int(wei) / 10**18:.4f}",
+            "-" if epsilon is None else f"{epsilon:.3f}",
+        )
+    console.print(table)
+
+
 def _round_table() -> Table:
     table = Table(title="fedchain rounds")
-    for column in ("round", "status", "accuracy", "loss", "members", "seconds"):
+    for column in ("round", "status", "accuracy", "loss", "members", "gas", "seconds"):
         table.add_column(column, justify="right")
     return table
 
@@ -154,7 +185,8 @@ def _table_cells(row: dict[str, Any]) -> list[str]:
     accepted = sum(1 for member in row["members"] if member["status"] == "accepted")
     accuracy = "-" if row["accuracy"] is None else f"{row['accuracy']:.4f}"
     loss = "-" if row["loss"] is None else f"{row['loss']:.4f}"
-    return [str(row["round"]), row["status"], accuracy, loss, str(accepted), f"{row['seconds']:.2f}"]
+    gas = "-" if row.get("gas_used") is None else f"{row['gas_used']:,}"
+    return [str(row["round"]), row["status"], accuracy, loss, str(accepted), gas, f"{row['seconds']:.2f}"]
 
 
 def _round_row(summary: Any) -> str:

@@ -41,6 +41,7 @@ def flower_environment(home: str | Path | None = None) -> dict[str, str]:
         "FLWR_HOME": str(home.resolve()),
         "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_DEDUP_LOGS": "0",
+        "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",
     }
 
 

@@ -105,7 +105,10 @@ def connect(
     if target == "embedded":
         provider = EthereumTesterProvider()
         w3 = Web3(provider)
-        keys = provider.ethereum_tester.backend.account_keys
+        tester = provider.ethereum_tester
+        if tester is None:  # pragma: no cover - EthereumTesterProvider always creates one
+            raise LedgerError("eth-tester did not start")
+        keys = tester.backend.account_keys
         accounts = tuple(Account.from_key(k.to_bytes()) for k in keys)
         logger.debug("embedded chain started; signer %s", accounts[0].address)
         return Chain(w3=w3, account=accounts[0], target=target, chain_id=w3.eth.chain_id, test_accounts=accounts)

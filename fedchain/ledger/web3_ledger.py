@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from eth_tester.exceptions import TransactionFailed
+from eth_typing import ChecksumAddress, HexStr
 from eth_utils import keccak, to_checksum_address
 from web3.contract import Contract
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError, TimeExhausted
+from web3.types import TxParams
 
 from fedchain.errors import ChainTimeoutError, ConfigError, LedgerError, TransactionError
 from fedchain.ledger._abi import (
@@ -49,9 +51,9 @@ def _address_topic(address: str) -> str:
     return "0x" + "00" * 12 + address[2:].lower()
 
 
-def _checksum(address: str, name: str) -> str:
+def _checksum(address: str, name: str) -> ChecksumAddress:
     try:
-        return str(to_checksum_address(address))
+        return to_checksum_address(address)
     except (TypeError, ValueError):
         raise ConfigError(name, "a 20-byte hex address", address) from None
 
@@ -290,7 +292,7 @@ class Web3Ledger(Ledger):
         block = header["blockNumber"]
         logs = self.chain.w3.eth.get_logs(
             {
-                "address": self.address,
+                "address": self._ledger.address,
                 "fromBlock": block,
                 "toBlock": block,
                 "topics": [None, _uint_topic(server_round)],
@@ -336,7 +338,7 @@ class Web3Ledger(Ledger):
     def raw_logs(self) -> list[dict[str, Any]]:
         """Every log of the ledger and the token since deployment, normalized and in chain order."""
         logs: list[dict[str, Any]] = []
-        for address in (self.address, self.token_address):
+        for address in (self._ledger.address, self._token.address):
             logs.extend(
                 normalize_log(log)
                 for log in self.chain.w3.eth.get_logs(
@@ -361,7 +363,7 @@ class Web3Ledger(Ledger):
     def _logs(self, topics: list[Any]) -> list[Any]:
         return list(
             self.chain.w3.eth.get_logs(
-                {"address": self.address, "fromBlock": self.deploy_block, "toBlock": "latest", "topics": topics}
+                {"address": self._ledger.address, "fromBlock": self.deploy_block, "toBlock": "latest", "topics": topics}
             )
         )
 
@@ -378,7 +380,7 @@ class Web3Ledger(Ledger):
         block = header["blockNumber"]
         logs = self.chain.w3.eth.get_logs(
             {
-                "address": self.address,
+                "address": self._ledger.address,
                 "fromBlock": block,
                 "toBlock": block,
                 "topics": [self._abi.topics["RoundRecorded"], _uint_topic(server_round)],
@@ -419,7 +421,7 @@ class Web3Ledger(Ledger):
 def _send(chain: Chain, abi: ContractAbi, call: Any, what: str, timeout_s: float) -> Any:
     """Estimate, sign locally, send raw and await one transaction; map failures to fedchain errors."""
     w3 = chain.w3
-    sender = chain.address
+    sender = _checksum(chain.address, "sender")
     try:
         gas = int(call.estimate_gas({"from": sender}))
     except _REVERTS as exc:
@@ -440,14 +442,14 @@ def _send(chain: Chain, abi: ContractAbi, call: Any, what: str, timeout_s: float
         raise TransactionError(f"{what} was refused by the node", reason=str(exc)) from exc
     logger.debug("%s sent as tx %s", what, tx_hash)
     try:
-        receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout_s, poll_latency=0.05)
+        receipt = w3.eth.wait_for_transaction_receipt(cast(HexStr, tx_hash), timeout=timeout_s, poll_latency=0.05)
     except TimeExhausted as exc:
         raise ChainTimeoutError(tx_hash, timeout_s) from exc
     if receipt["status"] != 1:
         reason: str | None = "out of gas or unknown"
         try:
             replay = {k: v for k, v in tx.items() if k in ("from", "to", "data", "value", "gas")}
-            w3.eth.call(replay, receipt["blockNumber"] - 1)
+            w3.eth.call(cast(TxParams, replay), receipt["blockNumber"] - 1)
         except _REVERTS as exc:
             reason = abi.revert_reason(exc)
         except Exception:  # replay unavailable on this node: keep the generic reason

@@ -109,7 +109,7 @@ def pool_ledger(chain: Chain) -> Web3Ledger:
     return deployed
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     scores=st.lists(st.one_of(st.just(0.0), st.floats(1e-12, 1e6, allow_nan=False)), min_size=0, max_size=POOL_MEMBERS),
     pool=st.one_of(st.integers(0, 10**6), st.integers(0, 2**128 - 1)),
