@@ -254,26 +254,40 @@ class MemberNode:
 
     def _train_local(self, model: Any, server_round: int) -> tuple[Any, float, DPParams | None, float | None]:
         seed = self.config.seed * 100_003 + server_round * 1_009 + self.member_id
-        options = {
-            "epochs": self.config.local_epochs,
-            "batch_size": self.config.batch_size,
-            "learning_rate": self.config.learning_rate,
-            "momentum": self.config.momentum,
-            "seed": seed,
-        }
-        if not self.config.dp:
-            loss = task.train_plain(model, self.data.x_train, self.data.y_train, **options)
+        x, y, cfg = self.data.x_train, self.data.y_train, self.config
+        if not cfg.dp:
+            loss = task.train_plain(
+                model,
+                x,
+                y,
+                epochs=cfg.local_epochs,
+                batch_size=cfg.batch_size,
+                learning_rate=cfg.learning_rate,
+                momentum=cfg.momentum,
+                seed=seed,
+            )
             return model, loss, None, None
         from fedchain.privacy import DPConfig, PrivacyBudget, PrivacyLedger, train_private
 
         dp_config = DPConfig(
-            budget=PrivacyBudget(epsilon=self.config.epsilon, delta=self.config.delta),
-            max_grad_norm=self.config.max_grad_norm,
-            noise_multiplier=self.config.noise_multiplier or None,
-            planned_rounds=self.config.rounds,
+            budget=PrivacyBudget(epsilon=cfg.epsilon, delta=cfg.delta),
+            max_grad_norm=cfg.max_grad_norm,
+            noise_multiplier=cfg.noise_multiplier or None,
+            planned_rounds=cfg.rounds,
         )
         ledger = PrivacyLedger.open(self.state_dir / "privacy.json")
-        result = train_private(model, self.data.x_train, self.data.y_train, config=dp_config, ledger=ledger, **options)
+        result = train_private(
+            model,
+            x,
+            y,
+            epochs=cfg.local_epochs,
+            batch_size=cfg.batch_size,
+            learning_rate=cfg.learning_rate,
+            momentum=cfg.momentum,
+            config=dp_config,
+            ledger=ledger,
+            seed=seed,
+        )
         return result.model, result.train_loss, result.dp, result.epsilon
 
     # --------------------------------------------------------------- evaluate

@@ -202,7 +202,7 @@ def strategies(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     """List the registered strategies and what each supports."""
     from strategies.registry import available_strategies
 
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": name,
             "he": not cls.needs_plaintext,
@@ -219,7 +219,8 @@ def strategies(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     for column in ("name", "HE", "scorers", "summary"):
         table.add_column(column)
     for row in rows:
-        scorers = row["scorers"] if isinstance(row["scorers"], str) else ", ".join(row["scorers"])
+        scorer_names = row["scorers"]
+        scorers = scorer_names if isinstance(scorer_names, str) else ", ".join(map(str, scorer_names))
         table.add_row(str(row["name"]), "yes" if row["he"] else "no (plaintext)", scorers, str(row["summary"]))
     console.print(table)
 

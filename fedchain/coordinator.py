@@ -47,8 +47,6 @@ MAX_EXAMPLES = 10**9
 class RoundStrategy(Protocol):
     """What the loop needs of a strategy (see ``strategies.base.FedChainStrategy``)."""
 
-    name: str
-
     def configure_train(self, server_round: int, weights: Weights, config: ConfigRecord, grid: Grid) -> list[Message]:
         """Sample members and build their train instructions."""
 
