@@ -57,7 +57,8 @@ class Interval:
             value = int(value)
         else:
             value = float(value)
-            if math.isnan(value):
+            # An open infinite bound excludes infinity itself: (0, inf) does not contain inf.
+            if math.isnan(value) or math.isinf(value):
                 raise ConfigError(name, self.describe(), value)
         if self.low is not None:
             too_low = value < self.low if self.closed in ("left", "both") else value <= self.low

@@ -197,6 +197,28 @@ def _round_row(summary: Any) -> str:
     )
 
 
+provision_app = typer.Typer(help="Create a federation's key material.", no_args_is_help=True)
+app.add_typer(provision_app, name="provision")
+
+
+@provision_app.command("keys")
+def provision_keys_command(
+    directory: Annotated[Path, typer.Argument(help="Where to write member.ckks and coordinator.ckks.")],
+    scoring: Annotated[
+        bool, typer.Option("--scoring/--no-scoring", help="Parameters for encrypted scoring (one multiplication).")
+    ] = False,
+) -> None:
+    """CKKS contexts: member.ckks (secret key, 0600, members only) and coordinator.ckks (public)."""
+    from fedchain.provision import provision_keys
+
+    try:
+        paths = provision_keys(directory, scoring=scoring)
+    except (FedChainError, OSError) as exc:
+        raise _fail(str(exc), code=1) from None
+    console.print(f"members receive      {paths['member']}  (secret: keep private, mode 0600)")
+    console.print(f"the coordinator gets {paths['coordinator']}  (public: cannot decrypt)")
+
+
 @app.command()
 def strategies(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """List the registered strategies and what each supports."""

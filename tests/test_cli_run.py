@@ -58,3 +58,23 @@ def test_three_members_two_rounds_plaintext(tmp_path):
 
     weights = load_model(out / "model.safetensors", expected_hash=result["model_hash"])
     assert weights["0.weight"].shape == (64, 64)
+
+
+def test_provision_keys_writes_secret_0600_and_a_public_context_that_cannot_decrypt(tmp_path):
+    import numpy as np
+
+    from fedchain import crypto
+    from fedchain.errors import CryptoError
+
+    done = _run("provision", "keys", str(tmp_path / "keys"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    member_file, public_file = tmp_path / "keys" / "member.ckks", tmp_path / "keys" / "coordinator.ckks"
+    assert member_file.stat().st_mode & 0o777 == 0o600
+    member = crypto.load_member_context(crypto.read_context(member_file))
+    public = crypto.load_coordinator_context(crypto.read_context(public_file))
+    with pytest.raises(CryptoError):
+        crypto.load_coordinator_context(crypto.read_context(member_file))
+    chunks = crypto.encrypt_update(public, np.ones(4))
+    with pytest.raises(CryptoError):
+        crypto.decrypt_update(public, chunks, 4)
+    assert np.allclose(crypto.decrypt_update(member, chunks, 4), 1.0, atol=1e-4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,3 +96,33 @@ def test_deploy_register_record_read_on_anvil(anvil_url: str, monkeypatch: pytes
     receipt2 = ledger.record_round(next_record(ledger, members, scores))
     assert ledger.last_round() == 2
     assert receipt2.gas_used < receipt.gas_used + 50_000
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_fedchain_run_records_every_round_on_anvil(anvil_url: str, tmp_path: Path) -> None:
+    """The whole flow: a simulated federation through `fedchain run --chain URL` records on anvil."""
+    import json
+
+    env = dict(os.environ, FEDCHAIN_PRIVATE_KEY=ANVIL_KEY_0)
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "fedchain.cli", "run", "--out", str(out), "--members", "3", "--rounds", "2"]
+        + ["--no-dp", "--no-he", "--chain", anvil_url],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert ANVIL_KEY_0[2:] not in done.stdout + done.stderr
+    result = json.loads((out / "result.json").read_text())
+    reader = Web3Ledger(connect(anvil_url, private_key=ANVIL_KEY_0), result["ledger_address"])
+    assert reader.last_round() == 2
+    for row in result["rounds"]:
+        recorded = reader.get_round(row["round"])
+        assert recorded.tx_hash == row["tx_hash"]
+        paid = {m["address"]: int(m["reward_wei"]) for m in row["members"]}
+        assert recorded.rewards_wei == paid
+    assert reader.total_supply() == 2 * int(result["config"]["reward_pool_wei"])

@@ -1,0 +1,53 @@
+"""Differential privacy for fedchain members: budgets, lifetime accounting and DP-SGD training.
+
+The only package that imports Opacus. A member node uses it like this each round:
+
+1. build a :class:`DPConfig` from the federation's options (budget, clipping, planned rounds);
+2. open its :class:`PrivacyLedger` (state dir or Flower ``Context.state``), which holds every
+   round it ever trained;
+3. call :func:`train_private` (or :func:`train_plain` without DP): it refuses a round that would
+   exceed the budget with :class:`~fedchain.errors.BudgetExhaustedError`, trains with Opacus and
+   records the round; the result carries the round's ``DPParams`` and the cumulative epsilon.
+
+An auditor recomputes the member's epsilon from the recorded ``DPParams`` with
+:func:`compute_epsilon` (or :func:`epsilon_curve` round by round) and gets the same number.
+
+Example:
+    >>> from fedchain.privacy import DPConfig, PrivacyBudget, compute_epsilon, plan_round
+    >>> config = DPConfig(budget=PrivacyBudget(epsilon=8.0, delta=1e-5), planned_rounds=20)
+    >>> params = plan_round(config, num_examples=150, epochs=3, batch_size=32)
+    >>> compute_epsilon([params] * 20, delta=1e-5) <= 8.0
+    True
+"""
+
+from fedchain.privacy._registry import ACCOUNTANT_NAMES, GRAD_SAMPLE_MODES
+from fedchain.privacy.accounting import (
+    HistoryEntry,
+    calibrate_noise_multiplier,
+    compute_epsilon,
+    epsilon_curve,
+    plan_round,
+    sample_rate_for,
+)
+from fedchain.privacy.config import DPConfig, PrivacyBudget, check_delta
+from fedchain.privacy.ledger import PrivacyLedger
+from fedchain.privacy.training import TrainResult, incompatible_layers, train_plain, train_private
+
+__all__ = [
+    "ACCOUNTANT_NAMES",
+    "DPConfig",
+    "GRAD_SAMPLE_MODES",
+    "HistoryEntry",
+    "PrivacyBudget",
+    "PrivacyLedger",
+    "TrainResult",
+    "calibrate_noise_multiplier",
+    "check_delta",
+    "compute_epsilon",
+    "epsilon_curve",
+    "incompatible_layers",
+    "plan_round",
+    "sample_rate_for",
+    "train_plain",
+    "train_private",
+]
