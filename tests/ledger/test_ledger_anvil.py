@@ -107,8 +107,22 @@ def test_fedchain_run_records_every_round_on_anvil(anvil_url: str, tmp_path: Pat
     env = dict(os.environ, FEDCHAIN_PRIVATE_KEY=ANVIL_KEY_0)
     out = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "fedchain.cli", "run", "--out", str(out), "--members", "3", "--rounds", "2"]
-        + ["--no-dp", "--no-he", "--chain", anvil_url],
+        [
+            sys.executable,
+            "-m",
+            "fedchain.cli",
+            "run",
+            "--out",
+            str(out),
+            "--members",
+            "3",
+            "--rounds",
+            "2",
+            "--no-dp",
+            "--no-he",
+            "--chain",
+            anvil_url,
+        ],
         capture_output=True,
         text=True,
         timeout=600,
