@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from fedchain.config import FedChainConfig
 from fedchain.data import load_demo_partition, load_local_dataset
 from fedchain.errors import BudgetExhaustedError, FedChainError, SerializationError
 from fedchain.identity import address_of, simulated_member_key
+from fedchain.identity.signing import sign_digest, update_digest
 from fedchain.protocol import (
     ERROR_BUDGET_EXHAUSTED,
     ERROR_INVALID_INSTRUCTION,
@@ -51,6 +53,23 @@ __all__ = ["MemberNode", "member_kind"]
 log = logging.getLogger(__name__)
 
 _NODES: dict[tuple[int, int], MemberNode] = {}
+
+
+def _member_key(config: FedChainConfig, member_id: int, node_config: dict[str, Any]) -> bytes:
+    """The member's chain key: its encrypted keystore in deployment, a seeded key in simulation."""
+    keystore = str(node_config.get("wallet-keystore", "") or "")
+    if not keystore:
+        return simulated_member_key(seed=config.seed, member_id=member_id)
+    from eth_account import Account
+
+    password_env = str(node_config.get("wallet-password-env", "FEDCHAIN_WALLET_PASSWORD"))
+    password = os.environ.get(password_env)
+    if password is None:
+        raise FedChainError(f"wallet keystore {keystore!r} needs its password in ${password_env}")
+    try:
+        return bytes(Account.decrypt(json.loads(Path(keystore).read_text()), password))
+    except (OSError, ValueError) as exc:
+        raise FedChainError(f"cannot open wallet keystore {keystore!r}: {exc}") from exc
 
 
 def member_kind(config: FedChainConfig, member_id: int) -> str:
@@ -72,6 +91,7 @@ class MemberNode:
     kind: str
     data: LocalDataset
     state_dir: Path
+    private_key: bytes = field(repr=False, default=b"")
     ckks_path: Path | None = None
     _ckks: Any = field(default=None, repr=False)
 
@@ -121,10 +141,12 @@ class MemberNode:
                 str(Path(config.he_keys_dir) / "member.ckks") if config.he_keys_dir else ""
             )
             ckks_path = Path(str(ckks)) if ckks else None
+        private_key = _member_key(config, member_id, node_config)
         return cls(
             config=config,
             member_id=member_id,
-            address=address_of(simulated_member_key(seed=config.seed, member_id=member_id)),
+            address=address_of(private_key),
+            private_key=private_key,
             kind=member_kind(config, member_id),
             data=data,
             state_dir=state_dir,
@@ -196,6 +218,16 @@ class MemberNode:
         digest = save_model(self.state_dir / "global.safetensors", weights)
         atomic_write_json(self.state_dir / "global.json", {"model_round": model_round, "model_hash": digest})
 
+    def _sign(self, server_round: int, payload_hash: str, dp: DPParams | None) -> str:
+        digest = update_digest(
+            server_round=server_round,
+            address=self.address,
+            payload_hash=payload_hash,
+            num_examples=self.data.num_train,
+            dp=dp,
+        )
+        return sign_digest(self.private_key, digest)
+
     def _identity(self, global_hash: str, model_round: int) -> ConfigRecord:
         return ConfigRecord(
             {
@@ -241,9 +273,13 @@ class MemberNode:
                 from fedchain import crypto
 
                 delta = (flatten(trained) - flatten(weights)) * self.data.num_train
-                content["update"] = chunks_to_record(crypto.encrypt_update(self._context(), delta))
+                chunks = crypto.encrypt_update(self._context(), delta)
+                content["update"] = chunks_to_record(chunks)
+                payload_hash = crypto.ciphertext_digest(chunks)
             else:
                 content["arrays"] = weights_to_record(trained)
+                payload_hash = model_hash(trained)
+            content.config_records["member"]["signature"] = self._sign(server_round, payload_hash, dp)
             return Message(content, reply_to=msg)
         except BudgetExhaustedError as exc:
             log.warning("member %d declines the round: %s", self.member_id, exc)

@@ -31,6 +31,7 @@ from flwr.serverapp import Grid
 from fedchain.config import FedChainConfig
 from fedchain.contribution import data_size_scores
 from fedchain.errors import FedChainError, SerializationError
+from fedchain.identity.signing import recover_signer, update_digest
 from fedchain.protocol import ERROR_BUDGET_EXHAUSTED, chunks_to_record, record_to_chunks, record_to_weights
 from fedchain.results import RoundSummary, RunResult
 from fedchain.serialization import Weights, check_weights, model_hash
@@ -66,6 +67,14 @@ class RecordSink(Protocol):
         """Record ``record``; return the receipt with the rewards paid."""
 
 
+class ReplyRejectedError(FedChainError):
+    """A reply that is well formed but not acceptable; ``reason`` is the metrics label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
 @dataclass(frozen=True)
 class AcceptedUpdate:
     """A validated member update of one round: plaintext weights or ciphertext chunks."""
@@ -86,6 +95,8 @@ class Coordinator:
         initial_weights: the round-0 global model (the members' seeded model under HE).
         public_context: the coordinator's public CKKS context; required when ``config.he``.
         ledger: where each completed round is recorded and paid; None records nothing.
+        registered: addresses allowed to contribute (the ledger's registered members); None
+            accepts any correctly signed update.
         on_round: called with each round's summary (progress display).
     """
 
@@ -94,6 +105,7 @@ class Coordinator:
     initial_weights: Weights
     public_context: Any = None
     ledger: RecordSink | None = None
+    registered: frozenset[str] | None = None
     on_round: Callable[[RoundSummary], None] | None = None
     weights: Weights = field(init=False)
     model_hash: str = field(init=False)
@@ -167,12 +179,16 @@ class Coordinator:
         return summary
 
     def _skip(self, summary: RoundSummary, accepted: int, started: float) -> RoundSummary:
+        """Too few usable updates: the model stays, nobody is paid, and the chain records the skip."""
         log.warning(
             "round %d skipped: %d accepted updates, %d needed", summary.server_round, accepted, self.config.min_members
         )
         summary.status = "skipped"
         summary.members = []
+        summary.aggregate_hash = ZERO_HASH
         summary.model_hash = self.model_hash
+        if self.ledger is not None:
+            self._record(summary, reward_pool_wei=0)
         summary.seconds = time.perf_counter() - started
         return summary
 
@@ -210,6 +226,10 @@ class Coordinator:
                 continue
             try:
                 update = self._parse_update(server_round, node_id, reply)
+            except ReplyRejectedError as exc:
+                reasons[exc.reason] += 1
+                log.warning("round %d: node %d's update rejected (%s): %s", server_round, node_id, exc.reason, exc)
+                continue
             except (FedChainError, KeyError, TypeError, ValueError) as exc:
                 reasons["invalid"] += 1
                 log.warning("round %d: node %d sent an invalid update: %s", server_round, node_id, exc)
@@ -252,12 +272,42 @@ class Coordinator:
             epsilon=float(metrics["epsilon"]) if dp is not None else None,  # type: ignore[arg-type]
             dp=dp,
         )
+        weights: Weights | None = None
+        chunks: list[bytes] | None = None
         if self.config.he:
             if "update" not in content.array_records:
                 raise SerializationError("HE is on but the reply carries no encrypted update")
-            return AcceptedUpdate(node_id, member, chunks=record_to_chunks(content.array_records["update"]))
-        weights = check_weights(record_to_weights(content.array_records["arrays"]), self.weights)
-        return AcceptedUpdate(node_id, member, weights=weights)
+            from fedchain import crypto
+
+            chunks = record_to_chunks(content.array_records["update"])
+            payload_hash = crypto.ciphertext_digest(chunks)
+        else:
+            weights = check_weights(record_to_weights(content.array_records["arrays"]), self.weights)
+            payload_hash = model_hash(weights)
+        digest = self._verify_signature(server_round, member, payload_hash, identity.get("signature"))
+        return AcceptedUpdate(node_id, replace(member, update_digest=digest), weights=weights, chunks=chunks)
+
+    def _verify_signature(self, server_round: int, member: MemberRound, payload_hash: str, signature: Any) -> str:
+        """The update's digest, if ``signature`` is the claimed member's over exactly this update."""
+        if self.registered is not None and member.address not in self.registered:
+            raise ReplyRejectedError("unregistered", f"{member.address} is not a registered member")
+        if not isinstance(signature, str) or not signature:
+            raise ReplyRejectedError("unsigned", "the update carries no signature")
+        digest = update_digest(
+            server_round=server_round,
+            address=member.address,
+            payload_hash=payload_hash,
+            num_examples=member.num_examples,
+            dp=member.dp,
+        )
+        try:
+            signer = recover_signer(digest, signature)
+        except SerializationError as exc:
+            raise ReplyRejectedError("bad-signature", str(exc)) from exc
+        if signer != member.address:
+            # a signature from another round, payload or key recovers to some other address
+            raise ReplyRejectedError("bad-signature", f"signed by {signer}, not by the claimed {member.address}")
+        return digest
 
     def _aggregate(
         self, server_round: int, accepted: list[AcceptedUpdate], summary: RoundSummary
@@ -331,7 +381,8 @@ class Coordinator:
             return None, None, consensus
         return correct / total, loss / total, consensus
 
-    def _record(self, summary: RoundSummary) -> None:
+    def _record(self, summary: RoundSummary, *, reward_pool_wei: int | None = None) -> None:
+        """Record the round on chain (a skipped round: no members, no pool) and read back the rewards."""
         assert self.ledger is not None
         record = RoundRecord(
             server_round=summary.server_round,
@@ -341,7 +392,7 @@ class Coordinator:
             members=tuple(
                 MemberRoundRecord(address=m.address, score=m.score, dp=m.dp, epsilon=m.epsilon) for m in summary.members
             ),
-            reward_pool_wei=self.config.reward_pool_wei,
+            reward_pool_wei=self.config.reward_pool_wei if reward_pool_wei is None else reward_pool_wei,
         )
         receipt = self.ledger.record_round(record)
         summary.tx_hash = receipt.tx_hash

@@ -93,6 +93,7 @@ class MemberRound:
         epsilon: the member's cumulative epsilon after the round; None without DP.
         dp: the DP parameters of the round; None without DP.
         train_loss: mean training loss the member reported.
+        update_digest: the signed digest of the member's update (see ``fedchain.identity.signing``).
     """
 
     member_id: int
@@ -105,6 +106,7 @@ class MemberRound:
     epsilon: float | None = None
     dp: DPParams | None = None
     train_loss: float | None = None
+    update_digest: str | None = None
 
 
 @dataclass(frozen=True)

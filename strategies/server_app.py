@@ -28,7 +28,7 @@ from fedchain.progress import publish
 from fedchain.serialization import save_model
 from strategies.registry import create_strategy
 
-__all__ = ["app", "load_public_context", "open_ledger"]
+__all__ = ["app", "load_public_context", "open_ledger", "simulated_members"]
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +51,21 @@ def load_public_context(config: FedChainConfig) -> Any:
     return crypto.load_coordinator_context(crypto.read_context(Path(config.he_keys_dir) / "coordinator.ckks"))
 
 
-def open_ledger(config: FedChainConfig) -> Any:
-    """Deploy the ledger on the configured chain and register the members; None for ``chain="none"``.
+def simulated_members(config: FedChainConfig) -> list[str]:
+    """Addresses of the simulated members (keys derived from the run seed, ``fedchain.identity``)."""
+    from fedchain.identity import address_of, simulated_member_key
 
-    Simulated members' addresses derive from the run seed (``fedchain.identity``).
-    """
+    return [address_of(simulated_member_key(seed=config.seed, member_id=i)) for i in range(config.total_members)]
+
+
+def open_ledger(config: FedChainConfig, members: list[str]) -> Any:
+    """Deploy the ledger on the configured chain and register ``members``; None for ``chain="none"``."""
     if config.chain == "none":
         return None
-    from fedchain.identity import address_of, simulated_member_key
     from fedchain.ledger import Web3Ledger, connect
 
     ledger = Web3Ledger.deploy(connect(config.chain))
-    ledger.register_members(
-        [address_of(simulated_member_key(seed=config.seed, member_id=i)) for i in range(config.total_members)]
-    )
+    ledger.register_members(members)
     log.info("fedchain: ledger %s deployed on %s", ledger.address, config.chain)
     return ledger
 
@@ -85,13 +86,15 @@ def main(grid: Grid, context: Context) -> None:
             seed=config.seed,
         )
     )
-    ledger = open_ledger(config)
+    members = simulated_members(config)
+    ledger = open_ledger(config, members)
     coordinator = Coordinator(
         config=config,
         strategy=strategy,
         initial_weights=initial,
         public_context=public_context,
         ledger=ledger,
+        registered=frozenset(members),
         on_round=publish,
     )
     result = coordinator.run(grid)

@@ -204,6 +204,7 @@ class LedgerReader(ABC):
         """Whether ``address`` was registered at the end of block ``block_number``.
 
         Example:
+            >>> from fedchain.ledger import Web3Ledger, connect
             >>> ledger = Web3Ledger.deploy(connect("embedded"))
             >>> ledger.was_registered("0x" + "11" * 20, block_number=1)
             False

@@ -124,6 +124,7 @@ class Web3Ledger(Ledger):
             The deployed ledger.
 
         Example:
+            >>> from fedchain.ledger import Web3Ledger, connect
             >>> ledger = Web3Ledger.deploy(connect("embedded"), token_symbol="FED")
             >>> ledger.token_symbol()
             'FED'
@@ -192,6 +193,7 @@ class Web3Ledger(Ledger):
         """Move members' claimable credit into their ERC-20 balances (anyone may pay for this).
 
         Example:
+            >>> from fedchain.ledger import Web3Ledger, connect
             >>> ledger = Web3Ledger.deploy(connect("embedded"))
             >>> ledger.claim_for(["0x" + "11" * 20])  # nothing to claim: a no-op
         """
