@@ -249,6 +249,8 @@ class MemberNode:
             model = self._new_model()
             task.set_weights(model, weights)
             model, loss, dp, epsilon = self._train_local(model, server_round)
+            if self.member_id in self.config.crashing_members:
+                raise RuntimeError(f"fault injection: member {self.member_id} killed during training")
             trained = task.get_weights(model)
             metrics: dict[str, Any] = {
                 "num-examples": self.data.num_train,

@@ -100,6 +100,9 @@ class FedChainConfig:
     adversaries: tuple[str, ...] = _spec(
         (), None, "adversaries", "simulated adversarial members, comma-separated kinds (testing only)"
     )
+    faults: str = _spec(
+        "", None, "faults", "testing only: 'crash:ID,ID' makes those simulated members die during training"
+    )
     out_dir: str = _spec("", None, "out-dir", "directory for result.json and model.safetensors")
     metrics_port: int = _spec(
         0, Interval(int, 0, 65535, closed="both"), "metrics-port", "Prometheus /metrics port; 0 disables it"
@@ -125,12 +128,21 @@ class FedChainConfig:
             self.chain in ("embedded", "none") or self.chain.startswith(("http://", "https://"))
         ):
             raise ConfigError("chain", "'embedded', 'none' or an http(s):// JSON-RPC URL", self.chain)
+        if self.faults and not (
+            self.faults.startswith("crash:") and all(p.strip().isdigit() for p in self.faults[6:].split(","))
+        ):
+            raise ConfigError("faults", "'' or 'crash:ID,ID,...' (testing only)", self.faults)
         if self.min_members > self.total_members:
             raise ConfigError(
                 "min_members",
                 f"an int in [1, {self.total_members}] (the number of members)",
                 self.min_members,
             )
+
+    @property
+    def crashing_members(self) -> frozenset[int]:
+        """Member ids that fault injection makes crash during training (testing only)."""
+        return frozenset(int(p) for p in self.faults[6:].split(",")) if self.faults else frozenset()
 
     @property
     def total_members(self) -> int:

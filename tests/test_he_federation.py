@@ -59,3 +59,24 @@ def test_malformed_ciphertexts_are_dropped_and_the_round_continues():
     assert aggregate.total_weight == 4
     total = crypto.decrypt_update(secret, list(aggregate.ciphertext or ()), 10)
     assert np.allclose(total, 8.0, atol=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_members_killed_during_training_are_excluded_and_unpaid(tmp_path):
+    from fedchain.runner import run_simulation
+
+    config = FedChainConfig(
+        members=10, rounds=2, dp=False, he=True, chain="embedded", faults="crash:7,8,9", out_dir=str(tmp_path)
+    )
+    result = run_simulation(config)
+    for row in result["rounds"]:
+        assert row["status"] == "completed"
+        assert row["rejections"] == {"failed": 3}
+        assert sorted(m["member_id"] for m in row["members"]) == list(range(7))
+        assert all(int(m["reward_wei"]) > 0 for m in row["members"])
+    crashed = {m["address"] for row in result["rounds"] for m in row["members"] if m["member_id"] >= 7}
+    assert not crashed
+    paid = sum(int(wei) for wei in result["balances_wei"].values())
+    assert 0 < paid <= 2 * config.reward_pool_wei
+    assert len(result["balances_wei"]) == 7
