@@ -96,6 +96,10 @@ class FedChainConfig:
     )
     chain: str = _spec("embedded", None, "chain", "'embedded' (in-process EVM), 'none', or a JSON-RPC URL")
     reward_pool_wei: int = _spec(10**20, _INT_NONNEG, "reward-pool-wei", "tokens (wei) split among members each round")
+    chain_attempts: int = _spec(5, _INT_POS, "chain-attempts", "tries to record a round before giving up")
+    chain_backoff_s: float = _spec(
+        0.5, Interval(float, 0, None, closed="left"), "chain-backoff-s", "first retry delay; doubles each try"
+    )
     round_timeout_s: float = _spec(600.0, _FLOAT_POS, "round-timeout-s", "seconds to wait for member replies")
     adversaries: tuple[str, ...] = _spec(
         (), None, "adversaries", "simulated adversarial members, comma-separated kinds (testing only)"

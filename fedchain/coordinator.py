@@ -23,19 +23,31 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
+from fedchain._io import atomic_write_json
 from fedchain.config import FedChainConfig
 from fedchain.contribution import data_size_scores
-from fedchain.errors import FedChainError, SerializationError
+from fedchain.errors import ConfigError, FedChainError, LedgerError, SerializationError
 from fedchain.identity.signing import recover_signer, update_digest
+from fedchain.ledger.base import RoundConflictError
 from fedchain.protocol import ERROR_BUDGET_EXHAUSTED, chunks_to_record, record_to_chunks, record_to_weights
 from fedchain.results import RoundSummary, RunResult
 from fedchain.serialization import Weights, check_weights, model_hash
-from fedchain.types import ZERO_HASH, Aggregate, DPParams, MemberRound, MemberRoundRecord, Receipt, RoundRecord
+from fedchain.types import (
+    ZERO_HASH,
+    Aggregate,
+    DPParams,
+    MemberRound,
+    MemberRoundRecord,
+    Receipt,
+    RoundRecord,
+    record_to_json,
+)
 
 __all__ = ["Coordinator", "RecordSink", "RoundStrategy"]
 
@@ -381,6 +393,51 @@ class Coordinator:
             return None, None, consensus
         return correct / total, loss / total, consensus
 
+    def _record_with_retries(self, record: RoundRecord) -> Receipt:
+        """Record ``record``, retrying with exponential backoff; the round is held on disk until it lands.
+
+        The record is written to ``out_dir/pending/round-N.json`` before the first attempt and removed
+        once the receipt is in, so a round whose recording failed is never lost. Retrying is safe:
+        ``Ledger.record_round`` returns the existing receipt for an identical recorded round and
+        never pays twice.
+
+        Raises:
+            LedgerError: after ``chain_attempts`` failures, naming the round and the last error.
+        """
+        assert self.ledger is not None
+        pending = self._pending_path(record.server_round)
+        if pending is not None:
+            atomic_write_json(pending, record_to_json(record))
+        delay = self.config.chain_backoff_s
+        for attempt in range(1, self.config.chain_attempts + 1):
+            try:
+                receipt = self.ledger.record_round(record)
+                break
+            except (ConfigError, RoundConflictError):
+                raise  # the payload itself is wrong: retrying cannot help
+            except Exception as exc:  # RPC down or slow, dropped or reverted transaction
+                if attempt == self.config.chain_attempts:
+                    raise LedgerError(
+                        f"round {record.server_round} was not recorded after {attempt} attempts "
+                        f"(last error: {exc}); it is held in {pending}"
+                    ) from exc
+                log.warning(
+                    "round %d: recording failed (attempt %d/%d): %s; retrying in %.1f s",
+                    record.server_round,
+                    attempt,
+                    self.config.chain_attempts,
+                    exc,
+                    delay,
+                )
+                time.sleep(delay)
+                delay *= 2
+        if pending is not None:
+            pending.unlink(missing_ok=True)
+        return receipt
+
+    def _pending_path(self, server_round: int) -> Path | None:
+        return Path(self.config.out_dir) / "pending" / f"round-{server_round}.json" if self.config.out_dir else None
+
     def _record(self, summary: RoundSummary, *, reward_pool_wei: int | None = None) -> None:
         """Record the round on chain (a skipped round: no members, no pool) and read back the rewards."""
         assert self.ledger is not None
@@ -394,7 +451,7 @@ class Coordinator:
             ),
             reward_pool_wei=self.config.reward_pool_wei if reward_pool_wei is None else reward_pool_wei,
         )
-        receipt = self.ledger.record_round(record)
+        receipt = self._record_with_retries(record)
         summary.tx_hash = receipt.tx_hash
         summary.gas_used = receipt.gas_used
         summary.block_number = receipt.block_number

@@ -11,7 +11,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -24,6 +26,8 @@ __all__ = [
     "Receipt",
     "RoundRecord",
     "ZERO_HASH",
+    "record_from_json",
+    "record_to_json",
 ]
 
 #: 32 zero bytes as hex: the "previous model hash" of round 1 and the hash of nothing.
@@ -186,3 +190,38 @@ class Receipt:
     gas_used: int
     rewards_wei: dict[str, int] = field(default_factory=dict)
     treasury_wei: int = 0
+
+
+def record_to_json(record: RoundRecord) -> dict[str, Any]:
+    """A :class:`RoundRecord` as JSON-safe data (money as a decimal string)."""
+    data = dataclasses.asdict(record)
+    data["reward_pool_wei"] = str(record.reward_pool_wei)
+    return data
+
+
+def record_from_json(data: dict[str, Any]) -> RoundRecord:
+    """Inverse of :func:`record_to_json`.
+
+    Example:
+        >>> record = RoundRecord(1, ZERO_HASH, ZERO_HASH, ZERO_HASH, (MemberRoundRecord("0x" + "11" * 20, 1.0),), 5)
+        >>> record_from_json(record_to_json(record)) == record
+        True
+    """
+    members = tuple(
+        MemberRoundRecord(
+            address=str(m["address"]),
+            score=float(m["score"]),
+            dp=DPParams(**m["dp"]) if m.get("dp") else None,
+            epsilon=None if m.get("epsilon") is None else float(m["epsilon"]),
+        )
+        for m in data["members"]
+    )
+    return RoundRecord(
+        server_round=int(data["server_round"]),
+        aggregate_hash=str(data["aggregate_hash"]),
+        model_hash=str(data["model_hash"]),
+        previous_model_hash=str(data["previous_model_hash"]),
+        members=members,
+        reward_pool_wei=int(data["reward_pool_wei"]),
+        update_merkle_root=str(data["update_merkle_root"]),
+    )
