@@ -18,7 +18,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 
 NODE_STAMP := contracts/node_modules/.fedchain-installed
 
-.PHONY: venv node demo test bench check lint typecheck contracts clean
+.PHONY: venv node demo test bench fuzz check lint typecheck contracts clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,10 @@ test: $(STAMP) $(NODE_STAMP)
 
 bench: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m bench
+
+# Longer fuzzing of every decoder that reads network or disk bytes (the suite runs a bounded pass).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz bash scripts/pytest.sh tests/test_fuzz.py tests/crypto/test_he_malformed.py -p no:cacheprovider
 
 contracts: $(NODE_STAMP)
 	cd contracts && node ../scripts/compile_contracts.mjs

@@ -120,17 +120,20 @@ class FedChainConfig:
                 continue
             checked = check(spec.name, value) if callable(check) else check.check(spec.name, value)
             object.__setattr__(self, spec.name, checked)
+        for name in ("strategy", "scorer", "chain", "he_keys_dir", "faults", "out_dir"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(name, "a string", getattr(self, name))
         adversaries = self.adversaries
         if isinstance(adversaries, str):
             adversaries = tuple(kind.strip() for kind in adversaries.split(",") if kind.strip())
+        if not isinstance(adversaries, tuple | list):
+            raise ConfigError("adversaries", "a comma-separated string or a list of adversary kinds", adversaries)
         for kind in adversaries:
             OneOf(ADVERSARY_KINDS).check("adversary", kind)
         object.__setattr__(self, "adversaries", tuple(adversaries))
-        if not isinstance(self.strategy, str) or not self.strategy:
+        if not self.strategy:
             raise ConfigError("strategy", "a registered strategy name or a dotted path", self.strategy)
-        if not isinstance(self.chain, str) or not (
-            self.chain in ("embedded", "none") or self.chain.startswith(("http://", "https://"))
-        ):
+        if not (self.chain in ("embedded", "none") or self.chain.startswith(("http://", "https://"))):
             raise ConfigError("chain", "'embedded', 'none' or an http(s):// JSON-RPC URL", self.chain)
         if self.faults and not (
             self.faults.startswith("crash:") and all(p.strip().isdigit() for p in self.faults[6:].split(","))

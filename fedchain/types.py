@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from fedchain.errors import SerializationError
+
 __all__ = [
     "Aggregate",
     "DPParams",
@@ -200,28 +202,31 @@ def record_to_json(record: RoundRecord) -> dict[str, Any]:
 
 
 def record_from_json(data: dict[str, Any]) -> RoundRecord:
-    """Inverse of :func:`record_to_json`.
+    """Inverse of :func:`record_to_json`; raises ``SerializationError`` on malformed data.
 
     Example:
         >>> record = RoundRecord(1, ZERO_HASH, ZERO_HASH, ZERO_HASH, (MemberRoundRecord("0x" + "11" * 20, 1.0),), 5)
         >>> record_from_json(record_to_json(record)) == record
         True
     """
-    members = tuple(
-        MemberRoundRecord(
-            address=str(m["address"]),
-            score=float(m["score"]),
-            dp=DPParams(**m["dp"]) if m.get("dp") else None,
-            epsilon=None if m.get("epsilon") is None else float(m["epsilon"]),
+    try:
+        members = tuple(
+            MemberRoundRecord(
+                address=str(m["address"]),
+                score=float(m["score"]),
+                dp=DPParams(**m["dp"]) if m.get("dp") else None,
+                epsilon=None if m.get("epsilon") is None else float(m["epsilon"]),
+            )
+            for m in data["members"]
         )
-        for m in data["members"]
-    )
-    return RoundRecord(
-        server_round=int(data["server_round"]),
-        aggregate_hash=str(data["aggregate_hash"]),
-        model_hash=str(data["model_hash"]),
-        previous_model_hash=str(data["previous_model_hash"]),
-        members=members,
-        reward_pool_wei=int(data["reward_pool_wei"]),
-        update_merkle_root=str(data["update_merkle_root"]),
-    )
+        return RoundRecord(
+            server_round=int(data["server_round"]),
+            aggregate_hash=str(data["aggregate_hash"]),
+            model_hash=str(data["model_hash"]),
+            previous_model_hash=str(data["previous_model_hash"]),
+            members=members,
+            reward_pool_wei=int(data["reward_pool_wei"]),
+            update_merkle_root=str(data["update_merkle_root"]),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise SerializationError(f"malformed round record: {type(exc).__name__}: {exc}") from exc

@@ -109,9 +109,9 @@ def _read_columns(path: Path, kind: str) -> dict[str, np.ndarray]:
 
     try:
         table = pa_csv.read_csv(path) if kind == "csv" else pq.read_table(path)
-    except Exception as exc:  # pyarrow raises its own ArrowInvalid / OSError family
+        return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
+    except Exception as exc:  # pyarrow's ArrowInvalid / OSError family, and undecodable text
         raise DataError(f"data file {str(path)!r} is not a valid {kind} file: {exc}") from exc
-    return {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
 
 
 def _stack_features(path: Path, columns: dict[str, np.ndarray]) -> np.ndarray:
