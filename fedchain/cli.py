@@ -76,6 +76,10 @@ def run(
     batch_size: Annotated[int, typer.Option(help="Local batch size.")] = 32,
     learning_rate: Annotated[float, typer.Option("--lr", help="Local learning rate.")] = 0.05,
     min_members: Annotated[int, typer.Option(help="Fewest accepted updates for a round.")] = 2,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint (needs --chain URL).")
+    ] = False,
+    faults: Annotated[str, typer.Option(hidden=True, help="Fault injection, for tests only.")] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of tables.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Flower and Ray logs.")] = False,
 ) -> None:
@@ -100,6 +104,8 @@ def run(
             learning_rate=learning_rate,
             min_members=min_members,
             out_dir=str(out),
+            resume=resume,
+            faults=faults,
         )
         from strategies.registry import create_strategy
 

@@ -36,6 +36,16 @@ _INT_NONNEG = Interval(int, 0, None, closed="left")
 _FLOAT_POS = Interval(float, 0, None, closed="neither")
 
 
+def _valid_fault(spec: str) -> bool:
+    kind, _, rest = spec.partition(":")
+    if kind == "crash":
+        return all(part.strip().isdigit() for part in rest.split(","))
+    if kind == "kill":
+        server_round, _, point = rest.partition(":")
+        return server_round.isdigit() and point in ("replies", "aggregated", "sent")
+    return False
+
+
 def _spec(default: Any, check: Any, key: str, help: str) -> Any:
     """A config field: its default, its validator, its run-config key and its help text."""
     return field(default=default, metadata={"check": check, "key": key, "help": help})
@@ -105,8 +115,13 @@ class FedChainConfig:
         (), None, "adversaries", "simulated adversarial members, comma-separated kinds (testing only)"
     )
     faults: str = _spec(
-        "", None, "faults", "testing only: 'crash:ID,ID' makes those simulated members die during training"
+        "",
+        None,
+        "faults",
+        "testing only: 'crash:ID,ID' kills those members during training; 'kill:ROUND:POINT' kills the "
+        "coordinator at POINT (replies, aggregated, sent) of ROUND",
     )
+    resume: bool = _spec(False, check_bool, "resume", "continue a run from the checkpoint in out-dir")
     out_dir: str = _spec("", None, "out-dir", "directory for result.json and model.safetensors")
     metrics_port: int = _spec(
         0, Interval(int, 0, 65535, closed="both"), "metrics-port", "Prometheus /metrics port; 0 disables it"
@@ -135,10 +150,10 @@ class FedChainConfig:
             raise ConfigError("strategy", "a registered strategy name or a dotted path", self.strategy)
         if not (self.chain in ("embedded", "none") or self.chain.startswith(("http://", "https://"))):
             raise ConfigError("chain", "'embedded', 'none' or an http(s):// JSON-RPC URL", self.chain)
-        if self.faults and not (
-            self.faults.startswith("crash:") and all(p.strip().isdigit() for p in self.faults[6:].split(","))
-        ):
-            raise ConfigError("faults", "'' or 'crash:ID,ID,...' (testing only)", self.faults)
+        if self.faults and not _valid_fault(self.faults):
+            raise ConfigError(
+                "faults", "'', 'crash:ID,ID,...' or 'kill:ROUND:replies|aggregated|sent' (testing only)", self.faults
+            )
         if self.min_members > self.total_members:
             raise ConfigError(
                 "min_members",
@@ -149,7 +164,13 @@ class FedChainConfig:
     @property
     def crashing_members(self) -> frozenset[int]:
         """Member ids that fault injection makes crash during training (testing only)."""
-        return frozenset(int(p) for p in self.faults[6:].split(",")) if self.faults else frozenset()
+        if not self.faults.startswith("crash:"):
+            return frozenset()
+        return frozenset(int(p) for p in self.faults[6:].split(","))
+
+    def coordinator_dies_at(self, point: str, server_round: int) -> bool:
+        """Whether fault injection kills the coordinator at ``point`` of ``server_round`` (testing only)."""
+        return self.faults == f"kill:{server_round}:{point}"
 
     @property
     def total_members(self) -> int:

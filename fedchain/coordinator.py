@@ -19,6 +19,7 @@ Example (inside a Flower ServerApp)::
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -30,9 +31,10 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from fedchain._io import atomic_write_json
+from fedchain.checkpoint import FINGERPRINT_FIELDS, Checkpoint
 from fedchain.config import FedChainConfig
 from fedchain.contribution import data_size_scores
-from fedchain.errors import ConfigError, FedChainError, LedgerError, SerializationError
+from fedchain.errors import ConfigError, FedChainError, FederationError, LedgerError, SerializationError
 from fedchain.identity.signing import recover_signer, update_digest
 from fedchain.ledger.base import RoundConflictError
 from fedchain.protocol import ERROR_BUDGET_EXHAUSTED, chunks_to_record, record_to_chunks, record_to_weights
@@ -53,6 +55,8 @@ __all__ = ["Coordinator", "RecordSink", "RoundStrategy"]
 
 log = logging.getLogger(__name__)
 
+#: Exit status of a coordinator killed by fault injection.
+KILLED_EXIT_CODE = 17
 #: Largest example count a member may claim; more is treated as a lie.
 MAX_EXAMPLES = 10**9
 
@@ -123,6 +127,8 @@ class Coordinator:
     model_hash: str = field(init=False)
     aggregates: dict[int, Aggregate] = field(init=False, default_factory=dict)
     known_rounds: dict[int, int] = field(init=False, default_factory=dict)
+    history: list[RoundSummary] = field(init=False, default_factory=list)
+    ledger_address: str | None = None
 
     def __post_init__(self) -> None:
         if self.config.he and self.public_context is None:
@@ -134,17 +140,50 @@ class Coordinator:
 
     # ------------------------------------------------------------------ loop
     def run(self, grid: Grid) -> RunResult:
-        """Run every configured round; return the run's results."""
+        """Run every configured round after the last one done (see :meth:`restore`); return the results."""
         started = time.perf_counter()
-        result = RunResult(config=self.config.to_dict())
-        for server_round in range(1, self.config.rounds + 1):
+        for server_round in range(len(self.history) + 1, self.config.rounds + 1):
             summary = self.run_round(grid, server_round)
-            result.rounds.append(summary)
+            self.history.append(summary)
             if self.on_round is not None:
                 self.on_round(summary)
+        result = RunResult(config=self.config.to_dict(), rounds=list(self.history))
         result.model_hash = self.model_hash
         result.wall_seconds = time.perf_counter() - started
         return result
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Continue from a checkpoint; a round that was staged but not confirmed on chain is recorded now.
+
+        Recording a staged round again is safe: the ledger returns the existing receipt for an
+        identical recorded round and never pays twice.
+
+        Raises:
+            FederationError: the checkpoint belongs to another federation (options differ) or the
+                chain's last round does not match it.
+        """
+        fingerprint = _fingerprint(self.config)
+        if checkpoint.fingerprint != fingerprint:
+            changed = sorted(k for k in fingerprint if checkpoint.fingerprint.get(k) != fingerprint[k])
+            raise FederationError(f"cannot resume: options {changed} differ from the checkpointed run")
+        if checkpoint.weights is not None:
+            self.weights = checkpoint.weights
+        self.model_hash = checkpoint.model_hash
+        self.aggregates = dict(checkpoint.aggregates)
+        self.known_rounds = dict(checkpoint.known_rounds)
+        self.history = [RoundSummary.from_dict(row) for row in checkpoint.rounds]
+        if checkpoint.status == "staged" and self.history:
+            summary = self.history[-1]
+            log.warning("round %d was staged but not confirmed: recording it now", summary.server_round)
+            if self.ledger is not None and checkpoint.record is not None:
+                self._apply_receipt(summary, self._record_with_retries(checkpoint.record))
+            self._checkpoint(summary, status="recorded")
+        last = getattr(self.ledger, "last_round", None)
+        if last is not None and last() != len(self.history):
+            raise FederationError(
+                f"cannot resume: the chain's last round is {last()}, the checkpoint's is {len(self.history)}"
+            )
+        log.info("resuming after round %d", len(self.history))
 
     def run_round(self, grid: Grid, server_round: int) -> RoundSummary:
         """One round: train, validate, aggregate, score, evaluate, record."""
@@ -155,6 +194,7 @@ class Coordinator:
         config = ConfigRecord({"model-round": server_round - 1})
         instructions = self._with_aggregates(self.strategy.configure_train(server_round, self.weights, config, grid))
         replies = list(grid.send_and_receive(instructions, timeout=self.config.round_timeout_s))
+        self._maybe_die("replies", server_round)
 
         # 2. Validate: keep well-formed updates, count the rest by reason.
         accepted = self._validate(server_round, replies, summary)
@@ -164,6 +204,7 @@ class Coordinator:
             accepted, aggregate = self._aggregate(server_round, accepted, summary)
         if len(accepted) < self.config.min_members:
             return self._skip(summary, len(accepted), started)
+        self._maybe_die("aggregated", server_round)
         summary.aggregate_hash = aggregate.digest
 
         # 4. Score.
@@ -177,10 +218,9 @@ class Coordinator:
         summary.model_hash = reported_hash or ZERO_HASH
         self.model_hash = summary.model_hash
 
-        # 6. Reward and record.
-        if self.ledger is not None:
-            self._record(summary)
+        # 6. Reward and record (staged in the checkpoint first, so a crash cannot lose the round).
         summary.seconds = time.perf_counter() - started
+        self._finish(summary, self.config.reward_pool_wei)
         log.info(
             "round %d: accuracy %s, %d accepted, %.2f s",
             server_round,
@@ -199,9 +239,8 @@ class Coordinator:
         summary.members = []
         summary.aggregate_hash = ZERO_HASH
         summary.model_hash = self.model_hash
-        if self.ledger is not None:
-            self._record(summary, reward_pool_wei=0)
         summary.seconds = time.perf_counter() - started
+        self._finish(summary, reward_pool_wei=0)
         return summary
 
     # ---------------------------------------------------------- instructions
@@ -438,22 +477,61 @@ class Coordinator:
     def _pending_path(self, server_round: int) -> Path | None:
         return Path(self.config.out_dir) / "pending" / f"round-{server_round}.json" if self.config.out_dir else None
 
-    def _record(self, summary: RoundSummary, *, reward_pool_wei: int | None = None) -> None:
-        """Record the round on chain (a skipped round: no members, no pool) and read back the rewards."""
-        assert self.ledger is not None
-        record = RoundRecord(
-            server_round=summary.server_round,
-            aggregate_hash=summary.aggregate_hash or ZERO_HASH,
-            model_hash=summary.model_hash or ZERO_HASH,
-            previous_model_hash=summary.previous_model_hash or ZERO_HASH,
-            members=tuple(
-                MemberRoundRecord(address=m.address, score=m.score, dp=m.dp, epsilon=m.epsilon) for m in summary.members
-            ),
-            reward_pool_wei=self.config.reward_pool_wei if reward_pool_wei is None else reward_pool_wei,
-        )
-        receipt = self._record_with_retries(record)
+    def _finish(self, summary: RoundSummary, reward_pool_wei: int) -> None:
+        """Stage the round in the checkpoint, record it on chain, then mark it recorded."""
+        record = None
+        if self.ledger is not None:
+            record = RoundRecord(
+                server_round=summary.server_round,
+                aggregate_hash=summary.aggregate_hash or ZERO_HASH,
+                model_hash=summary.model_hash or ZERO_HASH,
+                previous_model_hash=summary.previous_model_hash or ZERO_HASH,
+                members=tuple(
+                    MemberRoundRecord(address=m.address, score=m.score, dp=m.dp, epsilon=m.epsilon)
+                    for m in summary.members
+                ),
+                reward_pool_wei=reward_pool_wei,
+            )
+        self._checkpoint(summary, status="staged", record=record)
+        if self.config.coordinator_dies_at("sent", summary.server_round) and hasattr(self.ledger, "on_sent"):
+            # die after the transaction is sent, before its receipt is read
+            self.ledger.on_sent = lambda tx_hash: self._maybe_die("sent", summary.server_round)  # type: ignore[union-attr]
+        if record is not None:
+            self._apply_receipt(summary, self._record_with_retries(record))
+        self._checkpoint(summary, status="recorded")
+
+    def _maybe_die(self, point: str, server_round: int) -> None:
+        """Fault injection (testing only): end the process abruptly, as a crash would."""
+        if self.config.coordinator_dies_at(point, server_round):
+            log.error("fault injection: coordinator killed at %s of round %d", point, server_round)
+            logging.shutdown()
+            os._exit(KILLED_EXIT_CODE)
+
+    def _apply_receipt(self, summary: RoundSummary, receipt: Receipt) -> None:
         summary.tx_hash = receipt.tx_hash
         summary.gas_used = receipt.gas_used
         summary.block_number = receipt.block_number
         summary.treasury_wei = receipt.treasury_wei
         summary.members = [replace(m, reward_wei=receipt.rewards_wei.get(m.address, 0)) for m in summary.members]
+
+    def _checkpoint(self, summary: RoundSummary, *, status: str, record: RoundRecord | None = None) -> None:
+        if not self.config.out_dir:
+            return
+        rounds = [s.to_dict() for s in self.history if s.server_round < summary.server_round] + [summary.to_dict()]
+        Checkpoint(
+            server_round=summary.server_round,
+            status=status,
+            model_hash=self.model_hash,
+            weights=None if self.config.he else self.weights,
+            aggregates=self.aggregates,
+            known_rounds=self.known_rounds,
+            rounds=rounds,
+            record=record,
+            ledger_address=self.ledger_address,
+            fingerprint=_fingerprint(self.config),
+        ).save(self.config.out_dir)
+
+
+def _fingerprint(config: FedChainConfig) -> dict[str, Any]:
+    values = config.to_dict()
+    return {name: values[name] for name in FINGERPRINT_FIELDS}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fedchain._io import atomic_write_json
-from fedchain.types import MemberRound
+from fedchain.types import DPParams, MemberRound
 
 __all__ = ["RESULT_SCHEMA_VERSION", "RoundSummary", "RunResult"]
 
@@ -59,6 +59,32 @@ class RoundSummary:
     def accepted(self) -> int:
         """Members whose update went into the aggregate."""
         return sum(1 for member in self.members if member.status == "accepted")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RoundSummary:
+        """Inverse of :meth:`to_dict` (used to resume a run from its checkpoint)."""
+        members = []
+        for entry in data["members"]:
+            entry = dict(entry)
+            entry["dp"] = DPParams(**entry["dp"]) if entry.get("dp") else None
+            entry["reward_wei"] = None if entry.get("reward_wei") is None else int(entry["reward_wei"])
+            members.append(MemberRound(**entry))
+        return cls(
+            server_round=int(data["round"]),
+            status=str(data["status"]),
+            accuracy=data.get("accuracy"),
+            loss=data.get("loss"),
+            model_hash=data.get("model_hash"),
+            previous_model_hash=data.get("previous_model_hash"),
+            aggregate_hash=data.get("aggregate_hash"),
+            tx_hash=data.get("tx_hash"),
+            gas_used=data.get("gas_used"),
+            block_number=data.get("block_number"),
+            treasury_wei=None if data.get("treasury_wei") is None else int(data["treasury_wei"]),
+            seconds=float(data.get("seconds", 0.0)),
+            members=members,
+            rejections=dict(data.get("rejections", {})),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``round`` is the round number)."""

@@ -97,10 +97,13 @@ def run_simulation(
     config = config.replace(out_dir=str(out_dir))
     # A simulated run is a new federation: members' state (privacy accountants, models) and keys
     # from an earlier run in the same directory must not leak into it.
-    for stale in ("members", "keys"):
-        if (out_dir / stale).exists():
-            log.info("removing %s from an earlier run", out_dir / stale)
-            shutil.rmtree(out_dir / stale)
+    if not config.resume:
+        for stale in ("members", "keys", "coordinator", "pending"):
+            if (out_dir / stale).exists():
+                log.info("removing %s from an earlier run", out_dir / stale)
+                shutil.rmtree(out_dir / stale)
+    elif config.he and not config.he_keys_dir and (out_dir / "keys").is_dir():
+        config = config.replace(he_keys_dir=str(out_dir / "keys"))  # members and coordinator keep their keys
     if config.he and not config.he_keys_dir:
         from fedchain.provision import provision_keys
 

@@ -21,6 +21,7 @@ from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from clients import task
+from fedchain.checkpoint import Checkpoint
 from fedchain.config import FedChainConfig
 from fedchain.coordinator import Coordinator
 from fedchain.errors import ConfigError
@@ -58,16 +59,34 @@ def simulated_members(config: FedChainConfig) -> list[str]:
     return [address_of(simulated_member_key(seed=config.seed, member_id=i)) for i in range(config.total_members)]
 
 
-def open_ledger(config: FedChainConfig, members: list[str]) -> Any:
-    """Deploy the ledger on the configured chain and register ``members``; None for ``chain="none"``."""
+def open_ledger(config: FedChainConfig, members: list[str], *, address: str | None = None) -> Any:
+    """Attach to the ledger at ``address``, or deploy one and register ``members``; None for ``chain="none"``."""
     if config.chain == "none":
         return None
     from fedchain.ledger import Web3Ledger, connect
 
+    if address is not None:
+        return Web3Ledger(connect(config.chain), address)
     ledger = Web3Ledger.deploy(connect(config.chain))
     ledger.register_members(members)
     log.info("fedchain: ledger %s deployed on %s", ledger.address, config.chain)
     return ledger
+
+
+def _checkpoint_to_resume(config: FedChainConfig) -> Checkpoint | None:
+    """The checkpoint to continue from when ``resume`` is set (an error if there is none to use)."""
+    if not config.resume:
+        return None
+    if config.chain == "embedded":
+        raise ConfigError(
+            "resume",
+            "used with a persistent chain",
+            config.resume,
+            hint="The embedded chain lives in the coordinator's process and died with it: use --chain URL.",
+        )
+    if not Checkpoint.exists(config.out_dir):
+        raise ConfigError("resume", f"used with an out-dir holding a checkpoint ({config.out_dir} has none)", True)
+    return Checkpoint.load(config.out_dir)
 
 
 @app.main()
@@ -87,7 +106,8 @@ def main(grid: Grid, context: Context) -> None:
         )
     )
     members = simulated_members(config)
-    ledger = open_ledger(config, members)
+    checkpoint = _checkpoint_to_resume(config)
+    ledger = open_ledger(config, members, address=checkpoint.ledger_address if checkpoint else None)
     coordinator = Coordinator(
         config=config,
         strategy=strategy,
@@ -96,7 +116,10 @@ def main(grid: Grid, context: Context) -> None:
         ledger=ledger,
         registered=frozenset(members),
         on_round=publish,
+        ledger_address=ledger.address if ledger is not None else None,
     )
+    if checkpoint is not None:
+        coordinator.restore(checkpoint)
     result = coordinator.run(grid)
     if ledger is not None:
         from fedchain.ledger import export_ledger

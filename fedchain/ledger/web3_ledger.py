@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from eth_tester.exceptions import TransactionFailed
@@ -86,6 +86,8 @@ class Web3Ledger(Ledger):
             raise ConfigError("timeout_s", "a float in (0, inf)", timeout_s)
         self.chain = chain
         self.timeout_s = float(timeout_s)
+        #: Called with the tx hash right after a transaction is sent, before its receipt (fault tests).
+        self.on_sent: Callable[[str], None] | None = None
         w3 = chain.w3
         address = _checksum(ledger_address, "ledger_address")
         if not w3.eth.get_code(address):
@@ -417,10 +419,18 @@ class Web3Ledger(Ledger):
         )
 
     def _send(self, call: Any, what: str) -> Any:
-        return _send(self.chain, self._abi, call, what, self.timeout_s)
+        return _send(self.chain, self._abi, call, what, self.timeout_s, on_sent=self.on_sent)
 
 
-def _send(chain: Chain, abi: ContractAbi, call: Any, what: str, timeout_s: float) -> Any:
+def _send(
+    chain: Chain,
+    abi: ContractAbi,
+    call: Any,
+    what: str,
+    timeout_s: float,
+    *,
+    on_sent: Callable[[str], None] | None = None,
+) -> Any:
     """Estimate, sign locally, send raw and await one transaction; map failures to fedchain errors."""
     w3 = chain.w3
     sender = _checksum(chain.address, "sender")
@@ -443,6 +453,8 @@ def _send(chain: Chain, abi: ContractAbi, call: Any, what: str, timeout_s: float
     except Exception as exc:  # the node refused the transaction (nonce, funds, fees): no hash exists
         raise TransactionError(f"{what} was refused by the node", reason=str(exc)) from exc
     logger.debug("%s sent as tx %s", what, tx_hash)
+    if on_sent is not None:
+        on_sent(tx_hash)
     try:
         receipt = w3.eth.wait_for_transaction_receipt(cast(HexStr, tx_hash), timeout=timeout_s, poll_latency=0.05)
     except TimeExhausted as exc:

@@ -1,0 +1,86 @@
+"""Crash and resume: the coordinator is killed at each point of a round, restarted, and finishes the run
+without losing or double-recording a round and without paying twice. The chain is a real anvil node
+(it outlives the coordinator, as a real chain does)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fedchain.coordinator import KILLED_EXIT_CODE
+from fedchain.ledger import Web3Ledger, connect
+from tests.conftest import ROOT
+from tests.ledger.test_chain_faults import _start_anvil, _stop
+from tests.ledger.test_ledger_anvil import ANVIL_KEY_0, free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+POOL = 10**18
+
+
+@pytest.fixture
+def anvil_url(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    process = _start_anvil(port, tmp_path / "anvil-state.json")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _stop(process)
+
+
+def _fedchain_run(out: Path, url: str, he: bool, *extra: str) -> subprocess.CompletedProcess[str]:
+    args = ["run", "--out", str(out), "--members", "3", "--rounds", "3", "--no-dp", "--chain", url]
+    args += ["--he" if he else "--no-he", *extra]
+    env = dict(os.environ, FEDCHAIN_PRIVATE_KEY=ANVIL_KEY_0, PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, "-m", "fedchain.cli", *args], capture_output=True, text=True, timeout=600, cwd=ROOT, env=env
+    )
+
+
+@pytest.mark.parametrize(
+    ("point", "he"),
+    [("replies", False), ("aggregated", False), ("sent", False), ("aggregated", True)],
+)
+def test_killed_coordinator_resumes_from_the_chain(tmp_path, anvil_url, point, he):
+    out = tmp_path / "run"
+    crashed = _fedchain_run(out, anvil_url, he, "--faults", f"kill:2:{point}")
+    assert crashed.returncode == KILLED_EXIT_CODE, crashed.stderr[-2000:]
+    assert not (out / "result.json").exists()
+
+    resumed = _fedchain_run(out, anvil_url, he, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert [row["round"] for row in result["rounds"]] == [1, 2, 3]
+    assert all(row["status"] == "completed" for row in result["rounds"])
+
+    ledger = Web3Ledger(connect(anvil_url, private_key=ANVIL_KEY_0), result["ledger_address"])
+    assert ledger.last_round() == 3
+    assert ledger.total_supply() == 3 * 10**20  # three pools of the default size, each paid once
+    previous = "0x" + "00" * 32
+    for row in result["rounds"]:
+        recorded = ledger.get_round(row["round"])
+        assert recorded.tx_hash == row["tx_hash"]
+        assert recorded.previous_model_hash == previous  # lineage unbroken across the crash
+        previous = recorded.model_hash
+        assert recorded.rewards_wei == {m["address"]: int(m["reward_wei"]) for m in row["members"]}
+    assert result["final_accuracy"] > 0.5
+
+
+def test_resume_refuses_the_embedded_chain_and_a_missing_checkpoint(tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "fedchain.cli", "run", "--out", str(tmp_path), "--resume", "--members", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+    )
+    assert done.returncode != 0
+    assert "'resume' parameter must be used with a persistent chain" in done.stderr
