@@ -110,6 +110,11 @@ def run(
         from strategies.registry import create_strategy
 
         create_strategy(config)  # refuse an impossible strategy before anything starts
+        if resume:
+            from fedchain.checkpoint import Checkpoint
+
+            if not Checkpoint.exists(out):
+                raise ConfigError("resume", f"used with an --out holding a checkpoint ({out} has none)", True)
     except ConfigError as exc:
         raise _fail(
             str(exc).replace(f"'{exc.parameter}' parameter", f"'--{exc.parameter.replace('_', '-')}' option")

@@ -154,6 +154,13 @@ class FedChainConfig:
             raise ConfigError(
                 "faults", "'', 'crash:ID,ID,...' or 'kill:ROUND:replies|aggregated|sent' (testing only)", self.faults
             )
+        if self.resume and self.chain == "embedded":
+            raise ConfigError(
+                "resume",
+                "used with a persistent chain",
+                self.resume,
+                hint="The embedded chain lives in the coordinator's process and dies with it: use --chain URL.",
+            )
         if self.min_members > self.total_members:
             raise ConfigError(
                 "min_members",

@@ -77,13 +77,6 @@ def _checkpoint_to_resume(config: FedChainConfig) -> Checkpoint | None:
     """The checkpoint to continue from when ``resume`` is set (an error if there is none to use)."""
     if not config.resume:
         return None
-    if config.chain == "embedded":
-        raise ConfigError(
-            "resume",
-            "used with a persistent chain",
-            config.resume,
-            hint="The embedded chain lives in the coordinator's process and died with it: use --chain URL.",
-        )
     if not Checkpoint.exists(config.out_dir):
         raise ConfigError("resume", f"used with an out-dir holding a checkpoint ({config.out_dir} has none)", True)
     return Checkpoint.load(config.out_dir)

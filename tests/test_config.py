@@ -62,3 +62,20 @@ def test_replace_validates_and_rejects_unknown_options():
 def test_bad_reward_pool_string():
     with pytest.raises(ConfigError, match="reward_pool_wei"):
         FedChainConfig.from_run_config({"reward-pool-wei": "lots"})
+
+
+def test_resume_needs_a_persistent_chain():
+    with pytest.raises(ConfigError, match="'resume' parameter must be used with a persistent chain"):
+        FedChainConfig(resume=True)
+    assert FedChainConfig(resume=True, chain="http://127.0.0.1:8545").resume
+
+
+@pytest.mark.parametrize("faults", ["crash:1,2", "kill:2:replies", "kill:1:aggregated", "kill:3:sent", ""])
+def test_fault_injection_specs(faults):
+    assert FedChainConfig(faults=faults).faults == faults
+
+
+@pytest.mark.parametrize("faults", ["crash:x", "kill:2:lunch", "explode", "kill::sent"])
+def test_bad_fault_specs(faults):
+    with pytest.raises(ConfigError, match="'faults' parameter"):
+        FedChainConfig(faults=faults)

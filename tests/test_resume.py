@@ -21,8 +21,6 @@ from tests.ledger.test_ledger_anvil import ANVIL_KEY_0, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
-POOL = 10**18
-
 
 @pytest.fixture
 def anvil_url(tmp_path: Path) -> Iterator[str]:
@@ -35,7 +33,7 @@ def anvil_url(tmp_path: Path) -> Iterator[str]:
 
 
 def _fedchain_run(out: Path, url: str, he: bool, *extra: str) -> subprocess.CompletedProcess[str]:
-    args = ["run", "--out", str(out), "--members", "3", "--rounds", "3", "--no-dp", "--chain", url]
+    args = ["run", "--out", str(out), "--members", "2", "--rounds", "2", "--no-dp", "--chain", url]
     args += ["--he" if he else "--no-he", *extra]
     env = dict(os.environ, FEDCHAIN_PRIVATE_KEY=ANVIL_KEY_0, PYTHONUNBUFFERED="1")
     return subprocess.run(
@@ -56,12 +54,12 @@ def test_killed_coordinator_resumes_from_the_chain(tmp_path, anvil_url, point, h
     resumed = _fedchain_run(out, anvil_url, he, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
-    assert [row["round"] for row in result["rounds"]] == [1, 2, 3]
+    assert [row["round"] for row in result["rounds"]] == [1, 2]
     assert all(row["status"] == "completed" for row in result["rounds"])
 
     ledger = Web3Ledger(connect(anvil_url, private_key=ANVIL_KEY_0), result["ledger_address"])
-    assert ledger.last_round() == 3
-    assert ledger.total_supply() == 3 * 10**20  # three pools of the default size, each paid once
+    assert ledger.last_round() == 2
+    assert ledger.total_supply() == 2 * 10**20  # two pools of the default size, each paid once
     previous = "0x" + "00" * 32
     for row in result["rounds"]:
         recorded = ledger.get_round(row["round"])
@@ -72,6 +70,7 @@ def test_killed_coordinator_resumes_from_the_chain(tmp_path, anvil_url, point, h
     assert result["final_accuracy"] > 0.5
 
 
+@pytest.mark.filterwarnings("ignore")
 def test_resume_refuses_the_embedded_chain_and_a_missing_checkpoint(tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     done = subprocess.run(
@@ -82,5 +81,15 @@ def test_resume_refuses_the_embedded_chain_and_a_missing_checkpoint(tmp_path):
         cwd=ROOT,
         env=env,
     )
-    assert done.returncode != 0
-    assert "'resume' parameter must be used with a persistent chain" in done.stderr
+    assert done.returncode == 2
+    assert "'--resume' option must be used with a persistent chain" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "fedchain.cli", "run", "--out", str(tmp_path), "--resume", "--chain", "none"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
+    )
+    assert done.returncode == 2
+    assert "'--resume' option must be used with an --out holding a checkpoint" in done.stderr
