@@ -35,6 +35,7 @@ from fedchain.checkpoint import FINGERPRINT_FIELDS, Checkpoint
 from fedchain.config import FedChainConfig
 from fedchain.contribution import data_size_scores
 from fedchain.errors import ConfigError, FedChainError, FederationError, LedgerError, SerializationError
+from fedchain.identity.merkle import merkle_root, update_leaf
 from fedchain.identity.signing import recover_signer, update_digest
 from fedchain.ledger.base import RoundConflictError
 from fedchain.protocol import ERROR_BUDGET_EXHAUSTED, chunks_to_record, record_to_chunks, record_to_weights
@@ -491,6 +492,7 @@ class Coordinator:
                     for m in summary.members
                 ),
                 reward_pool_wei=reward_pool_wei,
+                update_merkle_root=_update_root(summary),
             )
         self._checkpoint(summary, status="staged", record=record)
         if self.config.coordinator_dies_at("sent", summary.server_round) and hasattr(self.ledger, "on_sent"):
@@ -530,6 +532,12 @@ class Coordinator:
             ledger_address=self.ledger_address,
             fingerprint=_fingerprint(self.config),
         ).save(self.config.out_dir)
+
+
+def _update_root(summary: RoundSummary) -> str:
+    """Merkle root of the round's accepted signed-update digests (``ZERO_HASH`` when there are none)."""
+    leaves = [update_leaf(summary.server_round, m.address, m.update_digest) for m in summary.members if m.update_digest]
+    return "0x" + merkle_root(leaves).hex() if leaves else ZERO_HASH
 
 
 def _fingerprint(config: FedChainConfig) -> dict[str, Any]:

@@ -78,3 +78,21 @@ def test_provision_keys_writes_secret_0600_and_a_public_context_that_cannot_decr
     with pytest.raises(CryptoError):
         crypto.decrypt_update(public, chunks, 4)
     assert np.allclose(crypto.decrypt_update(member, chunks, 4), 1.0, atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_signed_update_digests_are_committed_on_chain(tmp_path):
+    from fedchain.identity.merkle import merkle_proof, update_leaf, verify_proof
+    from fedchain.ledger import ExportedLedger
+
+    out = tmp_path / "run"
+    done = _run("run", "--out", str(out), "--members", "3", "--rounds", "1", "--no-dp", "--no-he")
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    row = result["rounds"][0]
+    leaves = [update_leaf(1, m["address"], m["update_digest"]) for m in row["members"]]
+    recorded = ExportedLedger.load(out / "chain.json").get_round(1)
+    assert recorded.update_merkle_root != "0x" + "00" * 32
+    for index, leaf in enumerate(leaves):
+        assert verify_proof(recorded.update_merkle_root, leaf, merkle_proof(leaves, index))
