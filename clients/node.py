@@ -34,7 +34,7 @@ from clients import task
 from fedchain._io import atomic_write_json
 from fedchain.config import FedChainConfig
 from fedchain.data import load_demo_partition, load_local_dataset
-from fedchain.errors import BudgetExhaustedError, FedChainError, SerializationError
+from fedchain.errors import BudgetExhaustedError, FedChainError, IntegrityError, SerializationError
 from fedchain.identity import address_of, simulated_member_key
 from fedchain.identity.signing import sign_digest, update_digest
 from fedchain.protocol import (
@@ -94,6 +94,7 @@ class MemberNode:
     private_key: bytes = field(repr=False, default=b"")
     ckks_path: Path | None = None
     _ckks: Any = field(default=None, repr=False)
+    _ledger: Any = field(default=None, repr=False)
 
     @classmethod
     def from_context(cls, context: Context) -> MemberNode:
@@ -206,6 +207,27 @@ class MemberNode:
         self._save_he_state(weights, model_round)
         return weights, model_round
 
+    def _check_against_chain(self, content: RecordDict, weights: Weights, model_round: int) -> None:
+        """Refuse a global model whose hash differs from the one recorded on chain for its round.
+
+        Under HE this also covers the aggregates: a different aggregate yields a different model.
+        Needs a chain members can read (a JSON-RPC URL); the embedded chain lives inside the
+        coordinator's process, so members of an embedded-chain simulation cannot check it.
+        """
+        ledger_address = str(content.config_records["config"].get("ledger-address", "") or "")
+        if model_round == 0 or not ledger_address or not self.config.chain.startswith(("http://", "https://")):
+            return
+        if self._ledger is None:
+            from fedchain.ledger import Web3Ledger, connect
+
+            self._ledger = Web3Ledger(
+                connect(self.config.chain, private_key="0x" + self.private_key.hex()), ledger_address
+            )
+        recorded = self._ledger.get_round(model_round).model_hash
+        actual = model_hash(weights)
+        if recorded.lower() != actual.lower():
+            raise IntegrityError(f"global model of round {model_round}", recorded, actual)
+
     def _load_he_state(self) -> tuple[Weights, int]:
         meta_path = self.state_dir / "global.json"
         if not meta_path.exists():
@@ -245,6 +267,7 @@ class MemberNode:
         try:
             server_round = int(msg.content.config_records["config"]["server-round"])  # type: ignore[arg-type]
             weights, model_round = self._global_model(msg.content)
+            self._check_against_chain(msg.content, weights, model_round)
             started = time.perf_counter()
             model = self._new_model()
             task.set_weights(model, weights)

@@ -192,7 +192,7 @@ class Coordinator:
         summary = RoundSummary(server_round=server_round, status="completed", previous_model_hash=self.model_hash)
 
         # 1. Train: sample members and send them the global model (or the aggregates they miss).
-        config = ConfigRecord({"model-round": server_round - 1})
+        config = ConfigRecord({"model-round": server_round - 1, "ledger-address": self.ledger_address or ""})
         instructions = self._with_aggregates(self.strategy.configure_train(server_round, self.weights, config, grid))
         replies = list(grid.send_and_receive(instructions, timeout=self.config.round_timeout_s))
         self._maybe_die("replies", server_round)

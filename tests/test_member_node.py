@@ -1,0 +1,101 @@
+"""The member node on real Flower messages: what it accepts, what it refuses, and its durable state."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from flwr.app import ConfigRecord, Context, Message, RecordDict
+
+from clients.node import MemberNode
+from fedchain.config import FedChainConfig
+from fedchain.protocol import ERROR_INVALID_INSTRUCTION, weights_to_record
+from fedchain.serialization import model_hash
+
+
+@pytest.fixture(autouse=True)
+def flower_task_identity():
+    from flwr.common.constant import SUPERLINK_NODE_ID
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, SUPERLINK_NODE_ID
+
+
+_run_ids = iter(range(1000, 10**6))
+
+
+def _node(tmp_path, **options) -> MemberNode:
+    options = {"members": 2, "he": False, "chain": "none", "out_dir": str(tmp_path), **options}
+    config = FedChainConfig(**options)
+    context = Context(
+        run_id=next(_run_ids),
+        node_id=1,
+        node_config={"partition-id": 0, "num-partitions": 2, "state-dir": str(tmp_path / "member")},
+        state=RecordDict(),
+        run_config=dict(config.to_run_config()),
+    )
+    return MemberNode.from_context(context)
+
+
+def _train_message(node: MemberNode, server_round: int, weights=None, **config) -> Message:
+    weights = node.template() if weights is None else weights
+    record = ConfigRecord({"server-round": server_round, "model-round": server_round - 1, **config})
+    return Message(
+        RecordDict({"model": weights_to_record(weights), "config": record}), dst_node_id=1, message_type="train"
+    )
+
+
+def test_dp_member_reports_growing_cumulative_epsilon(tmp_path):
+    node = _node(tmp_path, dp=True, rounds=3)
+    epsilons = []
+    for server_round in (1, 2, 3):
+        reply = node.train(_train_message(node, server_round))
+        assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
+        epsilons.append(reply.content.metric_records["metrics"]["epsilon"])
+    assert epsilons == sorted(epsilons) and epsilons[-1] <= 8.0
+
+
+def test_corrupted_privacy_state_is_refused_and_never_reset(tmp_path):
+    node = _node(tmp_path, dp=True, rounds=3)
+    assert not node.train(_train_message(node, 1)).has_error()
+    state = tmp_path / "member" / "privacy.json"
+    state.write_text(state.read_text()[:-20])  # a torn write / disk corruption
+    damaged = state.read_text()
+    reply = node.train(_train_message(node, 2))
+    assert reply.has_error() and reply.error.code == ERROR_INVALID_INSTRUCTION
+    assert "privacy" in reply.error.reason.lower() and str(state) in reply.error.reason
+    assert state.read_text() == damaged  # not replaced by a fresh (zero-epsilon) ledger
+
+
+def test_wrong_shaped_model_is_refused_with_a_reason(tmp_path):
+    node = _node(tmp_path, dp=False)
+    bad = {name: np.zeros((1,) + array.shape, array.dtype) for name, array in node.template().items()}
+    reply = node.train(_train_message(node, 1, weights=bad))
+    assert reply.has_error() and "shape" in reply.error.reason
+
+
+@pytest.mark.integration
+def test_model_that_differs_from_the_chain_record_is_refused(tmp_path):
+    from fedchain.ledger import Web3Ledger, connect
+    from fedchain.types import MemberRoundRecord, RoundRecord, ZERO_HASH
+    from tests.ledger.test_chain_faults import _start_anvil, _stop
+    from tests.ledger.test_ledger_anvil import ANVIL_KEY_0, free_port
+
+    port = free_port()
+    anvil = _start_anvil(port, tmp_path / "state.json")
+    try:
+        url = f"http://127.0.0.1:{port}"
+        node = _node(tmp_path, dp=False, chain=url)
+        ledger = Web3Ledger.deploy(connect(url, private_key=ANVIL_KEY_0), timeout_s=30)
+        ledger.register_members([node.address])
+        honest = node.template()
+        ledger.record_round(
+            RoundRecord(1, ZERO_HASH, model_hash(honest), ZERO_HASH, (MemberRoundRecord(node.address, 1.0),), 10)
+        )
+        tampered = {name: array + 0.001 for name, array in honest.items()}
+        refused = node.train(_train_message(node, 2, weights=tampered, **{"ledger-address": ledger.address}))
+        assert refused.has_error()
+        assert f"does not match the recorded {model_hash(honest)}" in refused.error.reason
+        accepted = node.train(_train_message(node, 2, weights=honest, **{"ledger-address": ledger.address}))
+        assert not accepted.has_error(), accepted.error.reason if accepted.has_error() else ""
+    finally:
+        _stop(anvil)
