@@ -68,7 +68,7 @@ def test_corrupted_privacy_state_is_refused_and_never_reset(tmp_path):
 
 def test_wrong_shaped_model_is_refused_with_a_reason(tmp_path):
     node = _node(tmp_path, dp=False)
-    bad = {name: np.zeros((1,) + array.shape, array.dtype) for name, array in node.template().items()}
+    bad = {name: np.zeros((1, *array.shape), array.dtype) for name, array in node.template().items()}
     reply = node.train(_train_message(node, 1, weights=bad))
     assert reply.has_error() and "shape" in reply.error.reason
 
@@ -76,7 +76,7 @@ def test_wrong_shaped_model_is_refused_with_a_reason(tmp_path):
 @pytest.mark.integration
 def test_model_that_differs_from_the_chain_record_is_refused(tmp_path):
     from fedchain.ledger import Web3Ledger, connect
-    from fedchain.types import MemberRoundRecord, RoundRecord, ZERO_HASH
+    from fedchain.types import ZERO_HASH, MemberRoundRecord, RoundRecord
     from tests.ledger.test_chain_faults import _start_anvil, _stop
     from tests.ledger.test_ledger_anvil import ANVIL_KEY_0, free_port
 
