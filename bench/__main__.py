@@ -19,6 +19,7 @@ BENCHMARKS = {
     "privacy": "bench.bench_privacy",
     "he": "bench.bench_he",
     "gas": "bench.bench_gas",
+    "load": "bench.bench_load",
 }
 
 
