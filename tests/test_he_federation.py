@@ -80,3 +80,24 @@ def test_members_killed_during_training_are_excluded_and_unpaid(tmp_path):
     paid = sum(int(wei) for wei in result["balances_wei"].values())
     assert 0 < paid <= 2 * config.reward_pool_wei
     assert len(result["balances_wei"]) == 7
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_round_with_too_few_members_is_skipped_and_recorded_as_skipped(tmp_path):
+    from fedchain.ledger import ExportedLedger
+    from fedchain.runner import run_simulation
+
+    config = FedChainConfig(
+        members=3, rounds=2, dp=False, he=False, min_members=2, faults="crash:1,2", out_dir=str(tmp_path)
+    )
+    result = run_simulation(config)
+    chain = ExportedLedger.load(tmp_path / "chain.json")
+    assert chain.last_round() == 2
+    for row in result["rounds"]:
+        assert row["status"] == "skipped" and row["members"] == []
+        assert row["rejections"] == {"failed": 2}
+        recorded = chain.get_round(row["round"])
+        assert recorded.members == () or list(recorded.members) == []
+        assert recorded.model_hash == recorded.previous_model_hash == "0x" + "00" * 32
+    assert chain.total_supply() == 0  # nobody is paid for a skipped round
