@@ -42,6 +42,7 @@ $(NODE_STAMP): contracts/package.json contracts/package-lock.json
 
 demo: $(STAMP)
 	$(BIN)/fedchain run --out runs/demo --members 5 --rounds 10
+	$(BIN)/fedchain report runs/demo
 
 test: $(STAMP) $(NODE_STAMP)
 	bash scripts/pytest.sh $(PYTEST_ARGS)

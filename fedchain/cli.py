@@ -154,6 +154,8 @@ def run(
         table.add_row(*_table_cells(row))
     console.print(table)
     _print_rewards(result)
+    result["out_dir"] = str(out)
+    _print_audit(result)
     accuracy = result["final_accuracy"]
     console.print(
         f"final accuracy: [bold]{accuracy:.4f}[/]" if accuracy is not None else "final accuracy: n/a",
@@ -185,6 +187,24 @@ def _print_rewards(result: dict[str, Any]) -> None:
     console.print(table)
 
 
+def _print_audit(result: dict[str, Any]) -> None:
+    """The run's audit verdict (every check of `fedchain audit`, run on the chain after the last round)."""
+    audit = result.get("audit")
+    if not audit:
+        return
+    verdict = "[bold green]PASSED[/]" if audit["ok"] else "[bold red]FAILED[/]"
+    console.print(
+        f"audit {verdict}: {audit['checks']} checks, {audit['passed']} passed, {audit['failed']} failed, "
+        f"{audit['warnings']} warnings (re-run it: fedchain audit --run {result.get('out_dir', 'DIR')})"
+    )
+    for failure in audit.get("failures", [])[:10]:
+        console.print(
+            f"  [red]x[/] round {failure.get('round')} member {failure.get('member')} "
+            f"field {failure.get('field')}: {failure.get('message')}",
+            highlight=False,
+        )
+
+
 def _round_table() -> Table:
     table = Table(title="fedchain rounds")
     for column in ("round", "status", "accuracy", "loss", "members", "gas", "seconds"):
@@ -207,6 +227,11 @@ def _round_row(summary: Any) -> str:
         f"members {summary.accepted}  {summary.seconds:.2f} s"
     )
 
+
+from fedchain.audit.cli import audit_app, report_command  # noqa: E402  (after `app` is defined)
+
+app.add_typer(audit_app, name="audit")
+app.command("report")(report_command)
 
 provision_app = typer.Typer(help="Create a federation's key material.", no_args_is_help=True)
 app.add_typer(provision_app, name="provision")

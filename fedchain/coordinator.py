@@ -35,7 +35,7 @@ from fedchain.checkpoint import FINGERPRINT_FIELDS, Checkpoint
 from fedchain.config import FedChainConfig
 from fedchain.contribution import data_size_scores
 from fedchain.errors import ConfigError, FedChainError, FederationError, LedgerError, SerializationError
-from fedchain.identity.merkle import merkle_root, update_leaf
+from fedchain.identity.merkle import merkle_proof, merkle_root, update_leaf
 from fedchain.identity.signing import recover_signer, update_digest
 from fedchain.ledger.base import RoundConflictError
 from fedchain.protocol import ERROR_BUDGET_EXHAUSTED, chunks_to_record, record_to_chunks, record_to_weights
@@ -500,6 +500,8 @@ class Coordinator:
             self.ledger.on_sent = lambda tx_hash: self._maybe_die("sent", summary.server_round)  # type: ignore[union-attr]
         if record is not None:
             self._apply_receipt(summary, self._record_with_retries(record))
+            if self.config.out_dir:
+                write_inclusion_proofs(summary, self.config.out_dir)
         self._checkpoint(summary, status="recorded")
 
     def _maybe_die(self, point: str, server_round: int) -> None:
@@ -534,10 +536,30 @@ class Coordinator:
         ).save(self.config.out_dir)
 
 
+def _update_leaves(summary: RoundSummary) -> list[tuple[MemberRound, bytes]]:
+    return [
+        (m, update_leaf(summary.server_round, m.address, m.update_digest)) for m in summary.members if m.update_digest
+    ]
+
+
 def _update_root(summary: RoundSummary) -> str:
     """Merkle root of the round's accepted signed-update digests (``ZERO_HASH`` when there are none)."""
-    leaves = [update_leaf(summary.server_round, m.address, m.update_digest) for m in summary.members if m.update_digest]
+    leaves = [leaf for _, leaf in _update_leaves(summary)]
     return "0x" + merkle_root(leaves).hex() if leaves else ZERO_HASH
+
+
+def write_inclusion_proofs(summary: RoundSummary, out_dir: str | Path) -> None:
+    """Write each member's digest and Merkle proof to ``out_dir/proofs/round-N/<address>.json``.
+
+    A member (or anyone) verifies inclusion with
+    ``fedchain audit prove --member ADDR --round N --proof-file FILE``.
+    """
+    entries = _update_leaves(summary)
+    leaves = [leaf for _, leaf in entries]
+    for index, (member, _) in enumerate(entries):
+        proof = ["0x" + node.hex() for node in merkle_proof(leaves, index)]
+        path = Path(out_dir) / "proofs" / f"round-{summary.server_round}" / f"{member.address}.json"
+        atomic_write_json(path, {"round": summary.server_round, "digest": member.update_digest, "proof": proof})
 
 
 def _fingerprint(config: FedChainConfig) -> dict[str, Any]:

@@ -123,6 +123,13 @@ def main(grid: Grid, context: Context) -> None:
         addresses = {m.address for summary in result.rounds for m in summary.members}
         result.balances_wei = {address: ledger.balance_of(address) for address in sorted(addresses)}
         export_ledger(ledger, out_dir / "chain.json")
+        from fedchain.audit import MemberBudget, audit_ledger
+
+        budget = MemberBudget(config.epsilon, config.delta) if config.dp else None
+        report = audit_ledger(ledger, default_budget=budget, budget_source="run config (off-chain)")
+        result.audit = report.verdict()
+        if not report.ok:
+            log.error("fedchain: the audit of this run failed: %s", report.summary())
     if not config.he:
         result.model_path = str(out_dir / "model.safetensors")
         save_model(result.model_path, coordinator.weights)

@@ -23,7 +23,7 @@ def _run(*args, timeout=600):
         (["--rounds", "0"], "The '--rounds' option must be an int in [1, inf). Got 0."),
         (["--epsilon", "-1"], "The '--epsilon' option must be a float in (0, inf). Got -1.0."),
         (["--adversary", "thief"], "The '--adversary' option must be one of"),
-        (["--strategy", "nope"], "The '--strategy' option must be one of 'fedavg'"),
+        (["--strategy", "nope"], "The '--strategy' option must be one of 'fed"),
     ],
 )
 def test_invalid_options_exit_nonzero_with_one_line(tmp_path, args, message):
@@ -92,6 +92,8 @@ def test_signed_update_digests_are_committed_on_chain(tmp_path):
     result = json.loads((out / "result.json").read_text())
     row = result["rounds"][0]
     leaves = [update_leaf(1, m["address"], m["update_digest"]) for m in row["members"]]
+    assert result["audit"]["ok"] and result["audit"]["failed"] == 0, result["audit"]
+    assert "audit PASSED" in done.stdout
     recorded = ExportedLedger.load(out / "chain.json").get_round(1)
     assert recorded.update_merkle_root != "0x" + "00" * 32
     for index, leaf in enumerate(leaves):

@@ -1,0 +1,994 @@
+"""The auditor's checks: pure functions of a :class:`~fedchain.audit.source.LedgerSnapshot`.
+
+Each ``check_*`` function verifies one rule of :data:`~fedchain.audit.findings.CHECKS` and returns
+one :class:`~fedchain.audit.findings.AuditFinding` per subject checked (a round, a member-round or
+the whole ledger), passes included, so a report shows what was verified and not only what broke.
+Nothing here reads the chain or a file: the reading is in :mod:`fedchain.audit.source`.
+
+The rules are the ones the contract publishes and the privacy accountant defines:
+
+* rewards: :func:`fedchain.rewards.proportional_rewards` (the contract's integer rule, to the wei);
+* privacy: :func:`fedchain.privacy.epsilon_curve` (Opacus's RDP or PRV accountant) over each member's
+  recorded DP parameters in round order, compared with the reported cumulative epsilon within
+  :data:`EPSILON_TOLERANCE`, and against the member's budget with no tolerance.
+
+Example:
+    >>> from fedchain.ledger import Web3Ledger, connect
+    >>> from fedchain.audit.source import read_snapshot
+    >>> snapshot = read_snapshot(Web3Ledger.deploy(connect("embedded")))
+    >>> [f.status for f in check_token_supply(snapshot)]
+    ['pass']
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from fedchain.audit.findings import AuditFinding, MemberRoundAudit, RoundAudit
+from fedchain.audit.source import LedgerSnapshot, RoleChange
+from fedchain.errors import ConfigError, PrivacyError
+from fedchain.identity.merkle import update_leaf, verify_proof
+from fedchain.ledger import RecordedRound, RegistrationEvent
+from fedchain.privacy import ACCOUNTANT_NAMES, epsilon_curve
+from fedchain.rewards import proportional_rewards
+from fedchain.types import ZERO_HASH, DPParams
+
+__all__ = [
+    "EPSILON_TOLERANCE",
+    "MemberBudget",
+    "PrivacyEntry",
+    "check_export_snapshot",
+    "check_inclusion",
+    "check_lineage",
+    "check_model_bytes",
+    "check_privacy_budget",
+    "check_privacy_epsilon",
+    "check_privacy_records",
+    "check_recorders",
+    "check_registration",
+    "check_rewards",
+    "check_round_members",
+    "check_round_sequence",
+    "check_token_supply",
+    "check_update_roots",
+    "member_rows",
+    "privacy_history",
+    "round_rows",
+]
+
+#: Largest accepted |recomputed - reported| cumulative epsilon (absolute).
+EPSILON_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class MemberBudget:
+    """A member's privacy budget as the auditor knows it (budgets are not recorded on chain).
+
+    Attributes:
+        epsilon: the most cumulative epsilon the member may spend, in (0, inf).
+        delta: the delta the member promised; None when unknown (the recorded delta is used and
+            not checked).
+
+    Example:
+        >>> MemberBudget(8.0, 1e-5).epsilon
+        8.0
+        >>> MemberBudget(0.0)
+        Traceback (most recent call last):
+        ...
+        fedchain.errors.ConfigError: The 'epsilon_budget' parameter must be a float in (0, inf). Got 0.0.
+    """
+
+    epsilon: float
+    delta: float | None = None
+
+    def __post_init__(self) -> None:
+        eps = self.epsilon
+        if isinstance(eps, bool) or not isinstance(eps, int | float) or not (0 < eps < math.inf):
+            raise ConfigError("epsilon_budget", "a float in (0, inf)", eps)
+        object.__setattr__(self, "epsilon", float(eps))
+        delta = self.delta
+        if delta is not None:
+            if isinstance(delta, bool) or not isinstance(delta, int | float) or not 0 < delta < 1:
+                raise ConfigError("delta_budget", "a float in (0, 1)", delta)
+            object.__setattr__(self, "delta", float(delta))
+
+
+@dataclass(frozen=True)
+class PrivacyEntry:
+    """One member-round of a member's privacy history, with the auditor's recomputation.
+
+    Attributes:
+        server_round: the round.
+        dp: the recorded DP parameters (None without DP).
+        epsilon_recorded: the reported cumulative epsilon (None without DP).
+        epsilon_recomputed: cumulative epsilon recomputed up to this round (None when not computable).
+        error: why it could not be recomputed, if so.
+    """
+
+    server_round: int
+    dp: DPParams | None
+    epsilon_recorded: float | None
+    epsilon_recomputed: float | None
+    error: str = ""
+
+
+def _finding(check: str, ok: bool, **kwargs: object) -> AuditFinding:
+    return AuditFinding(check, ok, **kwargs)  # type: ignore[arg-type]
+
+
+# ---- rounds ------------------------------------------------------------------------------------
+
+
+def check_round_sequence(snapshot: LedgerSnapshot) -> list[AuditFinding]:
+    """Round numbers are 1..last, each recorded once, in increasing chain order.
+
+    Uses the ``RoundRecorded`` logs (when the reader exposes them) and the stored headers: a round
+    in ``1..lastRound`` whose header or events cannot be read is a gap.
+    """
+    findings: list[AuditFinding] = []
+    check = "rounds.contiguous"
+    for server_round, reason in sorted(snapshot.unreadable_rounds.items()):
+        findings.append(
+            _finding(
+                check,
+                False,
+                round=server_round,
+                field="round",
+                expected=server_round,
+                actual=None,
+                message=f"round {server_round} is within 1..lastRound={snapshot.last_round} but not recorded: {reason}",
+            )
+        )
+    if snapshot.round_events is not None:
+        numbers = [r for r, _, _ in snapshot.round_events]
+        counts = Counter(numbers)
+        for server_round, count in sorted(counts.items()):
+            if count > 1:
+                findings.append(
+                    _finding(
+                        check,
+                        False,
+                        round=server_round,
+                        field="round",
+                        expected=1,
+                        actual=count,
+                        message=f"round {server_round} has {count} RoundRecorded events",
+                    )
+                )
+        previous = 0
+        for server_round in numbers:
+            if server_round != previous + 1 and counts[server_round] == 1:
+                findings.append(
+                    _finding(
+                        check,
+                        False,
+                        round=server_round,
+                        field="round",
+                        expected=previous + 1,
+                        actual=server_round,
+                        message=f"round {server_round} was recorded right after round {previous}",
+                    )
+                )
+            previous = max(previous, server_round)
+        if numbers and max(numbers) != snapshot.last_round:
+            findings.append(
+                _finding(
+                    check,
+                    False,
+                    field="lastRound",
+                    expected=max(numbers),
+                    actual=snapshot.last_round,
+                    message="the ledger's lastRound is not the last recorded round",
+                )
+            )
+    if not findings:
+        findings.append(
+            _finding(
+                check,
+                True,
+                field="round",
+                expected=snapshot.last_round,
+                actual=snapshot.last_round,
+                message=f"rounds 1..{snapshot.last_round} recorded once each, in order"
+                if snapshot.last_round
+                else "no rounds recorded yet",
+            )
+        )
+    return findings
+
+
+def _role_state(roles: Sequence[RoleChange], account: str, block: int, log_index: int | None) -> bool:
+    state = False
+    wanted = account.lower()
+    for change in roles:
+        before = change.block_number < block or (
+            change.block_number == block and (log_index is None or change.log_index < log_index)
+        )
+        if not before:
+            break
+        if change.account.lower() == wanted:
+            state = change.granted
+    return state
+
+
+def check_recorders(snapshot: LedgerSnapshot) -> list[AuditFinding]:
+    """Each round's recorder held ``RECORDER_ROLE`` when it recorded (and sent the transaction)."""
+    check = "rounds.recorder"
+    findings: list[AuditFinding] = []
+    for recorded in snapshot.rounds:
+        n = recorded.server_round
+        if snapshot.recorder_roles is None:
+            findings.append(
+                _finding(
+                    check,
+                    False,
+                    round=n,
+                    field="recorder",
+                    severity="warning",
+                    message="role history not available from this reader: recorder not verified",
+                )
+            )
+            continue
+        holds = _role_state(
+            snapshot.recorder_roles, recorded.recorder, recorded.block_number, snapshot.round_log_index.get(n)
+        )
+        sender = snapshot.tx_senders.get(recorded.tx_hash)
+        if not holds:
+            findings.append(
+                _finding(
+                    check,
+                    False,
+                    round=n,
+                    field="recorder",
+                    expected="an account holding RECORDER_ROLE",
+                    actual=recorded.recorder,
+                    message=f"round {n} was recorded by {recorded.recorder}, which did not hold RECORDER_ROLE",
+                )
+            )
+        elif sender is not None and sender.lower() != recorded.recorder.lower():
+            findings.append(
+                _finding(
+                    check,
+                    False,
+                    round=n,
+                    field="recorder",
+                    expected=sender,
+                    actual=recorded.recorder,
+                    message=f"the stored recorder is not the sender of tx {recorded.tx_hash}",
+                )
+            )
+        else:
+            findings.append(
+                _finding(check, True, round=n, field="recorder", expected="RECORDER_ROLE", actual=recorded.recorder)
+            )
+    return findings
+
+
+def check_round_members(snapshot: LedgerSnapshot) -> list[AuditFinding]:
+    """Each round's stored member count matches its ``MemberRecorded`` events; no member twice."""
+    check = "rounds.members"
+    findings: list[AuditFinding] = []
+    for recorded in snapshot.rounds:
+        n = recorded.server_round
+        ok = True
+        if recorded.member_count != len(recorded.members):
+            ok = False
+            findings.append(
+                _finding(
+                    check,
+                    False,
+                    round=n,
+                    field="memberCount",
+                    expected=len(recorded.members),
+                    actual=recorded.member_count,
+                    message="stored member count differs from the MemberRecorded events",
+                )
+            )
+        for address, count in Counter(m.address.lower() for m in recorded.members).items():
+            if count > 1:
+                ok = False
+                member = next(m.address for m in recorded.members if m.address.lower() == address)
+                findings.append(
+                    _finding(
+                        check,
+                        False,
+                        round=n,
+                        member=member,
+                        field="member",
+                        expected=1,
+                        actual=count,
+                        message=f"member recorded {count} times in one round",
+                    )
+                )
+        if ok:
+            findings.append(
+                _finding(
+                    check,
+                    True,
+                    round=n,
+                    field="memberCount",
+                    expected=len(recorded.members),
+                    actual=len(recorded.members),
+                )
+            )
+    return findings
+
+
+def _registered(events: Sequence[RegistrationEvent], address: str, block: int, log_index: int | None) -> bool:
+    state = False
+    wanted = address.lower()
+    for event in events:
+        before = event.block_number < block or (
+            event.block_number == block and (log_index is None or event.log_index < log_index)
+        )
+        if not before:
+            break
+        if event.address.lower() == wanted:
+            state = event.registered
+    return state
+
+
+def check_registration(snapshot: LedgerSnapshot) -> list[AuditFinding]:
+    """Every recorded member was registered when its round was recorded (before the transaction)."""
+    check = "members.registered"
+    events = sorted(snapshot.registrations, key=lambda e: (e.block_number, e.log_index))
+    findings: list[AuditFinding] = []
+    for recorded in snapshot.rounds:
+        position = snapshot.round_log_index.get(recorded.server_round)
+        for member in recorded.members:
+            ok = _registered(events, member.address, recorded.block_number, position)
+            findings.append(
+                _finding(
+                    check,
+                    ok,
+                    round=recorded.server_round,
+                    member=member.address,
+                    field="registered",
+                    expected=True,
+                    actual=ok,
+                    message=""
+                    if ok
+                    else f"paid {member.reward_wei} wei while not registered at block {recorded.block_number}",
+                )
+            )
+    return findings
+
+
+# ---- money -------------------------------------------------------------------------------------
+
+
+def _expected_rewards(recorded: RecordedRound) -> list[int] | None:
+    try:
+        rewards, _ = proportional_rewards([m.score_fixed for m in recorded.members], recorded.reward_pool_wei)
+    except ConfigError:
+        return None
+    return rewards
+
+
+def _reward_column(recorded: RecordedRound) -> list[int | None]:
+    rewards = _expected_rewards(recorded)
+    if rewards is None:
+        return [None] * len(recorded.members)
+    return list(rewards)
+
+
+def check_rewards(snapshot: LedgerSnapshot) -> list[AuditFinding]:
+    """Rewards follow the published rule; the stored total score and the pool add up."""
+    findings: list[AuditFinding] = []
+    for recorded in snapshot.rounds:
+        n = recorded.server_round
+        expected = _reward_column(recorded)
+        for member, reward in zip(recorded.members, expected, strict=True):
+            ok = reward == member.reward_wei
+            findings.append(
+                _finding(
+                    "rewards.rule",
+                    ok,
+                    round=n,
+                    member=member.address,
+                    field="reward_wei",
+                    expected=reward,
+                    actual=member.reward_wei,
+                    message="" if ok else "reward differs from pool * score // total_score",
+                )
+            )
+        total = sum(m.score_fixed for m in recorded.members)
+        ok = total == recorded.total_score_fixed
+        findings.append(
+            _finding(
+                "rewards.total_score",
+                ok,
+                round=n,
+                field="totalScore",
+                expected=total,
+                actual=recorded.total_score_fixed,
+                message="" if ok else "stored total score is not the sum of the recorded scores",
+            )
+        )
+        paid = sum(m.reward_wei for m in recorded.members)
+        ok = paid + recorded.treasury_wei == recorded.reward_pool_wei
+        findings.append(
+            _finding(
+                "rewards.pool",
+                ok,
+                round=n,
+                field="treasury_wei",
+                expected=recorded.reward_pool_wei - paid,
+                actual=recorded.treasury_wei,
+                message=""
+                if ok
+                else f"rewards ({paid}) plus treasury do not equal the pool ({recorded.reward_pool_wei})",
+            )
+        )
+    return findings
+
+
+def check_token_supply(snapshot: LedgerSnapshot) -> list[AuditFinding]:
+    """FedToken total supply equals the sum of all recorded pools (members' rewards + treasury)."""
+    pools = sum(r.reward_pool_wei for r in snapshot.rounds)
+    ok = snapshot.total_supply_wei == pools
+    return [
+        _finding(
+            "token.supply",
+            ok,
+            field="totalSupply",
+            expected=pools,
+            actual=snapshot.total_supply_wei,
+            message=""
+            if ok
+            else f"total supply differs from everything ever paid by {snapshot.total_supply_wei - pools} wei",
+        )
+    ]
+
+
+def check_export_snapshot(snapshot: LedgerSnapshot) -> list[AuditFinding]:
+    """The state stored in ``chain.json`` agrees with the state recomputed from its logs.
+
+    A live chain has no export: nothing is checked (no finding).
+    """
+    exported, recomputed = snapshot.exported_state, snapshot.recomputed_state
+    if exported is None or recomputed is None:
+        return []
+    check = "export.snapshot"
+    findings: list[AuditFinding] = []
+    supply = exported.get("totalSupply")
+    if supply != recomputed["totalSupply"]:
+        findings.append(
+            _finding(
+                check,
+                False,
+                field="totalSupply",
+                expected=recomputed["totalSupply"],
+                actual=supply,
+                message="chain.json's stored total supply disagrees with its Transfer logs",
+            )
+        )
+    for address, state in sorted(exported.get("accounts", {}).items()):
+        stored = int(state.get("token", 0)) + int(state.get("claimable", 0))
+        from_logs = recomputed["balances"].get(address)
+        if from_logs is not None and stored != from_logs:
+            findings.append(
+                _finding(
+                    check,
+                    False,
+                    member=address,
+                    field="balance",
+                    expected=from_logs,
+                    actual=stored,
+                    message="chain.json's stored balance disagrees with its logs",
+                )
+            )
+    if not findings:
+        findings.append(_finding(check, True, field="snapshot", message="stored state matches the logs"))
+    return findings
+
+
+# ---- lineage and commitments -------------------------------------------------------------------
+
+
+def check_lineage(snapshot: LedgerSnapshot) -> list[AuditFinding]:
+    """Round 1 names the zero hash as its previous model; round n names round n-1's model hash."""
+    findings: list[AuditFinding] = []
+    by_round = {r.server_round: r for r in snapshot.rounds}
+    for recorded in snapshot.rounds:
+        n = recorded.server_round
+        if n == 1:
+            expected: str | None = ZERO_HASH
+        else:
+            prior = by_round.get(n - 1)
+            expected = None if prior is None else prior.model_hash
+        if expected is None:
+            findings.append(
+                _finding(
+                    "lineage.previous",
+                    False,
+                    round=n,
+                    field="previous_model_hash",
+                    expected=None,
+                    actual=recorded.previous_model_hash,
+                    message=f"round {n - 1} is not recorded: lineage cannot continue",
+                )
+            )
+        else:
+            ok = recorded.previous_model_hash.lower() == expected.lower()
+            findings.append(
+                _finding(
+                    "lineage.previous",
+                    ok,
+                    round=n,
+                    field="previous_model_hash",
+                    expected=expected,
+                    actual=recorded.previous_model_hash,
+                    message=""
+                    if ok
+                    else (
+                        "round 1 must start from the zero hash"
+                        if n == 1
+                        else f"previous model hash is not round {n - 1}'s model hash"
+                    ),
+                )
+            )
+        ok = recorded.model_hash.lower() != ZERO_HASH
+        findings.append(
+            _finding(
+                "lineage.model",
+                ok,
+                round=n,
+                field="model_hash",
+                actual=recorded.model_hash,
+                message="" if ok else "the round records no model hash",
+            )
+        )
+    return findings
+
+
+def check_update_roots(snapshot: LedgerSnapshot) -> list[AuditFinding]:
+    """Each round commits a non-zero signed-update Merkle root.
+
+    The zero hash means "no signed updates were committed": a warning, never a pass, since there
+    is nothing a member could prove inclusion against. Inclusion itself is checked per member by
+    :func:`check_inclusion` (``fedchain audit prove``).
+    """
+    findings: list[AuditFinding] = []
+    for recorded in snapshot.rounds:
+        root = recorded.update_merkle_root.lower()
+        if root == ZERO_HASH:
+            findings.append(
+                _finding(
+                    "updates.merkle_root",
+                    False,
+                    round=recorded.server_round,
+                    field="update_merkle_root",
+                    expected="a non-zero Merkle root",
+                    actual=recorded.update_merkle_root,
+                    severity="warning",
+                    message="no signed updates recorded (zero root): update inclusion cannot be verified",
+                )
+            )
+        else:
+            findings.append(
+                _finding(
+                    "updates.merkle_root",
+                    True,
+                    round=recorded.server_round,
+                    field="update_merkle_root",
+                    actual=recorded.update_merkle_root,
+                    message="committed; verify a member's update with `fedchain audit prove`",
+                )
+            )
+    return findings
+
+
+def check_inclusion(
+    recorded: RecordedRound, *, member: str, digest: bytes | str, proof: Sequence[bytes | str]
+) -> list[AuditFinding]:
+    """A member's update digest and Merkle proof verify against the round's recorded root.
+
+    The leaf is :func:`fedchain.identity.merkle.update_leaf` ``(round, member, digest)``.
+
+    Raises:
+        ConfigError: the member, the digest or a proof element is malformed.
+
+    Example:
+        >>> from fedchain.identity.merkle import update_leaf
+        >>> leaf = update_leaf(1, "0x" + "11" * 20, bytes(32))
+        >>> from fedchain.ledger import RecordedRound
+        >>> recorded = RecordedRound(1, "", "", "", "0x" + leaf.hex(), "", 0, 0, 0, "", "", 0, 0, "", ())
+        >>> [f.status for f in check_inclusion(recorded, member="0x" + "11" * 20, digest=bytes(32), proof=[])]
+        ['fail', 'pass']
+    """
+    check = "updates.inclusion"
+    n = recorded.server_round
+    leaf = update_leaf(n, member, digest)
+    findings: list[AuditFinding] = []
+    listed = any(m.address.lower() == member.lower() for m in recorded.members)
+    findings.append(
+        _finding(
+            check,
+            listed,
+            round=n,
+            member=member,
+            field="member",
+            expected=True,
+            actual=listed,
+            message="" if listed else f"the member is not among round {n}'s recorded members",
+        )
+    )
+    if recorded.update_merkle_root.lower() == ZERO_HASH:
+        findings.append(
+            _finding(
+                check,
+                False,
+                round=n,
+                member=member,
+                field="update_merkle_root",
+                expected="a non-zero Merkle root",
+                actual=recorded.update_merkle_root,
+                message="round has no committed Merkle root (no signed updates recorded)",
+            )
+        )
+        return findings
+    ok = verify_proof(recorded.update_merkle_root, leaf, proof)
+    findings.append(
+        _finding(
+            check,
+            ok,
+            round=n,
+            member=member,
+            field="update_merkle_root",
+            expected=recorded.update_merkle_root,
+            actual="0x" + leaf.hex(),
+            message="digest is included" if ok else "the proof does not lead from this digest's leaf to the root",
+        )
+    )
+    return findings
+
+
+def check_model_bytes(
+    data: bytes, *, recorded_hash: str, server_round: int, canonical_hash: str | None = None
+) -> AuditFinding:
+    """A model file is the one recorded for ``server_round``.
+
+    Args:
+        data: the file's bytes.
+        recorded_hash: the round's model hash read from chain.
+        server_round: the round.
+        canonical_hash: hash of the file's tensors re-serialized canonically (None when the file
+            is not valid safetensors); the same weights saved by another writer still match.
+
+    Example:
+        >>> import hashlib
+        >>> check_model_bytes(b"x", recorded_hash="0x" + hashlib.sha256(b"x").hexdigest(), server_round=1).ok
+        True
+    """
+    import hashlib
+
+    actual = "0x" + hashlib.sha256(data).hexdigest()
+    recorded = recorded_hash.lower()
+    if actual == recorded:
+        return _finding(
+            "model.file", True, round=server_round, field="model_hash", expected=recorded_hash, actual=actual
+        )
+    if canonical_hash is not None and canonical_hash.lower() == recorded:
+        return _finding(
+            "model.file",
+            True,
+            round=server_round,
+            field="model_hash",
+            expected=recorded_hash,
+            actual=canonical_hash,
+            message="same weights; the file is not in canonical form (its raw hash is " + actual + ")",
+        )
+    return _finding(
+        "model.file",
+        False,
+        round=server_round,
+        field="model_hash",
+        expected=recorded_hash,
+        actual=actual,
+        message=f"the model file is not the model recorded for round {server_round}",
+    )
+
+
+# ---- privacy -----------------------------------------------------------------------------------
+
+
+def privacy_history(snapshot: LedgerSnapshot, *, accountant: str = "rdp") -> dict[str, list[PrivacyEntry]]:
+    """Each member's recorded DP history in round order, with cumulative epsilon recomputed.
+
+    The recomputation runs :func:`fedchain.privacy.epsilon_curve` over the member's DP rounds at the
+    delta recorded in its first DP round. A history that cannot be recomputed (malformed
+    parameters) gets ``epsilon_recomputed=None`` and the reason in ``error``.
+
+    Raises:
+        ConfigError: ``accountant`` is not one of :data:`fedchain.privacy.ACCOUNTANT_NAMES`.
+    """
+    if accountant not in ACCOUNTANT_NAMES:
+        raise ConfigError("accountant", f"one of {', '.join(repr(a) for a in ACCOUNTANT_NAMES)}", accountant)
+    rows: dict[str, list[tuple[int, DPParams | None, float | None]]] = {}
+    for recorded in snapshot.rounds:
+        for member in recorded.members:
+            rows.setdefault(member.address, []).append((recorded.server_round, member.dp, member.epsilon))
+    history: dict[str, list[PrivacyEntry]] = {}
+    for address, entries in rows.items():
+        entries.sort(key=lambda e: e[0])
+        private = [dp for _, dp, _ in entries if dp is not None]
+        curve: list[float] | None = None
+        error = ""
+        if private:
+            try:
+                curve = epsilon_curve(private, delta=private[0].delta, accountant=accountant)
+            except (PrivacyError, ConfigError) as exc:
+                error = str(exc)
+        out: list[PrivacyEntry] = []
+        index = 0
+        for server_round, dp, epsilon in entries:
+            recomputed = None
+            if dp is not None:
+                recomputed = curve[index] if curve is not None else None
+                index += 1
+            out.append(PrivacyEntry(server_round, dp, epsilon, recomputed, error if dp is not None else ""))
+        history[address] = out
+    return history
+
+
+def check_privacy_records(history: Mapping[str, Sequence[PrivacyEntry]]) -> list[AuditFinding]:
+    """DP parameters and epsilon are recorded together; one delta per member; no private gaps.
+
+    A member with no DP in any round gets one warning (there is no privacy claim to verify); a
+    member that trained with DP in some rounds and without it in others fails for each round
+    without DP.
+    """
+    check = "privacy.record"
+    findings: list[AuditFinding] = []
+    for address, entries in history.items():
+        private = [e for e in entries if e.dp is not None]
+        if not private and all(e.epsilon_recorded is None for e in entries):
+            findings.append(
+                _finding(
+                    check,
+                    False,
+                    member=address,
+                    field="dp",
+                    severity="warning",
+                    message="the member trained without differential privacy: no privacy claim to verify",
+                )
+            )
+            continue
+        deltas = {e.dp.delta for e in private if e.dp is not None}
+        first_delta = private[0].dp.delta if private and private[0].dp is not None else None
+        for entry in entries:
+            if entry.dp is None:
+                findings.append(
+                    _finding(
+                        check,
+                        False,
+                        round=entry.server_round,
+                        member=address,
+                        field="dp",
+                        expected="DP parameters",
+                        actual=None,
+                        message="an epsilon is reported without the DP parameters it was computed from"
+                        if entry.epsilon_recorded is not None
+                        else "no DP parameters recorded while the member's other rounds are private",
+                    )
+                )
+            elif entry.epsilon_recorded is None:
+                findings.append(
+                    _finding(
+                        check,
+                        False,
+                        round=entry.server_round,
+                        member=address,
+                        field="epsilon",
+                        expected="a cumulative epsilon",
+                        actual=None,
+                        message="DP parameters recorded without a reported epsilon",
+                    )
+                )
+            elif len(deltas) > 1 and entry.dp.delta != first_delta:
+                findings.append(
+                    _finding(
+                        check,
+                        False,
+                        round=entry.server_round,
+                        member=address,
+                        field="delta",
+                        expected=first_delta,
+                        actual=entry.dp.delta,
+                        message="delta changed across the member's rounds",
+                    )
+                )
+            else:
+                findings.append(_finding(check, True, round=entry.server_round, member=address, field="dp"))
+    return findings
+
+
+def check_privacy_epsilon(
+    history: Mapping[str, Sequence[PrivacyEntry]], *, tolerance: float = EPSILON_TOLERANCE
+) -> list[AuditFinding]:
+    """The reported cumulative epsilon equals the recomputed one within ``tolerance`` (absolute)."""
+    check = "privacy.epsilon"
+    findings: list[AuditFinding] = []
+    for address, entries in history.items():
+        for entry in entries:
+            if entry.dp is None or entry.epsilon_recorded is None:
+                continue
+            if entry.epsilon_recomputed is None:
+                findings.append(
+                    _finding(
+                        check,
+                        False,
+                        round=entry.server_round,
+                        member=address,
+                        field="dp",
+                        actual=entry.epsilon_recorded,
+                        message=f"epsilon cannot be recomputed from the recorded DP parameters: {entry.error}",
+                    )
+                )
+                continue
+            diff = abs(entry.epsilon_recomputed - entry.epsilon_recorded)
+            ok = diff <= tolerance
+            findings.append(
+                _finding(
+                    check,
+                    ok,
+                    round=entry.server_round,
+                    member=address,
+                    field="epsilon",
+                    expected=entry.epsilon_recomputed,
+                    actual=entry.epsilon_recorded,
+                    message=""
+                    if ok
+                    else f"reported epsilon differs from the recomputation by {diff:.3g} (tolerance {tolerance:g})",
+                )
+            )
+    return findings
+
+
+def _budget_for(budgets: Mapping[str, MemberBudget], default: MemberBudget | None, address: str) -> MemberBudget | None:
+    for key, budget in budgets.items():
+        if key.lower() == address.lower():
+            return budget
+    return default
+
+
+def check_privacy_budget(
+    history: Mapping[str, Sequence[PrivacyEntry]],
+    *,
+    budgets: Mapping[str, MemberBudget] | None = None,
+    default_budget: MemberBudget | None = None,
+) -> list[AuditFinding]:
+    """Each member's recomputed cumulative epsilon never exceeds its budget (no tolerance).
+
+    The recomputed value is judged, not the reported one, so a member cannot under-report its way
+    inside the budget. A member without a known budget gets a warning: the chain does not record
+    budgets, so the auditor must be given them.
+    """
+    check = "privacy.budget"
+    budgets = budgets or {}
+    findings: list[AuditFinding] = []
+    for address, entries in history.items():
+        if all(e.dp is None for e in entries):
+            continue
+        budget = _budget_for(budgets, default_budget, address)
+        if budget is None:
+            findings.append(
+                _finding(
+                    check,
+                    False,
+                    member=address,
+                    field="epsilon",
+                    severity="warning",
+                    message="no budget known for this member (budgets are not on chain): budget not verified",
+                )
+            )
+            continue
+        for entry in entries:
+            if entry.dp is None:
+                continue
+            if budget.delta is not None and entry.dp.delta > budget.delta:
+                findings.append(
+                    _finding(
+                        check,
+                        False,
+                        round=entry.server_round,
+                        member=address,
+                        field="delta",
+                        expected=budget.delta,
+                        actual=entry.dp.delta,
+                        message="epsilon was accounted at a larger delta than the budget's",
+                    )
+                )
+            spent = entry.epsilon_recomputed
+            if spent is None:
+                findings.append(
+                    _finding(
+                        check,
+                        False,
+                        round=entry.server_round,
+                        member=address,
+                        field="epsilon",
+                        expected=budget.epsilon,
+                        actual=None,
+                        message="epsilon cannot be recomputed, so the budget cannot be verified",
+                    )
+                )
+                continue
+            ok = spent <= budget.epsilon
+            findings.append(
+                _finding(
+                    check,
+                    ok,
+                    round=entry.server_round,
+                    member=address,
+                    field="epsilon",
+                    expected=budget.epsilon,
+                    actual=spent,
+                    message=""
+                    if ok
+                    else f"recomputed cumulative epsilon {spent:.6f} exceeds the budget {budget.epsilon:g}",
+                )
+            )
+    return findings
+
+
+# ---- tables ------------------------------------------------------------------------------------
+
+
+def round_rows(snapshot: LedgerSnapshot) -> tuple[RoundAudit, ...]:
+    """One :class:`RoundAudit` per readable round."""
+    return tuple(
+        RoundAudit(
+            server_round=r.server_round,
+            block_number=r.block_number,
+            tx_hash=r.tx_hash,
+            recorder=r.recorder,
+            member_count=len(r.members),
+            reward_pool_wei=r.reward_pool_wei,
+            paid_wei=sum(m.reward_wei for m in r.members),
+            treasury_wei=r.treasury_wei,
+            model_hash=r.model_hash,
+            previous_model_hash=r.previous_model_hash,
+            update_merkle_root=r.update_merkle_root,
+        )
+        for r in snapshot.rounds
+    )
+
+
+def member_rows(
+    snapshot: LedgerSnapshot,
+    history: Mapping[str, Sequence[PrivacyEntry]],
+    *,
+    budgets: Mapping[str, MemberBudget] | None = None,
+    default_budget: MemberBudget | None = None,
+) -> tuple[MemberRoundAudit, ...]:
+    """One :class:`MemberRoundAudit` per member-round, in round then address order."""
+    events = sorted(snapshot.registrations, key=lambda e: (e.block_number, e.log_index))
+    recomputed = {(a, e.server_round): e for a, entries in history.items() for e in entries}
+    rows: list[MemberRoundAudit] = []
+    for recorded in snapshot.rounds:
+        expected = _reward_column(recorded)
+        position = snapshot.round_log_index.get(recorded.server_round)
+        for member, reward in zip(recorded.members, expected, strict=True):
+            entry = recomputed.get((member.address, recorded.server_round))
+            budget = _budget_for(budgets or {}, default_budget, member.address)
+            rows.append(
+                MemberRoundAudit(
+                    server_round=recorded.server_round,
+                    address=member.address,
+                    score=member.score,
+                    reward_wei=member.reward_wei,
+                    expected_reward_wei=reward,
+                    registered=_registered(events, member.address, recorded.block_number, position),
+                    dp=member.dp,
+                    epsilon_recorded=member.epsilon,
+                    epsilon_recomputed=None if entry is None else entry.epsilon_recomputed,
+                    epsilon_budget=None if budget is None or member.dp is None else budget.epsilon,
+                    block_number=recorded.block_number,
+                )
+            )
+    return tuple(rows)
