@@ -20,6 +20,7 @@ BENCHMARKS = {
     "he": "bench.bench_he",
     "gas": "bench.bench_gas",
     "load": "bench.bench_load",
+    "scoring": "bench.bench_scoring",
 }
 
 

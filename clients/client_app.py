@@ -28,3 +28,9 @@ def train(msg: Message, context: Context) -> Message:
 def evaluate(msg: Message, context: Context) -> Message:
     """Federated evaluation of the global model on this member's held-out data."""
     return MemberNode.from_context(context).evaluate(msg)
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """Decrypt-committee duty: decrypt this round's scoring scalars (HE), nothing else."""
+    return MemberNode.from_context(context).answer_scalars(msg)

@@ -28,9 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
 
-from clients import task
+from clients import adversary, task
 from fedchain._io import atomic_write_json
 from fedchain.config import FedChainConfig
 from fedchain.data import load_demo_partition, load_local_dataset
@@ -240,12 +241,12 @@ class MemberNode:
         digest = save_model(self.state_dir / "global.safetensors", weights)
         atomic_write_json(self.state_dir / "global.json", {"model_round": model_round, "model_hash": digest})
 
-    def _sign(self, server_round: int, payload_hash: str, dp: DPParams | None) -> str:
+    def _sign(self, server_round: int, payload_hash: str, num_examples: int, dp: DPParams | None) -> str:
         digest = update_digest(
             server_round=server_round,
             address=self.address,
             payload_hash=payload_hash,
-            num_examples=self.data.num_train,
+            num_examples=num_examples,
             dp=dp,
         )
         return sign_digest(self.private_key, digest)
@@ -263,20 +264,28 @@ class MemberNode:
 
     # ------------------------------------------------------------------ train
     def train(self, msg: Message) -> Message:
-        """Answer a train instruction: local training on the global model, reply with the update."""
+        """Answer a train instruction: local training on the global model, reply with the signed update."""
         try:
             server_round = int(msg.content.config_records["config"]["server-round"])  # type: ignore[arg-type]
             weights, model_round = self._global_model(msg.content)
             self._check_against_chain(msg.content, weights, model_round)
             started = time.perf_counter()
-            model = self._new_model()
-            task.set_weights(model, weights)
-            model, loss, dp, epsilon = self._train_local(model, server_round)
+            loss, dp, epsilon, delta = 0.0, None, None, np.zeros(sum(a.size for a in weights.values()))
+            if adversary.trains(self.kind):
+                model = self._new_model()
+                task.set_weights(model, weights)
+                model, loss, dp, epsilon = self._train_local(model, server_round)
+                delta = flatten(task.get_weights(model)) - flatten(weights)
+            if self.kind != "honest":  # simulated adversaries: for tests and benchmarks only
+                rng = adversary.adversary_rng(
+                    seed=self.config.seed, member_id=self.member_id, server_round=server_round
+                )
+                delta = adversary.adversarial_update(self.kind, delta, rng=rng)
             if self.member_id in self.config.crashing_members:
                 raise RuntimeError(f"fault injection: member {self.member_id} killed during training")
-            trained = task.get_weights(model)
+            claimed = adversary.claimed_examples(self.kind, self.data.num_train)
             metrics: dict[str, Any] = {
-                "num-examples": self.data.num_train,
+                "num-examples": claimed,
                 "train-loss": loss,
                 "train-seconds": time.perf_counter() - started,
             }
@@ -297,14 +306,14 @@ class MemberNode:
             if self.config.he:
                 from fedchain import crypto
 
-                delta = (flatten(trained) - flatten(weights)) * self.data.num_train
-                chunks = crypto.encrypt_update(self._context(), delta)
+                chunks = crypto.encrypt_update(self._context(), delta * claimed)
                 content["update"] = chunks_to_record(chunks)
                 payload_hash = crypto.ciphertext_digest(chunks)
             else:
+                trained = unflatten(flatten(weights) + delta, weights)
                 content["arrays"] = weights_to_record(trained)
                 payload_hash = model_hash(trained)
-            content.config_records["member"]["signature"] = self._sign(server_round, payload_hash, dp)
+            content.config_records["member"]["signature"] = self._sign(server_round, payload_hash, claimed, dp)
             return Message(content, reply_to=msg)
         except BudgetExhaustedError as exc:
             log.warning("member %d declines the round: %s", self.member_id, exc)
@@ -313,9 +322,27 @@ class MemberNode:
             log.warning("member %d refuses the instruction: %s", self.member_id, exc)
             return Message(Error(code=ERROR_INVALID_INSTRUCTION, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)
 
+    def answer_scalars(self, msg: Message) -> Message:
+        """Decrypt-committee duty (HE scoring): decrypt the packed inner products; vectors never leave."""
+        from fedchain.contribution import answer_scalar_request
+
+        try:
+            counts = [int(c) for c in msg.content.config_records["config"]["scalar-counts"]]  # type: ignore[union-attr]
+            ciphertexts = record_to_chunks(msg.content.array_records["scalars"])
+            values = [
+                value
+                for data, count in zip(ciphertexts, counts, strict=True)
+                for value in answer_scalar_request(self._context(), data, count)
+            ]
+            return Message(RecordDict({"scalars": MetricRecord({"values": values})}), reply_to=msg)
+        except (FedChainError, KeyError, ValueError) as exc:
+            log.warning("member %d cannot answer the committee request: %s", self.member_id, exc)
+            return Message(Error(code=ERROR_INVALID_INSTRUCTION, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)
+
     def _train_local(self, model: Any, server_round: int) -> tuple[Any, float, DPParams | None, float | None]:
         seed = self.config.seed * 100_003 + server_round * 1_009 + self.member_id
-        x, y, cfg = self.data.x_train, self.data.y_train, self.config
+        x, cfg = self.data.x_train, self.config
+        y = adversary.adversarial_labels(self.kind, self.data.y_train, self.data.num_classes)
         if not cfg.dp:
             loss = task.train_plain(
                 model,

@@ -86,7 +86,7 @@ def evaluate(model: nn.Module, x_test: np.ndarray, y_test: np.ndarray) -> tuple[
     if len(y_test) == 0:
         return 0.0, 0.0
     model.eval()
-    logits = model(torch.from_numpy(np.ascontiguousarray(x_test, dtype=np.float32)))
+    logits = model(torch.tensor(x_test, dtype=torch.float32))
     target = torch.from_numpy(np.ascontiguousarray(y_test, dtype=np.int64))
     loss = float(nn.functional.cross_entropy(logits, target))
     accuracy = float((logits.argmax(dim=1) == target).float().mean())

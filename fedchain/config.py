@@ -87,6 +87,15 @@ class FedChainConfig:
     seed: int = _spec(0, _INT_NONNEG, "seed", "seed for partitioning, initialisation and sampling")
     strategy: str = _spec("fedavg", None, "strategy", "aggregation strategy: registry name or dotted path")
     scorer: str = _spec("data_size", None, "scorer", "contribution scorer: registry name")
+    norm_bound: float = _spec(
+        20.0,
+        Interval(float, 0, None, closed="left"),
+        "norm-bound",
+        "largest allowed update norm ||delta_i||; larger updates are left out and score 0 (0 = off)",
+    )
+    committee_size: int = _spec(
+        2, _INT_POS, "committee-size", "members drawn each round to decrypt scoring scalars (HE)"
+    )
     dp: bool = _spec(True, check_bool, "dp", "DP-SGD (Opacus) on every member")
     epsilon: float = _spec(8.0, _FLOAT_POS, "epsilon", "each member's total privacy budget over the run")
     delta: float = _spec(1e-5, Interval(float, 0, 1, closed="neither"), "delta", "each member's DP delta")
@@ -154,6 +163,9 @@ class FedChainConfig:
             raise ConfigError(
                 "faults", "'', 'crash:ID,ID,...' or 'kill:ROUND:replies|aggregated|sent' (testing only)", self.faults
             )
+        from fedchain.contribution import check_scorer_allowed
+
+        check_scorer_allowed(self.scorer, he=self.he, he_scoring=self.he_scoring)
         if self.resume and self.chain == "embedded":
             raise ConfigError(
                 "resume",

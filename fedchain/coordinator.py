@@ -27,20 +27,33 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from fedchain._io import atomic_write_json
 from fedchain.checkpoint import FINGERPRINT_FIELDS, Checkpoint
 from fedchain.config import FedChainConfig
-from fedchain.contribution import data_size_scores
+from fedchain.contribution import (
+    InnerProducts,
+    ScoringInputs,
+    create_scorer,
+    norm_bound_filter,
+    withheld_scores,
+)
+from fedchain.contribution.base import Evaluate
+from fedchain.contribution.committee import (
+    CommitteeVerdict,
+    build_scalar_requests,
+    reconcile,
+    select_committee,
+)
 from fedchain.errors import ConfigError, FedChainError, FederationError, LedgerError, SerializationError
 from fedchain.identity.merkle import merkle_proof, merkle_root, update_leaf
 from fedchain.identity.signing import recover_signer, update_digest
 from fedchain.ledger.base import RoundConflictError
 from fedchain.protocol import ERROR_BUDGET_EXHAUSTED, chunks_to_record, record_to_chunks, record_to_weights
 from fedchain.results import RoundSummary, RunResult
-from fedchain.serialization import Weights, check_weights, model_hash
+from fedchain.serialization import Weights, check_weights, flatten, model_hash
 from fedchain.types import (
     ZERO_HASH,
     Aggregate,
@@ -92,6 +105,25 @@ class ReplyRejectedError(FedChainError):
         super().__init__(message)
 
 
+@dataclass
+class ScoringEvidence:
+    """What the scorer may use in a round, gathered while aggregating.
+
+    Attributes:
+        deltas: plaintext mode: each kept member's update ``delta_i`` (flat).
+        products: HE mode: the committee's agreed inner products.
+        flagged: why the committee flagged the round ("" if it did not).
+        base_weights: plaintext mode: the global model the round started from.
+        excluded: members left out by the norm bound (score 0).
+    """
+
+    deltas: dict[str, Any] | None = None
+    products: InnerProducts | None = None
+    flagged: str = ""
+    base_weights: Weights | None = None
+    excluded: list[MemberRound] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class AcceptedUpdate:
     """A validated member update of one round: plaintext weights or ciphertext chunks."""
@@ -130,10 +162,14 @@ class Coordinator:
     known_rounds: dict[int, int] = field(init=False, default_factory=dict)
     history: list[RoundSummary] = field(init=False, default_factory=list)
     ledger_address: str | None = None
+    validation: Callable[[Weights], Evaluate] | None = None
 
     def __post_init__(self) -> None:
         if self.config.he and self.public_context is None:
             raise FedChainError("HE is on: the coordinator needs the federation's public CKKS context")
+        self._scorer = create_scorer(self.config.scorer)
+        if self._scorer.needs_validation and self.validation is None:
+            raise FederationError(f"scorer {self.config.scorer!r} needs a validation set: pass validation=")
         self.weights = dict(self.initial_weights)
         # Lineage starts at ZERO_HASH: round 1's "previous model" is the zero hash (as on chain).
         self.model_hash = ZERO_HASH
@@ -200,17 +236,20 @@ class Coordinator:
         # 2. Validate: keep well-formed updates, count the rest by reason.
         accepted = self._validate(server_round, replies, summary)
 
-        # 3. Aggregate (the HE sum drops updates whose ciphertexts do not load).
+        # 3. Aggregate: the HE sum drops updates whose ciphertexts do not load, and the norm bound
+        #    drops oversized updates (plaintext norms, or the decrypt committee's scalars under HE).
+        evidence = ScoringEvidence()
         if len(accepted) >= self.config.min_members:
-            accepted, aggregate = self._aggregate(server_round, accepted, summary)
+            accepted, aggregate, evidence = self._aggregate(grid, server_round, accepted, summary)
         if len(accepted) < self.config.min_members:
             return self._skip(summary, len(accepted), started)
         self._maybe_die("aggregated", server_round)
         summary.aggregate_hash = aggregate.digest
 
-        # 4. Score.
-        scores = data_size_scores({update.member.address: update.member.num_examples for update in accepted})
-        summary.members = [replace(u.member, score=scores[u.member.address]) for u in accepted]
+        # 4. Score (a round the committee flagged pays nobody: its scores are withheld).
+        scores = self._score(server_round, accepted, evidence)
+        summary.flagged = evidence.flagged
+        summary.members = [replace(u.member, score=scores[u.member.address]) for u in accepted] + evidence.excluded
 
         # 5. Evaluate the new global model on members; under HE they also report its hash.
         summary.accuracy, summary.loss, reported_hash = self._evaluate(grid, server_round)
@@ -362,42 +401,189 @@ class Coordinator:
         return digest
 
     def _aggregate(
-        self, server_round: int, accepted: list[AcceptedUpdate], summary: RoundSummary
-    ) -> tuple[list[AcceptedUpdate], Aggregate]:
+        self, grid: Grid, server_round: int, accepted: list[AcceptedUpdate], summary: RoundSummary
+    ) -> tuple[list[AcceptedUpdate], Aggregate, ScoringEvidence]:
         if not self.config.he:
-            new_record = self.strategy.aggregate_plain(
-                server_round, [(update.weights, update.member.num_examples) for update in accepted]
-            )
-            self.weights = check_weights(record_to_weights(new_record), self.weights)
-            total = sum(update.member.num_examples for update in accepted)
-            self.model_hash = model_hash(self.weights)
-            return accepted, Aggregate(total_weight=total, digest=self.model_hash)
+            return self._aggregate_plain(server_round, accepted, summary)
+        return self._aggregate_encrypted(grid, server_round, accepted, summary)
 
+    def _aggregate_plain(
+        self, server_round: int, accepted: list[AcceptedUpdate], summary: RoundSummary
+    ) -> tuple[list[AcceptedUpdate], Aggregate, ScoringEvidence]:
+        base = self.weights
+        flat_base = flatten(base)
+        deltas = {u.member.address: flatten(u.weights or {}) - flat_base for u in accepted}
+        counts = {u.member.address: u.member.num_examples for u in accepted}
+        excluded: list[str] = []
+        if self.config.norm_bound > 0:
+            sq_norms = {address: float(counts[address] ** 2 * (d @ d)) for address, d in deltas.items()}
+            excluded = norm_bound_filter(sq_norms, counts, self.config.norm_bound)
+        accepted, evidence = self._exclude(accepted, excluded, summary)
+        if len(accepted) < self.config.min_members:
+            return accepted, Aggregate(total_weight=0, digest=ZERO_HASH), evidence
+        new_record = self.strategy.aggregate_plain(
+            server_round, [(update.weights, update.member.num_examples) for update in accepted]
+        )
+        self.weights = check_weights(record_to_weights(new_record), self.weights)
+        self.model_hash = model_hash(self.weights)
+        evidence.deltas = {u.member.address: deltas[u.member.address] for u in accepted}
+        evidence.base_weights = base
+        total = sum(update.member.num_examples for update in accepted)
+        return accepted, Aggregate(total_weight=total, digest=self.model_hash), evidence
+
+    def _aggregate_encrypted(
+        self, grid: Grid, server_round: int, accepted: list[AcceptedUpdate], summary: RoundSummary
+    ) -> tuple[list[AcceptedUpdate], Aggregate, ScoringEvidence]:
         from fedchain import crypto
 
+        evidence = ScoringEvidence()
         slots = crypto.context_slot_count(self.public_context)
+        expected = crypto.chunk_count(self._vector_size, slots)
         try:
             chunks, rejected = crypto.sum_encrypted_valid(
                 self.public_context,
                 [update.chunks or [] for update in accepted],
-                expected_chunks=crypto.chunk_count(self._vector_size, slots),
+                expected_chunks=expected,
                 expected_length=self._vector_size,
             )
         except FedChainError as exc:
             log.warning("round %d: no encrypted update could be added: %s", server_round, exc)
             summary.rejections["invalid"] = summary.rejections.get("invalid", 0) + len(accepted)
-            return [], Aggregate(total_weight=0, digest=ZERO_HASH)
+            return [], Aggregate(total_weight=0, digest=ZERO_HASH), evidence
         for index, reason in rejected.items():
             log.warning("round %d: node %d's ciphertext rejected: %s", server_round, accepted[index].node_id, reason)
             summary.rejections["invalid"] = summary.rejections.get("invalid", 0) + 1
         kept = [update for index, update in enumerate(accepted) if index not in rejected]
+        if self._committee_needed and kept:
+            kept, chunks, evidence = self._committee_checks(grid, server_round, kept, chunks, summary)
+        if not kept:
+            return [], Aggregate(total_weight=0, digest=ZERO_HASH), evidence
         aggregate = Aggregate(
             total_weight=sum(update.member.num_examples for update in kept),
             digest=crypto.ciphertext_digest(chunks),
             ciphertext=tuple(chunks),
         )
-        self.aggregates[server_round] = aggregate
-        return kept, aggregate
+        if len(kept) >= self.config.min_members:
+            self.aggregates[server_round] = aggregate
+        return kept, aggregate, evidence
+
+    @property
+    def _committee_needed(self) -> bool:
+        """Under HE with scoring keys: the committee decrypts norms (bound) and inner products (scorer)."""
+        return self.config.he_scoring and (self._scorer.needs_scalars or self.config.norm_bound > 0)
+
+    def _committee_checks(
+        self, grid: Grid, server_round: int, kept: list[AcceptedUpdate], sum_chunks: list[bytes], summary: RoundSummary
+    ) -> tuple[list[AcceptedUpdate], list[bytes], ScoringEvidence]:
+        """Norm bound and scoring scalars under HE, decrypted by a committee of members.
+
+        Only scalars are revealed: squared norms of each ``Enc(n_i delta_i)``, its inner product with
+        the sum, and the sum's squared norm. An excluded update is dropped by re-summing the others
+        (never by revealing "sum minus one member").
+        """
+        from fedchain import crypto
+
+        want_dots = self._scorer.needs_scalars
+        chunks_by_member = {u.member.address: u.chunks or [] for u in kept}
+        counts = {u.member.address: u.member.num_examples for u in kept}
+        requests = build_scalar_requests(self.public_context, chunks_by_member, sum_chunks if want_dots else None)
+        verdict = self._ask_committee(grid, server_round, kept, requests)
+        excluded = verdict.excluded(counts, self.config.norm_bound) if self.config.norm_bound > 0 else []
+        kept, evidence = self._exclude(kept, excluded, summary)
+        evidence.flagged = verdict.reason if verdict.disagreement else ""
+        products = verdict.products
+        if excluded and kept:
+            sum_chunks = crypto.sum_encrypted(
+                self.public_context,
+                [u.chunks or [] for u in kept],
+                expected_chunks=len(sum_chunks),
+                expected_length=self._vector_size,
+            )
+            if want_dots and not evidence.flagged and verdict.products is not None:
+                again = build_scalar_requests(
+                    self.public_context,
+                    {u.member.address: u.chunks or [] for u in kept},
+                    sum_chunks,
+                    sq_norms=False,
+                )
+                second = self._ask_committee(grid, server_round, kept, again)
+                if second.disagreement or second.products is None:
+                    evidence.flagged = second.reason
+                    products = None
+                else:
+                    sq = {u.member.address: verdict.products.sq_norms[u.member.address] for u in kept}
+                    products = InnerProducts(
+                        sq_norms=sq, dots=second.products.dots, agg_sq_norm=second.products.agg_sq_norm
+                    )
+        evidence.products = products if want_dots else None
+        return kept, sum_chunks, evidence
+
+    def _ask_committee(
+        self, grid: Grid, server_round: int, kept: list[AcceptedUpdate], requests: list[Any]
+    ) -> CommitteeVerdict[str]:
+        """Send the packed scalars to the round's committee and reconcile the answers."""
+        node_of = {u.member.address: u.node_id for u in kept}
+        committee = select_committee(
+            list(node_of), self.config.committee_size, seed=self.config.seed, server_round=server_round
+        )
+        counts = [request.count for request in requests]
+        content = RecordDict(
+            {
+                "config": ConfigRecord({"scalar-counts": counts, "server-round": server_round}),
+                "scalars": chunks_to_record([request.ciphertext for request in requests]),
+            }
+        )
+        messages = [
+            Message(content, dst_node_id=node_of[address], message_type=MessageType.QUERY) for address in committee
+        ]
+        replies = {reply.metadata.src_node_id: reply for reply in grid.send_and_receive(messages)}
+        answers: dict[str, list[list[float]] | None] = {}
+        for address in committee:
+            reply = replies.get(node_of[address])
+            if reply is None or reply.has_error():
+                answers[address] = None
+                continue
+            values = list(reply.content.metric_records["scalars"].get("values", []))  # type: ignore[arg-type]
+            split, offset = [], 0
+            for count in counts:
+                split.append([float(v) for v in values[offset : offset + count]])
+                offset += count
+            answers[address] = split if offset == len(values) else None
+        return reconcile(requests, answers)
+
+    def _exclude(
+        self, updates: list[AcceptedUpdate], excluded: list[str], summary: RoundSummary
+    ) -> tuple[list[AcceptedUpdate], ScoringEvidence]:
+        """Drop updates above the norm bound; they stay in the round's records with score 0."""
+        evidence = ScoringEvidence()
+        if not excluded:
+            return updates, evidence
+        dropped = set(excluded)
+        for update in updates:
+            if update.member.address in dropped:
+                log.warning(
+                    "round %d: %s exceeds the norm bound: left out", summary.server_round, update.member.address
+                )
+                evidence.excluded.append(replace(update.member, status="rejected:norm-bound", score=0.0))
+        summary.rejections["norm-bound"] = summary.rejections.get("norm-bound", 0) + len(dropped)
+        return [u for u in updates if u.member.address not in dropped], evidence
+
+    def _score(self, server_round: int, accepted: list[AcceptedUpdate], evidence: ScoringEvidence) -> dict[str, float]:
+        counts = {u.member.address: u.member.num_examples for u in accepted}
+        if evidence.flagged:
+            log.warning("round %d: rewards withheld: %s", server_round, evidence.flagged)
+            return withheld_scores(counts)
+        evaluate = None
+        if self._scorer.needs_validation and self.validation is not None and evidence.base_weights is not None:
+            evaluate = self.validation(evidence.base_weights)
+        inputs = ScoringInputs(
+            num_examples=counts,
+            deltas=evidence.deltas,
+            products=evidence.products,
+            evaluate=evaluate,
+            seed=self.config.seed * 1_000_003 + server_round,
+        )
+        return self._scorer(inputs)
 
     def _evaluate(self, grid: Grid, server_round: int) -> tuple[float | None, float | None, str | None]:
         config = ConfigRecord({"model-round": server_round})
@@ -538,7 +724,9 @@ class Coordinator:
 
 def _update_leaves(summary: RoundSummary) -> list[tuple[MemberRound, bytes]]:
     return [
-        (m, update_leaf(summary.server_round, m.address, m.update_digest)) for m in summary.members if m.update_digest
+        (m, update_leaf(summary.server_round, m.address, m.update_digest))
+        for m in summary.members
+        if m.update_digest and m.status == "accepted"
     ]
 
 

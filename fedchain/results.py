@@ -38,6 +38,7 @@ class RoundSummary:
         seconds: wall time of the round.
         members: one entry per member that was sampled.
         rejections: count of rejected or failed replies by reason.
+        flagged: why the decrypt committee flagged the round (its rewards are withheld); "" if not.
     """
 
     server_round: int
@@ -54,6 +55,7 @@ class RoundSummary:
     seconds: float = 0.0
     members: list[MemberRound] = field(default_factory=list)
     rejections: dict[str, int] = field(default_factory=dict)
+    flagged: str = ""
 
     @property
     def accepted(self) -> int:
@@ -84,6 +86,7 @@ class RoundSummary:
             seconds=float(data.get("seconds", 0.0)),
             members=members,
             rejections=dict(data.get("rejections", {})),
+            flagged=str(data.get("flagged", "")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,6 +111,7 @@ class RoundSummary:
             "seconds": round(self.seconds, 3),
             "members": members,
             "rejections": dict(self.rejections),
+            "flagged": self.flagged,
         }
 
 

@@ -53,7 +53,7 @@ def test_malformed_ciphertexts_are_dropped_and_the_round_continues():
         for i, (n, chunks) in enumerate([(1, good[0]), (5, truncated), (3, good[1]), (7, garbage)])
     ]
     summary = RoundSummary(server_round=1, status="completed")
-    kept, aggregate = coordinator._aggregate(1, accepted, summary)
+    kept, aggregate, _ = coordinator._aggregate(None, 1, accepted, summary)  # type: ignore[arg-type]
     assert [u.member.member_id for u in kept] == [0, 2]
     assert summary.rejections == {"invalid": 2}
     assert aggregate.total_weight == 4
