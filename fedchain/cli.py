@@ -63,6 +63,12 @@ def run(
     epsilon: Annotated[float, typer.Option(help="Each member's total epsilon budget.")] = 8.0,
     delta: Annotated[float, typer.Option(help="Each member's delta.")] = 1e-5,
     he: Annotated[bool, typer.Option("--he/--no-he", help="Homomorphic (CKKS) aggregation.")] = True,
+    he_scoring: Annotated[
+        bool,
+        typer.Option("--he-scoring/--no-he-scoring", help="CKKS keys for encrypted scoring (cosine, norm bound)."),
+    ] = False,
+    norm_bound: Annotated[float, typer.Option(help="Largest update norm accepted; 0 turns the bound off.")] = 20.0,
+    committee_size: Annotated[int, typer.Option(help="Members that decrypt scoring scalars (HE).")] = 2,
     strategy: Annotated[str, typer.Option(help="Strategy: registry name or dotted path.")] = "fedavg",
     scorer: Annotated[str, typer.Option(help="Contribution scorer.")] = "data_size",
     chain: Annotated[str, typer.Option(help="'embedded', 'none', or a JSON-RPC URL.")] = "embedded",
@@ -92,6 +98,9 @@ def run(
             epsilon=epsilon,
             delta=delta,
             he=he,
+            he_scoring=he_scoring,
+            norm_bound=norm_bound,
+            committee_size=committee_size,
             strategy=strategy,
             scorer=scorer,
             chain=chain,
@@ -253,6 +262,34 @@ def provision_keys_command(
         raise _fail(str(exc), code=1) from None
     console.print(f"members receive      {paths['member']}  (secret: keep private, mode 0600)")
     console.print(f"the coordinator gets {paths['coordinator']}  (public: cannot decrypt)")
+
+
+@app.command()
+def scorers(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """List the registered contribution scorers and what each needs."""
+    from fedchain.contribution import available_scorers
+
+    rows = [
+        {
+            "name": name,
+            "he": not cls.needs_plaintext,
+            "needs_scalars": cls.needs_scalars,
+            "needs_validation": cls.needs_validation,
+            "summary": (cls.__doc__ or "").strip().splitlines()[0],
+        }
+        for name, cls in available_scorers().items()
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="fedchain scorers")
+    for column in ("name", "HE", "needs", "summary"):
+        table.add_column(column)
+    for row in rows:
+        needs = ", ".join(k for k in ("needs_scalars", "needs_validation") if row[k]).replace("needs_", "") or "-"
+        he = "yes (with --he-scoring)" if row["he"] and row["needs_scalars"] else ("yes" if row["he"] else "no")
+        table.add_row(str(row["name"]), he, needs, str(row["summary"]))
+    console.print(table)
 
 
 @app.command()
