@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 
 BENCHMARKS = {
+    "strategies": "bench.bench_strategies",
     "overhead": "bench.bench_overhead",
     "privacy": "bench.bench_privacy",
     "he": "bench.bench_he",

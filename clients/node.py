@@ -33,6 +33,7 @@ from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, Record
 
 from clients import adversary, task
 from fedchain._io import atomic_write_json
+from fedchain.aggregation import OptimizerState, load_optimizer_state, save_optimizer_state
 from fedchain.config import FedChainConfig
 from fedchain.data import load_demo_partition, load_local_dataset
 from fedchain.errors import BudgetExhaustedError, FedChainError, IntegrityError, SerializationError
@@ -49,7 +50,10 @@ from fedchain.protocol import (
 from fedchain.serialization import Weights, check_weights, flatten, load_model, model_hash, save_model, unflatten
 from fedchain.types import DPParams, LocalDataset
 
-__all__ = ["MemberNode", "member_kind"]
+__all__ = ["MEMBER_FEATURES", "MemberNode", "member_kind"]
+
+#: Member-side strategy features this node implements (see strategies.base.MEMBER_FEATURES).
+MEMBER_FEATURES = frozenset({"proximal", "server-optimizer"})
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +191,11 @@ class MemberNode:
 
     def _apply_aggregates(self, content: RecordDict) -> tuple[Weights, int]:
         from fedchain import crypto
+        from strategies.builtin import make_server_optimizer
 
         config = content.config_records["config"]
-        weights, model_round = self._load_he_state()
+        weights, model_round, opt_state = self._load_he_state()
+        optimizer = make_server_optimizer(self.config)  # the strategy's member update ("avg": w + S/W)
         for agg_round in [int(k) for k in config.get("agg-rounds", [])]:  # type: ignore[union-attr]
             if agg_round <= model_round:
                 continue
@@ -200,12 +206,13 @@ class MemberNode:
                 raise SerializationError(f"aggregate of round {agg_round} has total weight {total_weight}")
             size = sum(array.size for array in weights.values())
             mean_delta = crypto.decrypt_update(self._context(), chunks, size) / total_weight
-            weights = unflatten(flatten(weights) + mean_delta, weights)
+            flat, opt_state = optimizer.step(flatten(weights), mean_delta, opt_state, server_round=agg_round)
+            weights = unflatten(flat, weights)
             model_round = agg_round
         target = int(config.get("model-round", model_round))  # type: ignore[arg-type]
         if model_round < target:
             model_round = target  # rounds without an aggregate (skipped) leave the model unchanged
-        self._save_he_state(weights, model_round)
+        self._save_he_state(weights, model_round, opt_state)
         return weights, model_round
 
     def _check_against_chain(self, content: RecordDict, weights: Weights, model_round: int) -> None:
@@ -229,17 +236,28 @@ class MemberNode:
         if recorded.lower() != actual.lower():
             raise IntegrityError(f"global model of round {model_round}", recorded, actual)
 
-    def _load_he_state(self) -> tuple[Weights, int]:
+    def _load_he_state(self) -> tuple[Weights, int, OptimizerState | None]:
         meta_path = self.state_dir / "global.json"
         if not meta_path.exists():
-            return self.template(), 0
+            return self.template(), 0, None
         meta = json.loads(meta_path.read_text())
         weights = load_model(self.state_dir / "global.safetensors", expected_hash=meta["model_hash"])
-        return check_weights(weights, self.template()), int(meta["model_round"])
+        opt_state = None
+        if meta.get("optimizer_digest"):
+            opt_state = load_optimizer_state(
+                self.state_dir / "server_opt.safetensors", expected_digest=meta["optimizer_digest"]
+            )
+        return check_weights(weights, self.template()), int(meta["model_round"]), opt_state
 
-    def _save_he_state(self, weights: Weights, model_round: int) -> None:
+    def _save_he_state(self, weights: Weights, model_round: int, opt_state: OptimizerState | None) -> None:
+        # Optimizer state, then model, then global.json naming both by hash: a crash between the
+        # writes leaves global.json pointing at the previous consistent pair (both checked on load).
+        opt_digest = save_optimizer_state(self.state_dir / "server_opt.safetensors", opt_state) if opt_state else None
         digest = save_model(self.state_dir / "global.safetensors", weights)
-        atomic_write_json(self.state_dir / "global.json", {"model_round": model_round, "model_hash": digest})
+        atomic_write_json(
+            self.state_dir / "global.json",
+            {"model_round": model_round, "model_hash": digest, "optimizer_digest": opt_digest},
+        )
 
     def _sign(self, server_round: int, payload_hash: str, num_examples: int, dp: DPParams | None) -> str:
         digest = update_digest(
@@ -274,7 +292,8 @@ class MemberNode:
             if adversary.trains(self.kind):
                 model = self._new_model()
                 task.set_weights(model, weights)
-                model, loss, dp, epsilon = self._train_local(model, server_round)
+                proximal_mu = float(msg.content.config_records["config"].get("proximal-mu", 0.0))  # type: ignore[arg-type]
+                model, loss, dp, epsilon = self._train_local(model, server_round, proximal_mu=proximal_mu)
                 delta = flatten(task.get_weights(model)) - flatten(weights)
             if self.kind != "honest":  # simulated adversaries: for tests and benchmarks only
                 rng = adversary.adversary_rng(
@@ -339,7 +358,9 @@ class MemberNode:
             log.warning("member %d cannot answer the committee request: %s", self.member_id, exc)
             return Message(Error(code=ERROR_INVALID_INSTRUCTION, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)
 
-    def _train_local(self, model: Any, server_round: int) -> tuple[Any, float, DPParams | None, float | None]:
+    def _train_local(
+        self, model: Any, server_round: int, *, proximal_mu: float = 0.0
+    ) -> tuple[Any, float, DPParams | None, float | None]:
         seed = self.config.seed * 100_003 + server_round * 1_009 + self.member_id
         x, cfg = self.data.x_train, self.config
         y = adversary.adversarial_labels(self.kind, self.data.y_train, self.data.num_classes)
@@ -353,6 +374,7 @@ class MemberNode:
                 learning_rate=cfg.learning_rate,
                 momentum=cfg.momentum,
                 seed=seed,
+                proximal_mu=proximal_mu,
             )
             return model, loss, None, None
         from fedchain.privacy import DPConfig, PrivacyBudget, PrivacyLedger, train_private

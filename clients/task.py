@@ -56,11 +56,19 @@ def train_plain(
     learning_rate: float,
     momentum: float,
     seed: int,
+    proximal_mu: float = 0.0,
 ) -> float:
-    """Train ``model`` in place with mini-batch SGD; return the mean training loss of the last epoch."""
+    """Train ``model`` in place with mini-batch SGD; return the mean training loss of the last epoch.
+
+    ``proximal_mu > 0`` adds FedProx's ``mu / 2 * ||w - w_start||^2`` (its gradient) to every step.
+    """
+    from fedchain.aggregation.proximal import ProximalTerm
+
     x = torch.from_numpy(np.ascontiguousarray(x_train, dtype=np.float32))
     y = torch.from_numpy(np.ascontiguousarray(y_train, dtype=np.int64))
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum)
+    if proximal_mu > 0:
+        ProximalTerm(model, mu=proximal_mu).attach(optimizer)  # adds mu * (w - w_global) before each step
     loss_fn = nn.CrossEntropyLoss()
     generator = torch.Generator().manual_seed(seed)
     model.train()

@@ -86,6 +86,10 @@ def run(
         bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint (needs --chain URL).")
     ] = False,
     faults: Annotated[str, typer.Option(hidden=True, help="Fault injection, for tests only.")] = "",
+    set_options: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any run-config option as KEY=VALUE (repeatable), e.g. --set server-eta=0.05."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of tables.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Flower and Ray logs.")] = False,
 ) -> None:
@@ -116,6 +120,8 @@ def run(
             resume=resume,
             faults=faults,
         )
+        if set_options:
+            config = FedChainConfig.from_run_config({**config.to_run_config(), **_parse_set(set_options)})
         from strategies.registry import create_strategy
 
         create_strategy(config)  # refuse an impossible strategy before anything starts
@@ -170,6 +176,21 @@ def run(
         f"final accuracy: [bold]{accuracy:.4f}[/]" if accuracy is not None else "final accuracy: n/a",
         f"  wall time: {time.perf_counter() - started:.1f} s   results: {out / 'result.json'}",
     )
+
+
+def _parse_set(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs to run-config values (numbers and booleans parsed, the rest strings)."""
+    known = set(FedChainConfig().to_run_config())
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or key not in known:
+            raise ConfigError("set", "KEY=VALUE with KEY one of " + ", ".join(sorted(known)), pair)
+        try:
+            values[key] = json.loads(raw)
+        except ValueError:
+            values[key] = raw
+    return values
 
 
 def _print_rewards(result: dict[str, Any]) -> None:
@@ -297,26 +318,18 @@ def strategies(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     """List the registered strategies and what each supports."""
     from strategies.registry import available_strategies
 
-    rows: list[dict[str, Any]] = [
-        {
-            "name": name,
-            "he": not cls.needs_plaintext,
-            "needs_plaintext": cls.needs_plaintext,
-            "scorers": list(cls.supported_scorers) if cls.supported_scorers else "any",
-            "summary": (cls.__doc__ or "").strip().splitlines()[0],
-        }
-        for name, cls in available_strategies().items()
-    ]
+    rows = [cls.capabilities() for cls in available_strategies().values()]
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(json.dumps(rows, indent=2, default=str))
         return
     table = Table(title="fedchain strategies")
-    for column in ("name", "HE", "scorers", "summary"):
+    for column in ("name", "HE", "members run", "options", "summary"):
         table.add_column(column)
     for row in rows:
-        scorer_names = row["scorers"]
-        scorers = scorer_names if isinstance(scorer_names, str) else ", ".join(map(str, scorer_names))
-        table.add_row(str(row["name"]), "yes" if row["he"] else "no (plaintext)", scorers, str(row["summary"]))
+        he = f"yes ({row['member_update']})" if row["he"] else f"no (use {row['he_alternative'] or 'fedavg'})"
+        members = ", ".join(row["member_training"]) or "-"
+        options = ", ".join(f"{o['key']}={o['default']}" for o in row["options"]) or "-"
+        table.add_row(str(row["name"]), he, members, options, str(row["summary"]))
     console.print(table)
 
 

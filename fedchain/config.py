@@ -87,6 +87,25 @@ class FedChainConfig:
     seed: int = _spec(0, _INT_NONNEG, "seed", "seed for partitioning, initialisation and sampling")
     strategy: str = _spec("fedavg", None, "strategy", "aggregation strategy: registry name or dotted path")
     scorer: str = _spec("data_size", None, "scorer", "contribution scorer: registry name")
+    proximal_mu: float = _spec(
+        0.01, Interval(float, 0, None, closed="left"), "proximal-mu", "FedProx: proximal term weight mu"
+    )
+    server_learning_rate: float = _spec(1.0, _FLOAT_POS, "server-learning-rate", "FedAvgM: server learning rate")
+    server_momentum: float = _spec(
+        0.7, Interval(float, 0, 1, closed="left"), "server-momentum", "FedAvgM: server momentum"
+    )
+    server_eta: float = _spec(0.1, _FLOAT_POS, "server-eta", "FedAdam/FedYogi: server learning rate eta")
+    server_beta_1: float = _spec(
+        0.9, Interval(float, 0, 1, closed="left"), "server-beta-1", "FedAdam/FedYogi: first-moment decay"
+    )
+    server_beta_2: float = _spec(
+        0.99, Interval(float, 0, 1, closed="left"), "server-beta-2", "FedAdam/FedYogi: second-moment decay"
+    )
+    server_tau: float = _spec(1e-3, _FLOAT_POS, "server-tau", "FedAdam/FedYogi: adaptivity tau")
+    trimmed_beta: float = _spec(
+        0.2, Interval(float, 0, 0.5, closed="left"), "trimmed-beta", "FedTrimmedAvg: share cut at each end"
+    )
+    krum_malicious_members: int = _spec(0, _INT_NONNEG, "krum-malicious-members", "Krum: members assumed malicious (f)")
     norm_bound: float = _spec(
         20.0,
         Interval(float, 0, None, closed="left"),

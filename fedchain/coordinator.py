@@ -47,7 +47,14 @@ from fedchain.contribution.committee import (
     reconcile,
     select_committee,
 )
-from fedchain.errors import ConfigError, FedChainError, FederationError, LedgerError, SerializationError
+from fedchain.errors import (
+    ConfigError,
+    FedChainError,
+    FederationError,
+    LedgerError,
+    SerializationError,
+    StrategyError,
+)
 from fedchain.identity.merkle import merkle_proof, merkle_root, update_leaf
 from fedchain.identity.signing import recover_signer, update_digest
 from fedchain.ledger.base import RoundConflictError
@@ -421,10 +428,16 @@ class Coordinator:
         accepted, evidence = self._exclude(accepted, excluded, summary)
         if len(accepted) < self.config.min_members:
             return accepted, Aggregate(total_weight=0, digest=ZERO_HASH), evidence
-        new_record = self.strategy.aggregate_plain(
-            server_round, [(update.weights, update.member.num_examples) for update in accepted]
-        )
-        self.weights = check_weights(record_to_weights(new_record), self.weights)
+        try:
+            new_record = self.strategy.aggregate_plain(
+                server_round, [(update.weights, update.member.num_examples) for update in accepted]
+            )
+            new_weights = check_weights(record_to_weights(new_record), self.weights)
+        except (StrategyError, SerializationError) as exc:  # e.g. a NaN aggregate: keep the model, skip
+            log.error("round %d: the strategy could not aggregate: %s", server_round, exc)
+            summary.rejections["aggregation-failed"] = len(accepted)
+            return [], Aggregate(total_weight=0, digest=ZERO_HASH), evidence
+        self.weights = new_weights
         self.model_hash = model_hash(self.weights)
         evidence.deltas = {u.member.address: deltas[u.member.address] for u in accepted}
         evidence.base_weights = base

@@ -79,3 +79,15 @@ def test_fault_injection_specs(faults):
 def test_bad_fault_specs(faults):
     with pytest.raises(ConfigError, match="'faults' parameter"):
         FedChainConfig(faults=faults)
+
+
+def test_flower_app_config_in_pyproject_lists_every_option_with_its_default():
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "sync_run_config.py"), "--check"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stdout
