@@ -280,6 +280,18 @@ class MemberNode:
             }
         )
 
+    # ---------------------------------------------------------------- metrics
+    def _metrics(self, update: Any) -> None:
+        """Apply ``update`` to this member's saved metrics (``state-dir/metrics.json``); never fails the round."""
+        from fedchain.telemetry import MEMBER_STATE_FILENAME, MemberMetrics
+
+        try:
+            metrics = MemberMetrics.open(self.state_dir / MEMBER_STATE_FILENAME, member=self.address)
+            update(metrics)
+            metrics.save()
+        except (FedChainError, OSError) as exc:
+            log.warning("member %d: metrics not saved: %s", self.member_id, exc)
+
     # ------------------------------------------------------------------ train
     def train(self, msg: Message) -> Message:
         """Answer a train instruction: local training on the global model, reply with the signed update."""
@@ -303,10 +315,11 @@ class MemberNode:
             if self.member_id in self.config.crashing_members:
                 raise RuntimeError(f"fault injection: member {self.member_id} killed during training")
             claimed = adversary.claimed_examples(self.kind, self.data.num_train)
+            train_seconds = time.perf_counter() - started
             metrics: dict[str, Any] = {
                 "num-examples": claimed,
                 "train-loss": loss,
-                "train-seconds": time.perf_counter() - started,
+                "train-seconds": train_seconds,
             }
             if dp is not None and epsilon is not None:
                 metrics.update(
@@ -325,7 +338,10 @@ class MemberNode:
             if self.config.he:
                 from fedchain import crypto
 
+                encrypt_started = time.perf_counter()
                 chunks = crypto.encrypt_update(self._context(), delta * claimed)
+                encrypt_seconds = time.perf_counter() - encrypt_started
+                self._metrics(lambda m: m.observe_encrypt(encrypt_seconds))
                 content["update"] = chunks_to_record(chunks)
                 payload_hash = crypto.ciphertext_digest(chunks)
             else:
@@ -333,12 +349,20 @@ class MemberNode:
                 content["arrays"] = weights_to_record(trained)
                 payload_hash = model_hash(trained)
             content.config_records["member"]["signature"] = self._sign(server_round, payload_hash, claimed, dp)
+            budget = self.config.epsilon if dp is not None else None
+            self._metrics(
+                lambda m: m.observe_training(
+                    train_seconds, epsilon=epsilon, epsilon_budget=budget, examples=self.data.num_train
+                )
+            )
             return Message(content, reply_to=msg)
         except BudgetExhaustedError as exc:
             log.warning("member %d declines the round: %s", self.member_id, exc)
+            self._metrics(lambda m: m.count("declined"))
             return Message(Error(code=ERROR_BUDGET_EXHAUSTED, reason=str(exc)), reply_to=msg)
         except (FedChainError, KeyError) as exc:
             log.warning("member %d refuses the instruction: %s", self.member_id, exc)
+            self._metrics(lambda m: m.count("failed"))
             return Message(Error(code=ERROR_INVALID_INSTRUCTION, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)
 
     def answer_scalars(self, msg: Message) -> Message:
@@ -410,7 +434,9 @@ class MemberNode:
             loss, accuracy = task.evaluate(model, self.data.x_test, self.data.y_test)
             metrics = MetricRecord({"num-examples": len(self.data.y_test), "loss": loss, "accuracy": accuracy})
             content = RecordDict({"metrics": metrics, "member": self._identity(model_hash(weights), model_round)})
+            self._metrics(lambda m: m.count("evaluated"))
             return Message(content, reply_to=msg)
         except (FedChainError, KeyError) as exc:
             log.warning("member %d refuses to evaluate: %s", self.member_id, exc)
+            self._metrics(lambda m: m.count("failed"))
             return Message(Error(code=ERROR_INVALID_INSTRUCTION, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)

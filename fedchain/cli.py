@@ -16,10 +16,12 @@ import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperGroup
 
 from fedchain.config import FedChainConfig
 from fedchain.errors import ConfigError, FedChainError
@@ -263,8 +265,114 @@ from fedchain.audit.cli import audit_app, report_command  # noqa: E402  (after `
 app.add_typer(audit_app, name="audit")
 app.command("report")(report_command)
 
-provision_app = typer.Typer(help="Create a federation's key material.", no_args_is_help=True)
+
+class _ProvisionGroup(TyperGroup):
+    """``fedchain provision DIR --members N``; ``fedchain provision keys DIR`` stays the CKKS-only command."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["federation", *args]
+        return super().resolve_command(ctx, args)
+
+
+provision_app = typer.Typer(
+    cls=_ProvisionGroup,
+    help="Create a federation's key material: `fedchain provision DIR --members N` (TLS, SuperNode keys, "
+    "CKKS, wallets, manifest.json) or `fedchain provision keys DIR` (the CKKS contexts only).",
+    no_args_is_help=True,
+)
 app.add_typer(provision_app, name="provision")
+
+
+@provision_app.command("federation", hidden=True)
+def provision_federation_command(
+    directory: Annotated[Path, typer.Argument(help="Where to write the federation's key material.")],
+    members: Annotated[int, typer.Option(help="Member organizations.")],
+    address: Annotated[
+        list[str] | None, typer.Option("--address", help="Address SuperNodes dial (certificate SAN; repeatable).")
+    ] = None,
+    scoring: Annotated[
+        bool, typer.Option("--scoring/--no-scoring", help="CKKS parameters for encrypted scoring.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an already provisioned directory.")] = False,
+) -> None:
+    """TLS CA + SuperLink certificate, SuperNode keys, CKKS contexts, one wallet per member, manifest.json."""
+    from fedchain.provision import DEFAULT_ADDRESSES, provision_federation
+
+    try:
+        federation = provision_federation(
+            directory, members=members, addresses=address or DEFAULT_ADDRESSES, scoring=scoring, overwrite=force
+        )
+    except ConfigError as exc:
+        names = {"directory": "DIR argument", "addresses": "'--address' option"}
+        name = names.get(exc.parameter, f"'--{exc.parameter.replace('_', '-')}' option")
+        raise _fail(str(exc).replace(f"'{exc.parameter}' parameter", name)) from None
+    except (FedChainError, OSError) as exc:
+        raise _fail(str(exc), code=1) from None
+    table = Table(title=f"provisioned {directory} (secrets 0600, never printed)")
+    for column in ("recipient", "address", "files"):
+        table.add_column(column, no_wrap=column == "address")
+    manifest = json.loads(federation.manifest_path.read_text())
+    for recipient, entry in manifest["recipients"].items():
+        table.add_row(recipient, entry.get("address", ""), ", ".join(Path(f).name for f in entry["files"]))
+    console.print(table)
+    console.print(f"who gets which file: {federation.manifest_path}")
+
+
+deploy_app = typer.Typer(
+    help="A real federation on this machine: SuperLink + SuperNodes (TLS, node auth), anvil, metrics.",
+    no_args_is_help=True,
+)
+app.add_typer(deploy_app, name="deploy")
+
+
+def _deployment(args: list[str]) -> None:
+    from fedchain.deployment.__main__ import main as deployment_main
+
+    raise typer.Exit(deployment_main(args))
+
+
+@deploy_app.command("up")
+def deploy_up(
+    directory: Annotated[Path, typer.Argument(help="Federation directory (provisioned here if it is not yet).")],
+    members: Annotated[int, typer.Option(help="Member organizations.")] = 3,
+    rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 2,
+    data: Annotated[list[Path] | None, typer.Option("--data", help="One data file per member, in order.")] = None,
+    chain: Annotated[str, typer.Option(help="'anvil', 'none' or a JSON-RPC URL.")] = "anvil",
+    run_config: Annotated[str, typer.Option(help="Extra run config, e.g. 'epsilon=4.0 local-epochs=1'.")] = "",
+    metrics: Annotated[bool, typer.Option("--metrics/--no-metrics", help="/metrics endpoints.")] = True,
+    foreground: Annotated[bool, typer.Option(help="After the run, keep running until Ctrl-C.")] = False,
+    stop_after: Annotated[bool, typer.Option(help="Stop everything when the run ends.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds the run may take.")] = 900.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Provision, start anvil + ledger, SuperLink, SuperNodes and exporters, run the app; Ctrl-C stops all."""
+    args = ["-v"] if verbose else []
+    args += ["up", str(directory), "--members", str(members), "--rounds", str(rounds), "--chain", chain]
+    args += ["--run-config", run_config, "--timeout", str(timeout)]
+    for path in data or []:
+        args += ["--data", str(path)]
+    if not metrics:
+        args.append("--no-metrics")
+    if foreground:
+        args.append("--foreground")
+    if stop_after:
+        args.append("--stop-after")
+    _deployment(args)
+
+
+@deploy_app.command("down")
+def deploy_down(directory: Annotated[Path, typer.Argument(help="Federation directory.")]) -> None:
+    """Stop every process of the deployment, by PID (whole process trees)."""
+    _deployment(["down", str(directory)])
+
+
+@deploy_app.command("status")
+def deploy_status(directory: Annotated[Path, typer.Argument(help="Federation directory.")]) -> None:
+    """Processes, ports, endpoints and last run of the deployment (JSON)."""
+    _deployment(["status", str(directory)])
 
 
 @provision_app.command("keys")

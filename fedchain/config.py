@@ -154,6 +154,10 @@ class FedChainConfig:
     metrics_port: int = _spec(
         0, Interval(int, 0, 65535, closed="both"), "metrics-port", "Prometheus /metrics port; 0 disables it"
     )
+    metrics_host: str = _spec("127.0.0.1", None, "metrics-host", "listen address of /metrics (loopback by default)")
+    ledger_address: str = _spec(
+        "", None, "ledger-address", "attach to this deployed ContributionLedger (chain URL) instead of deploying one"
+    )
 
     def __post_init__(self) -> None:
         for spec in dataclasses.fields(self):

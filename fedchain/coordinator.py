@@ -18,6 +18,7 @@ Example (inside a Flower ServerApp)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -154,6 +155,7 @@ class Coordinator:
         registered: addresses allowed to contribute (the ledger's registered members); None
             accepts any correctly signed update.
         on_round: called with each round's summary (progress display).
+        metrics: a ``fedchain.telemetry.CoordinatorMetrics`` the loop reports to (``/metrics``); None: none.
     """
 
     config: FedChainConfig
@@ -169,6 +171,7 @@ class Coordinator:
     known_rounds: dict[int, int] = field(init=False, default_factory=dict)
     history: list[RoundSummary] = field(init=False, default_factory=list)
     ledger_address: str | None = None
+    metrics: Any = None  # fedchain.telemetry.CoordinatorMetrics
     validation: Callable[[Weights], Evaluate] | None = None
 
     def __post_init__(self) -> None:
@@ -189,6 +192,8 @@ class Coordinator:
         for server_round in range(len(self.history) + 1, self.config.rounds + 1):
             summary = self.run_round(grid, server_round)
             self.history.append(summary)
+            if self.metrics is not None:
+                self.metrics.observe_round(summary, epsilon_budget=self.config.epsilon if self.config.dp else None)
             if self.on_round is not None:
                 self.on_round(summary)
         result = RunResult(config=self.config.to_dict(), rounds=list(self.history))
@@ -229,6 +234,10 @@ class Coordinator:
             )
         log.info("resuming after round %d", len(self.history))
 
+    def _timed(self, stage: str) -> Any:
+        """Time ``stage`` into the metrics (a no-op context without metrics)."""
+        return self.metrics.time(stage) if self.metrics is not None else contextlib.nullcontext()
+
     def run_round(self, grid: Grid, server_round: int) -> RoundSummary:
         """One round: train, validate, aggregate, score, evaluate, record."""
         started = time.perf_counter()
@@ -241,20 +250,34 @@ class Coordinator:
         self._maybe_die("replies", server_round)
 
         # 2. Validate: keep well-formed updates, count the rest by reason.
-        accepted = self._validate(server_round, replies, summary)
+        with self._timed("validate"):
+            accepted = self._validate(server_round, replies, summary)
+        if self.metrics is not None:
+            failed = dict(summary.rejections)
+            if len(replies) < len(instructions):
+                failed["timeout"] = len(instructions) - len(replies)
+            self.metrics.count_replies(
+                "train",
+                sampled=len(instructions),
+                replied=sum(1 for r in replies if not r.has_error()),
+                failed_by_reason=failed,
+            )
+            self.metrics.ciphertext_bytes(sum(len(c) for u in accepted for c in (u.chunks or [])))
 
         # 3. Aggregate: the HE sum drops updates whose ciphertexts do not load, and the norm bound
         #    drops oversized updates (plaintext norms, or the decrypt committee's scalars under HE).
         evidence = ScoringEvidence()
         if len(accepted) >= self.config.min_members:
-            accepted, aggregate, evidence = self._aggregate(grid, server_round, accepted, summary)
+            with self._timed("aggregate"):
+                accepted, aggregate, evidence = self._aggregate(grid, server_round, accepted, summary)
         if len(accepted) < self.config.min_members:
             return self._skip(summary, len(accepted), started)
         self._maybe_die("aggregated", server_round)
         summary.aggregate_hash = aggregate.digest
 
         # 4. Score (a round the committee flagged pays nobody: its scores are withheld).
-        scores = self._score(server_round, accepted, evidence)
+        with self._timed("score"):
+            scores = self._score(server_round, accepted, evidence)
         summary.flagged = evidence.flagged
         summary.members = [replace(u.member, score=scores[u.member.address]) for u in accepted] + evidence.excluded
 
@@ -307,6 +330,8 @@ class Coordinator:
                 config[f"agg.{agg_round}.weight"] = aggregate.total_weight
                 config[f"agg.{agg_round}.digest"] = aggregate.digest
                 content[f"agg.{agg_round}"] = chunks_to_record(aggregate.ciphertext or ())
+                if self.metrics is not None:
+                    self.metrics.ciphertext_bytes(sum(map(len, aggregate.ciphertext or ())), direction="sent")
             out.append(Message(content, dst_node_id=node_id, message_type=message.metadata.message_type))
         return out
 
@@ -550,6 +575,10 @@ class Coordinator:
             Message(content, dst_node_id=node_of[address], message_type=MessageType.QUERY) for address in committee
         ]
         replies = {reply.metadata.src_node_id: reply for reply in grid.send_and_receive(messages)}
+        if self.metrics is not None:
+            answered = sum(1 for reply in replies.values() if not reply.has_error())
+            failed = {"failed": len(replies) - answered, "timeout": len(messages) - len(replies)}
+            self.metrics.count_replies("score", sampled=len(messages), replied=answered, failed_by_reason=failed)
         answers: dict[str, list[list[float]] | None] = {}
         for address in committee:
             reply = replies.get(node_of[address])
@@ -603,7 +632,13 @@ class Coordinator:
         instructions = self._with_aggregates(self.strategy.configure_evaluate(server_round, self.weights, config, grid))
         if not instructions:
             return None, None, None
-        replies = grid.send_and_receive(instructions, timeout=self.config.round_timeout_s)
+        replies = list(grid.send_and_receive(instructions, timeout=self.config.round_timeout_s))
+        if self.metrics is not None:
+            errors = sum(1 for r in replies if r.has_error())
+            failed = {"failed": errors, "timeout": len(instructions) - len(replies)}
+            self.metrics.count_replies(
+                "evaluate", sampled=len(instructions), replied=len(replies) - errors, failed_by_reason=failed
+            )
         total, correct, loss = 0, 0.0, 0.0
         hashes: Counter[str] = Counter()
         for reply in replies:
@@ -698,7 +733,9 @@ class Coordinator:
             # die after the transaction is sent, before its receipt is read
             self.ledger.on_sent = lambda tx_hash: self._maybe_die("sent", summary.server_round)  # type: ignore[union-attr]
         if record is not None:
-            self._apply_receipt(summary, self._record_with_retries(record))
+            with self._timed("record"):
+                receipt = self._record_with_retries(record)
+            self._apply_receipt(summary, receipt)
             if self.config.out_dir:
                 write_inclusion_proofs(summary, self.config.out_dir)
         self._checkpoint(summary, status="recorded")

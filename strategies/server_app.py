@@ -130,21 +130,37 @@ def main(grid: Grid, context: Context) -> None:
     )
     members = simulated_members(config)
     checkpoint = _checkpoint_to_resume(config)
-    ledger = open_ledger(config, members, address=checkpoint.ledger_address if checkpoint else None)
+    attach = checkpoint.ledger_address if checkpoint else (config.ledger_address or None)
+    ledger = open_ledger(config, members, address=attach)
+    registered = frozenset(members)
+    if config.ledger_address and ledger is not None:
+        # A deployed federation: the members are whoever the ledger's admin registered.
+        registered = frozenset(e.address for e in ledger.registrations() if ledger.is_registered(e.address))
+    metrics = server = None
+    if config.metrics_port:
+        from fedchain.telemetry import CoordinatorMetrics
+
+        metrics = CoordinatorMetrics()
+        server = metrics.serve(config.metrics_port, config.metrics_host)
     coordinator = Coordinator(
         config=config,
         strategy=strategy,
         initial_weights=initial,
         public_context=public_context,
         ledger=ledger,
-        registered=frozenset(members),
+        registered=registered,
+        metrics=metrics,
         on_round=publish,
         ledger_address=ledger.address if ledger is not None else None,
         validation=validation_utility(config) if not config.he else None,
     )
     if checkpoint is not None:
         coordinator.restore(checkpoint)
-    result = coordinator.run(grid)
+    try:
+        result = coordinator.run(grid)
+    finally:
+        if server is not None:
+            server.close()
     if ledger is not None:
         from fedchain.ledger import export_ledger
 

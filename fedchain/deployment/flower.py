@@ -1,0 +1,276 @@
+"""Flower deployment commands: SuperLink and SuperNode command lines, connections, ``flwr`` calls.
+
+The command builders are the single source of the flags fedchain deploys with; the launcher
+uses them and a test checks ``deploy/compose.yaml`` uses the same flags. Security flags are
+not optional: TLS (``--ssl-*`` / ``--root-certificates``), SuperNode authentication
+(``--enable-supernode-auth`` / ``--auth-supernode-private-key``) and no runtime dependency
+installation (Flower would otherwise install the app's dependencies, a CUDA torch, itself).
+
+Example:
+    >>> from pathlib import Path
+    >>> cmd = superlink_command(Path("fed"), host="127.0.0.1", port=9093, flwr_bin=Path("/venv/bin"))
+    >>> "--enable-supernode-auth" in cmd and "--insecure" not in cmd
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fedchain.errors import FedChainError
+
+__all__ = [
+    "CONNECTION_NAME",
+    "FLOWER_ENV",
+    "SUPERLINK_SECURITY_FLAGS",
+    "SUPERNODE_SECURITY_FLAGS",
+    "flower_bin",
+    "flower_env",
+    "flwr",
+    "register_supernode",
+    "run_status",
+    "submit_run",
+    "superlink_command",
+    "supernode_command",
+    "supernodes",
+    "toml_document",
+    "write_connection",
+]
+
+log = logging.getLogger(__name__)
+
+#: The name of the fedchain connection in ``$FLWR_HOME/config.toml``.
+CONNECTION_NAME = "fedchain"
+#: Environment every Flower process of a deployment gets.
+FLOWER_ENV: dict[str, str] = {
+    "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+    "FLWR_TELEMETRY_ENABLED": "0",
+    "FLWR_DISABLE_UPDATE_CHECK": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+#: Flags a fedchain SuperLink always has (the paths follow each ``--ssl-*`` flag).
+SUPERLINK_SECURITY_FLAGS = (
+    "--ssl-ca-certfile",
+    "--ssl-certfile",
+    "--ssl-keyfile",
+    "--enable-supernode-auth",
+    "--disable-runtime-dependency-installation",
+)
+#: Flags a fedchain SuperNode always has.
+SUPERNODE_SECURITY_FLAGS = ("--root-certificates", "--auth-supernode-private-key")
+
+
+def flower_bin() -> Path:
+    """The directory holding ``flower-superlink``, ``flower-supernode`` and ``flwr``.
+
+    The interpreter's own ``bin`` first (a virtual environment), else the ``PATH``.
+
+    Raises:
+        FedChainError: Flower's executables are not installed.
+    """
+    here = Path(sys.executable).parent
+    if (here / "flower-superlink").exists():
+        return here
+    found = shutil.which("flower-superlink")
+    if found is None:
+        raise FedChainError("flower-superlink is not installed: install fedchain (it depends on flwr)")
+    return Path(found).parent
+
+
+def flower_env(
+    flwr_home: Path, *, base: Mapping[str, str] | None = None, flwr_bin: Path | None = None
+) -> dict[str, str]:
+    """The environment of Flower processes: ``FLWR_HOME``, :data:`FLOWER_ENV`, Flower's bin first on ``PATH``."""
+    env = dict(os.environ if base is None else base)
+    env.update(FLOWER_ENV)
+    env["FLWR_HOME"] = str(flwr_home)
+    directory = str(flwr_bin or flower_bin())
+    env["PATH"] = directory + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def superlink_command(
+    provisioned: Path, *, host: str, port: int, flwr_bin: Path, database: Path | None = None
+) -> list[str]:
+    """``flower-superlink`` with TLS, SuperNode authentication and no dependency installation.
+
+    Args:
+        provisioned: the provisioned directory (``superlink/ca.crt``, ``server.crt``, ``server.key``).
+        host: listen address (``127.0.0.1`` locally, ``0.0.0.0`` in a container).
+        port: the one port of all SuperLink APIs.
+        flwr_bin: directory of Flower's executables.
+        database: SQLite file for the SuperLink's state (None: in memory).
+    """
+    superlink = provisioned / "superlink"
+    command = [
+        str(flwr_bin / "flower-superlink"),
+        "--ssl-ca-certfile",
+        str(superlink / "ca.crt"),
+        "--ssl-certfile",
+        str(superlink / "server.crt"),
+        "--ssl-keyfile",
+        str(superlink / "server.key"),
+        "--enable-supernode-auth",
+        "--disable-runtime-dependency-installation",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    if database is not None:
+        command += ["--database", str(database)]
+    return command
+
+
+def supernode_command(
+    member_dir: Path,
+    *,
+    superlink: str,
+    runtime_port: int,
+    node_config: Path | str,
+    flwr_bin: Path,
+    runtime_host: str = "127.0.0.1",
+) -> list[str]:
+    """``flower-supernode`` verifying the SuperLink's certificate and authenticating with its key.
+
+    Args:
+        member_dir: the member's provisioned directory (``ca.crt``, ``supernode.key``).
+        superlink: ``host:port`` of the SuperLink, a name in its certificate's SANs.
+        runtime_port: this node's local Runtime API port (distinct per node on one host).
+        node_config: a TOML file (or ``key=value`` string) with the member's node config.
+        flwr_bin: directory of Flower's executables.
+        runtime_host: the Runtime API's listen address (loopback: only the node's ClientApps use it).
+    """
+    return [
+        str(flwr_bin / "flower-supernode"),
+        "--superlink",
+        superlink,
+        "--root-certificates",
+        str(member_dir / "ca.crt"),
+        "--auth-supernode-private-key",
+        str(member_dir / "supernode.key"),
+        "--host",
+        runtime_host,
+        "--port",
+        str(runtime_port),
+        "--node-config",
+        str(node_config),
+    ]
+
+
+def toml_document(values: Mapping[str, bool | int | float | str]) -> str:
+    """Flat ``key = value`` TOML (strings JSON-escaped, which TOML basic strings accept).
+
+    Example:
+        >>> print(toml_document({"member-id": 0, "data-path": "/data/a.csv", "dp": True}), end="")
+        member-id = 0
+        data-path = "/data/a.csv"
+        dp = true
+    """
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, int | float):
+            text = repr(value)
+        elif isinstance(value, str):
+            text = json.dumps(value)
+        else:
+            raise FedChainError(f"{key}: a TOML value must be a bool, int, float or str, got {type(value).__name__}")
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def write_connection(flwr_home: Path, *, address: str, root_certificates: Path, name: str = CONNECTION_NAME) -> Path:
+    """Write ``$FLWR_HOME/config.toml`` with one TLS connection, the default; return its path."""
+    flwr_home.mkdir(parents=True, exist_ok=True)
+    path = flwr_home / "config.toml"
+    text = (
+        "[superlink]\n"
+        f"default = {json.dumps(name)}\n\n"
+        f"[superlink.{name}]\n"
+        f"address = {json.dumps(address)}\n"
+        f"root-certificates = {json.dumps(str(root_certificates.resolve()))}\n"
+    )
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def flwr(
+    args: Sequence[str], *, env: Mapping[str, str], timeout_s: float = 120.0, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the ``flwr`` CLI; raise :class:`FedChainError` with its output when it fails."""
+    command = [str(Path(env["PATH"].split(os.pathsep)[0]) / "flwr"), *args]
+    try:
+        done = subprocess.run(
+            command, env=dict(env), capture_output=True, text=True, timeout=timeout_s, cwd=cwd, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise FedChainError(f"`flwr {' '.join(args[:2])}` did not finish in {timeout_s:g} s") from exc
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-8:]
+        raise FedChainError(f"`flwr {' '.join(args[:2])}` failed (exit {done.returncode}): " + " | ".join(tail))
+    return done
+
+
+def _json_tail(text: str) -> Any:
+    """The JSON document at the end of ``flwr --format json`` output (after any banner lines)."""
+    start = text.find("{")
+    while start != -1:
+        try:
+            return json.loads(text[start:])
+        except ValueError:
+            start = text.find("{", start + 1)
+    raise FedChainError(f"no JSON in flwr output: {text.strip()[-300:]!r}")
+
+
+def register_supernode(public_key: Path, *, env: Mapping[str, str], name: str | None = None) -> int:
+    """``flwr supernode register``: allow the holder of ``public_key``'s private key to connect.
+
+    Returns:
+        The node id the SuperLink assigned.
+    """
+    args = ["supernode", "register", str(public_key), CONNECTION_NAME, "--format", "json"]
+    if name:
+        args += ["--name", name]
+    payload = _json_tail(flwr(args, env=env).stdout)
+    if not payload.get("success"):
+        raise FedChainError(f"SuperNode key {public_key} was not registered: {payload}")
+    return int(payload["node-id"])
+
+
+def supernodes(*, env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """``flwr supernode list``: the registered SuperNodes with their status."""
+    payload = _json_tail(flwr(["supernode", "list", CONNECTION_NAME, "--format", "json"], env=env).stdout)
+    nodes = payload.get("nodes", [])
+    return list(nodes) if isinstance(nodes, list) else []
+
+
+def submit_run(app_dir: Path, run_config: Path, *, env: Mapping[str, str]) -> int:
+    """``flwr run APP fedchain --run-config FILE``: build the app bundle, start a run; return its id."""
+    done = flwr(
+        ["run", str(app_dir), CONNECTION_NAME, "--run-config", str(run_config), "--format", "json"],
+        env=env,
+        timeout_s=300,
+    )
+    payload = _json_tail(done.stdout)
+    if not payload.get("success") or payload.get("run-id") is None:
+        raise FedChainError(f"flwr run did not start a run: {payload}")
+    return int(payload["run-id"])
+
+
+def run_status(run_id: int, *, env: Mapping[str, str]) -> str:
+    """The run's status as ``flwr list`` shows it (e.g. ``running``, ``finished:completed``)."""
+    payload = _json_tail(flwr(["list", CONNECTION_NAME, "--run-id", str(run_id), "--format", "json"], env=env).stdout)
+    runs = payload.get("runs", [])
+    if not runs:
+        raise FedChainError(f"run {run_id} is unknown to the SuperLink")
+    return str(runs[0].get("status", "unknown"))
