@@ -26,6 +26,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fedchain.audit.findings import AuditFinding, MemberRoundAudit, RoundAudit
 from fedchain.audit.source import LedgerSnapshot, RoleChange
@@ -200,18 +201,23 @@ def check_round_sequence(snapshot: LedgerSnapshot) -> list[AuditFinding]:
     return findings
 
 
-def _role_state(roles: Sequence[RoleChange], account: str, block: int, log_index: int | None) -> bool:
+def _state_at(changes: Sequence[Any], account: str, block: int, log_index: int | None, *, who: str, flag: str) -> bool:
+    """The flag (role held, registered) of ``account`` just before (block, log_index), from ordered events."""
     state = False
     wanted = account.lower()
-    for change in roles:
+    for change in changes:
         before = change.block_number < block or (
             change.block_number == block and (log_index is None or change.log_index < log_index)
         )
         if not before:
             break
-        if change.account.lower() == wanted:
-            state = change.granted
+        if getattr(change, who).lower() == wanted:
+            state = bool(getattr(change, flag))
     return state
+
+
+def _role_state(roles: Sequence[RoleChange], account: str, block: int, log_index: int | None) -> bool:
+    return _state_at(roles, account, block, log_index, who="account", flag="granted")
 
 
 def check_recorders(snapshot: LedgerSnapshot) -> list[AuditFinding]:
@@ -318,17 +324,7 @@ def check_round_members(snapshot: LedgerSnapshot) -> list[AuditFinding]:
 
 
 def _registered(events: Sequence[RegistrationEvent], address: str, block: int, log_index: int | None) -> bool:
-    state = False
-    wanted = address.lower()
-    for event in events:
-        before = event.block_number < block or (
-            event.block_number == block and (log_index is None or event.log_index < log_index)
-        )
-        if not before:
-            break
-        if event.address.lower() == wanted:
-            state = event.registered
-    return state
+    return _state_at(events, address, block, log_index, who="address", flag="registered")
 
 
 def check_registration(snapshot: LedgerSnapshot) -> list[AuditFinding]:
