@@ -70,26 +70,21 @@ def test_killed_coordinator_resumes_from_the_chain(tmp_path, anvil_url, point, h
     assert result["final_accuracy"] > 0.5
 
 
-@pytest.mark.filterwarnings("ignore")
-def test_resume_refuses_the_embedded_chain_and_a_missing_checkpoint(tmp_path):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--members", "2"], "'--resume' option must be used with a persistent chain"),
+        (["--chain", "none"], "'--resume' option must be used with an --out holding a checkpoint"),
+    ],
+)
+def test_resume_refuses_the_embedded_chain_and_a_missing_checkpoint(tmp_path, extra, message):
     done = subprocess.run(
-        [sys.executable, "-m", "fedchain.cli", "run", "--out", str(tmp_path), "--resume", "--members", "2"],
+        [sys.executable, "-m", "fedchain.cli", "run", "--out", str(tmp_path), "--resume", *extra],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=ROOT,
-        env=env,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
     )
     assert done.returncode == 2
-    assert "'--resume' option must be used with a persistent chain" in done.stderr
-    done = subprocess.run(
-        [sys.executable, "-m", "fedchain.cli", "run", "--out", str(tmp_path), "--resume", "--chain", "none"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env=env,
-    )
-    assert done.returncode == 2
-    assert "'--resume' option must be used with an --out holding a checkpoint" in done.stderr
+    assert message in done.stderr
