@@ -106,3 +106,10 @@ def test_labels_outside_federation_classes(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.ones((4, 2)), label=np.array([0, 1, 2, 5]))
     with pytest.raises(DataError, match=r"label 5 is outside \[0, 3\)"):
         load_local_dataset(tmp_path / "d.npz", num_classes=3)
+
+
+def test_dirichlet_with_many_members_relaxes_the_minimum_size():
+    labels = np.arange(1437) % 10
+    parts = partition_indices(labels, 100, partitioner="dirichlet", alpha=0.5, seed=0)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(1437))
+    assert min(len(p) for p in parts) >= 1

@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -20,6 +22,8 @@ from fedchain._validation import Interval, OneOf
 from fedchain.errors import DataError
 
 __all__ = ["partition_indices"]
+
+log = logging.getLogger(__name__)
 
 
 def partition_indices(
@@ -58,10 +62,13 @@ def partition_indices(
     table = Dataset.from_dict({"index": np.arange(len(labels)), "label": labels.astype(np.int64)})
     if partitioner == "iid":
         splitter = IidPartitioner(num_partitions=num_partitions)
-        table = table.shuffle(seed=seed)
-    else:
-        alpha = Interval(float, 0, None, closed="neither").check("dirichlet_alpha", alpha)
-        min_size = min(min_partition_size, len(labels) // num_partitions)
+        splitter.dataset = table.shuffle(seed=seed)
+        return [_indices(splitter, i) for i in range(num_partitions)]
+    alpha = Interval(float, 0, None, closed="neither").check("dirichlet_alpha", alpha)
+    # Many members on little data: Flower Datasets resamples until every member has the minimum
+    # size and gives up after 10 tries, so relax the minimum step by step (down to 1 example).
+    min_size = min(min_partition_size, len(labels) // num_partitions)
+    while True:
         splitter = DirichletPartitioner(
             num_partitions=num_partitions,
             partition_by="label",
@@ -71,5 +78,20 @@ def partition_indices(
             shuffle=True,
             seed=seed,
         )
-    splitter.dataset = table
-    return [np.sort(np.asarray(splitter.load_partition(i)["index"], dtype=np.int64)) for i in range(num_partitions)]
+        splitter.dataset = table
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return [_indices(splitter, i) for i in range(num_partitions)]
+        except ValueError as exc:
+            if min_size <= 1:
+                raise DataError(
+                    f"cannot split {len(labels)} examples across {num_partitions} members with Dirichlet "
+                    f"alpha {alpha}: use fewer members, a larger alpha, or the iid partitioner"
+                ) from exc
+            min_size = max(1, min_size // 2)
+            log.info("Dirichlet partitioning: relaxing the minimum member size to %d", min_size)
+
+
+def _indices(splitter: object, partition_id: int) -> np.ndarray:
+    return np.sort(np.asarray(splitter.load_partition(partition_id)["index"], dtype=np.int64))  # type: ignore[attr-defined]
