@@ -22,6 +22,7 @@ BENCHMARKS = {
     "gas": "bench.bench_gas",
     "load": "bench.bench_load",
     "scoring": "bench.bench_scoring",
+    "he_round": "bench.bench_he_round",
 }
 
 

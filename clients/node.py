@@ -403,6 +403,9 @@ class MemberNode:
             return model, loss, None, None
         from fedchain.privacy import DPConfig, PrivacyBudget, PrivacyLedger, train_private
 
+        if proximal_mu > 0:
+            raise FedChainError("FedProx's proximal term is not wired into DP-SGD training yet: run it with dp=false")
+
         dp_config = DPConfig(
             budget=PrivacyBudget(epsilon=cfg.epsilon, delta=cfg.delta),
             max_grad_norm=cfg.max_grad_norm,
@@ -414,9 +417,9 @@ class MemberNode:
             model,
             x,
             y,
-            epochs=cfg.local_epochs,
-            batch_size=cfg.batch_size,
-            learning_rate=cfg.learning_rate,
+            epochs=cfg.dp_local_epochs,
+            batch_size=cfg.dp_batch_size,
+            learning_rate=cfg.dp_learning_rate,
             momentum=cfg.momentum,
             config=dp_config,
             ledger=ledger,

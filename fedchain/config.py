@@ -118,7 +118,10 @@ class FedChainConfig:
     dp: bool = _spec(True, check_bool, "dp", "DP-SGD (Opacus) on every member")
     epsilon: float = _spec(8.0, _FLOAT_POS, "epsilon", "each member's total privacy budget over the run")
     delta: float = _spec(1e-5, Interval(float, 0, 1, closed="neither"), "delta", "each member's DP delta")
-    max_grad_norm: float = _spec(1.0, _FLOAT_POS, "max-grad-norm", "per-sample gradient clipping norm")
+    max_grad_norm: float = _spec(0.5, _FLOAT_POS, "max-grad-norm", "per-sample gradient clipping norm")
+    dp_batch_size: int = _spec(96, _INT_POS, "dp-batch-size", "expected Poisson batch size with DP on")
+    dp_local_epochs: int = _spec(5, _INT_POS, "dp-local-epochs", "local epochs per round with DP on")
+    dp_learning_rate: float = _spec(0.3, _FLOAT_POS, "dp-learning-rate", "local SGD learning rate with DP on")
     noise_multiplier: float = _spec(
         0.0,
         Interval(float, 0, None, closed="left"),

@@ -11,5 +11,8 @@ __all__ = ["ACCOUNTANT_NAMES", "GRAD_SAMPLE_MODES"]
 #: out: Opacus itself warns that its Gaussian-DP bound is inaccurate at small sample rates.
 ACCOUNTANT_NAMES: tuple[str, ...] = ("prv", "rdp")
 
-#: Opacus ``grad_sample_mode`` values fedchain supports for single-process training.
-GRAD_SAMPLE_MODES: tuple[str, ...] = ("ew", "functorch", "ghost", "hooks")
+#: How DP-SGD computes clipped per-sample gradients. ``"fused"``: fedchain's one-pass step for
+#: models whose trainable layers are all ``nn.Linear`` (:mod:`fedchain.privacy._fused`);
+#: ``"auto"``: ``"fused"`` when the model allows it, else ``"ew"``; the others are Opacus
+#: ``grad_sample_mode`` values for single-process training (``PrivacyEngine.make_private``).
+GRAD_SAMPLE_MODES: tuple[str, ...] = ("auto", "ew", "functorch", "fused", "ghost", "hooks")

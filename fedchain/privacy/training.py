@@ -1,39 +1,51 @@
-"""One round of local training on a member's private data, with DP-SGD (Opacus) or without.
+"""One round of local training on a member's private data, with DP-SGD or without.
 
-:func:`train_private` is DP-SGD as Opacus does it: ``PrivacyEngine.make_private`` with Poisson
-sampling (Opacus ``DPDataLoader``), per-sample gradient clipping and Gaussian noise (Opacus
-``DPOptimizer``) and the round's steps counted by an Opacus accountant; the round is then appended
-to the member's :class:`~fedchain.privacy.PrivacyLedger`. Before any training it checks that the
-round fits the member's budget and raises :class:`~fedchain.errors.BudgetExhaustedError` if not
-(the node turns that into a "declined" reply). :func:`train_plain` is the same call without DP and
+:func:`train_private` runs DP-SGD with Poisson sampling, per-sample gradient clipping, Gaussian
+noise and an Opacus accountant counting the round's steps; the round is then appended to the
+member's :class:`~fedchain.privacy.PrivacyLedger`. Before any training it checks that the round
+fits the member's budget and raises :class:`~fedchain.errors.BudgetExhaustedError` if not (the
+node turns that into a "declined" reply). :func:`train_plain` is the same call without DP and
 returns the same :class:`TrainResult`, so a node writes one training call either way.
 
-Speed (``bench/bench_privacy.py``, 2-core CPU, torch 2 threads, digits MLP 64-64-10, batch 32,
-SGD momentum; ms per epoch at 1,437 rows / 150 rows, marginal cost of an epoch in whole calls,
-fastest of 7 interleaved repeats):
+Two implementations of the same DP-SGD step (``DPConfig.grad_sample_mode``):
 
-================  ============  ===========================================================
-path              ms/epoch      note
-================  ============  ===========================================================
-no DP, plain      6.5 / 0.68    :func:`train_plain`: same batched fetch and SGD as the DP path
-no DP, torch DL   10.4 / 1.12   ``DataLoader(TensorDataset)`` loop (per-example fetch + collate)
-DP ``ew``         25.9 / 2.77   chosen: fastest; ExpandedWeights (torch built-in)
-DP ``hooks``      30.2 / 3.42   most general: use it for layers ExpandedWeights lacks
-DP ``ghost``      36.0 / 3.94   two backward passes; pays off only for wide layers
-DP ``functorch``  61.0 / 6.59   vmap per step; slowest on this model
-================  ============  ===========================================================
+- ``"fused"`` (:mod:`fedchain.privacy._fused`), for models whose trainable layers are all
+  ``nn.Linear`` on ``(batch, features)`` rows: per-example gradient norms by the ghost-norm
+  identity, clipped sums by one weighted matrix product per layer, Opacus's clip factor,
+  expected batch size and noise draws, batches drawn exactly as Opacus's ``DPDataLoader`` draws
+  them, one Opacus accountant step per step. For a seed it trains the same model as Opacus
+  (``tests/privacy/test_dp_fused.py``: identical batches, clipped sums and noise to 1e-6, whole
+  rounds to 1e-5).
+- Opacus itself: ``PrivacyEngine.make_private`` (``DPDataLoader``, a grad-sample wrapper in
+  ``"ew"``, ``"hooks"``, ``"ghost"`` or ``"functorch"`` mode, ``DPOptimizer``), for any layer
+  Opacus supports.
 
-So DP costs 4.0x the like-for-like non-private epoch (2.5x a plain torch ``DataLoader`` loop),
-short of the 1.5x target. The model is so small (4.8k parameters, batches of ~32) that the time
-goes to per-step Python dispatch, not arithmetic: Opacus's ``DPOptimizer`` alone (clip, noise,
-scale and the accountant hook over four parameter tensors) takes about 0.29 ms per step against
-0.15 ms for a whole non-private step. A hand-written book-keeping DP step (one backward pass,
-ghost norms, one noise draw per tensor) measured 1.8x, so even dropping Opacus would not reach
-1.5x at this size; fedchain keeps Opacus's optimizer and accountant. In absolute terms DP adds
-~7 ms to a member's 3-epoch round on 150 rows (10.0 ms vs 3.1 ms). What did help, DP and non-DP
-alike: a dataset that fetches a whole batch by one tensor index (``__getitems__``) instead of the
-per-example fetch and collate behind Opacus's ``DPDataLoader`` (-3 ms/epoch at 1,437 rows).
-Building the engine each round costs ~0.5 ms, so nothing is cached across rounds.
+``"auto"`` (the default) picks ``"fused"`` when the model allows it and ``"ew"`` otherwise.
+
+Speed (``bench/bench_privacy.py``, 2-core shared CPU, one torch thread, digits MLP 64-64-10,
+batch 32, SGD momentum; process CPU ms per epoch at 1,437 rows / 150 rows, the marginal cost of
+an epoch in whole calls, fastest of 5 interleaved repeats):
+
+=====================  ============  =======================================================
+path                   ms/epoch      note
+=====================  ============  =======================================================
+no DP (train_plain)    6.19 / 0.68   the baseline: same model, data, batch loop and optimizer
+DP ``fused``           8.97 / 1.02   1.45x / 1.51x: what ``auto`` picks for this model
+DP ``ew``              28.0 / 3.06   4.5x: Opacus, ExpandedWeights (torch built-in)
+DP ``hooks``           33.0 / 3.67   5.4x: Opacus's most general mode
+DP ``ghost``           37.8 / 4.26   6.2x: two backward passes; pays off only for wide layers
+DP ``functorch``       70.4 / 7.60   11x: vmap per step
+=====================  ============  =======================================================
+
+The model is so small (4,810 parameters, batches of ~32) that time goes to per-step Python and
+operator dispatch, not arithmetic: Opacus's optimizer and grad-sample hooks alone cost about 3.5
+non-private steps. The fused step is about twenty tensor operations on top of a non-private step
+(Poisson batch, two per-layer norms, the clip factor, a noise draw per parameter tensor, one
+matrix product per layer), and about 15 us of its ~65 us extra per step is drawing the Gaussian
+noise itself. 1.5x is therefore about the floor for DP-SGD on this model in eager PyTorch, not
+a margin: the ratio moves a few hundredths with the machine's load and thread count (see
+``bench/results/privacy.json``). Both paths gather each epoch's batches with one index, so the
+comparison is like for like.
 
 Determinism: with ``seed`` set, Poisson sampling and the noise come from two ``torch.Generator``
 objects seeded from it, and torch's global RNG is forked and seeded for the round (dropout), so a
@@ -71,12 +83,20 @@ from typing import Any
 import numpy as np
 import torch
 from opacus import PrivacyEngine
+from opacus.accountants import create_accountant
 from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fedchain._validation import Interval
 from fedchain.errors import BudgetExhaustedError, ConfigError, DataError, PrivacyError
+from fedchain.privacy._fused import (
+    FusedDPStep,
+    expected_batch_size,
+    fused_incompatibilities,
+    poisson_epoch,
+    steps_per_epoch,
+)
 from fedchain.privacy._quiet import quiet_opacus
 from fedchain.privacy.accounting import plan_round
 from fedchain.privacy.config import DPConfig, check_delta, positive_float
@@ -105,6 +125,8 @@ class TrainResult:
         duration_s: wall time of the call, in seconds.
         dp: the round's DP parameters (None without DP).
         epsilon: the member's cumulative epsilon after the round (None without DP).
+        grad_sample_mode: how per-sample gradients were computed: ``"fused"`` or an Opacus
+            mode (what ``"auto"`` resolved to); None without DP.
     """
 
     model: nn.Module
@@ -114,6 +136,7 @@ class TrainResult:
     duration_s: float
     dp: DPParams | None = None
     epsilon: float | None = None
+    grad_sample_mode: str | None = None
 
 
 class _Rows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -256,6 +279,145 @@ def _strip_opacus(model: nn.Module) -> None:
         parameter.grad = None
 
 
+@dataclass(frozen=True)
+class _Round:
+    """What both training paths need to run one planned DP round."""
+
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    plan: DPParams
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    momentum: float
+    accountant: str
+    sampling_seed: int
+    noise_seed: int
+
+
+def _resolve_mode(requested: str, model: nn.Module, x: torch.Tensor) -> str:
+    """``"auto"`` -> ``"fused"`` when the fused step can train ``model``, else ``"ew"``."""
+    if requested not in ("auto", "fused"):
+        return requested
+    problems = fused_incompatibilities(model, x[:2])
+    if not problems:
+        return "fused"
+    if requested == "fused":
+        raise PrivacyError(
+            f"grad_sample_mode 'fused' cannot train this model: {'; '.join(problems)}. "
+            "Use 'auto' (falls back to Opacus 'ew') or an Opacus mode such as 'ew' or 'hooks'"
+        )
+    log.debug("grad_sample_mode 'auto' uses Opacus 'ew': %s", "; ".join(problems))
+    return "ew"
+
+
+def _train_fused(job: _Round, taken: list[tuple[float, float, int]]) -> tuple[torch.Tensor, int]:
+    """The fused path (:mod:`fedchain.privacy._fused`); appends the accounted steps to ``taken``."""
+    plan, x, y = job.plan, job.x, job.y
+    n = int(x.shape[0])
+    trainable = [p for p in job.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(trainable, lr=job.learning_rate, momentum=job.momentum)
+    accountant = create_accountant(job.accountant)
+    sampling = torch.Generator().manual_seed(job.sampling_seed)
+    step = FusedDPStep(
+        job.model,
+        optimizer,
+        noise_multiplier=plan.noise_multiplier,
+        max_grad_norm=plan.max_grad_norm,
+        expected_batch_size=expected_batch_size(n, plan.sample_rate),
+        noise_generator=torch.Generator(device=x.device).manual_seed(job.noise_seed),
+        criterion=nn.CrossEntropyLoss(reduction="sum"),
+    )
+    factors = step.first_layer_factors(x)
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    seen = 0
+    try:
+        for epoch in range(job.epochs):
+            index, sizes = poisson_epoch(n, plan.sample_rate, steps_per_epoch(plan.sample_rate), sampling)
+            index = index.to(x.device)
+            xs, ys = x[index].split(sizes), y[index].split(sizes)
+            fs = factors[index].split(sizes) if factors is not None else [None] * len(sizes)
+            for xb, yb, fb in zip(xs, ys, fs, strict=True):
+                batch_loss = step.step(xb, yb, fb)
+                accountant.step(noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate)
+                if epoch == job.epochs - 1:
+                    loss_sum += batch_loss.detach()
+                    seen += int(xb.shape[0])
+    except (RuntimeError, NotImplementedError) as exc:
+        raise PrivacyError(f"DP training failed in grad_sample_mode 'fused' (try 'ew'): {exc}") from exc
+    finally:
+        taken.extend(accountant.history)
+        step.close()
+    return loss_sum, seen
+
+
+def _train_opacus(job: _Round, mode: str, taken: list[tuple[float, float, int]]) -> tuple[torch.Tensor, int]:
+    """Opacus's path: ``PrivacyEngine.make_private`` in ``mode``; appends the accounted steps to ``taken``."""
+    plan, model = job.plan, job.model
+    ghost = mode == "ghost"
+    loader = DataLoader(
+        _Rows(job.x, job.y),
+        batch_size=job.batch_size,
+        collate_fn=_whole_batch,
+        generator=torch.Generator().manual_seed(job.sampling_seed),
+    )
+    optimizer = torch.optim.SGD(model.parameters(), lr=job.learning_rate, momentum=job.momentum)
+    criterion: Any = nn.CrossEntropyLoss()
+    engine: PrivacyEngine | None = None
+    dp_model: Any = None
+    loss_sum = torch.zeros((), dtype=torch.float64)
+    seen = 0
+    try:
+        engine = PrivacyEngine(accountant=job.accountant)
+        try:
+            wrapped = engine.make_private(
+                module=model,
+                optimizer=optimizer,
+                criterion=criterion,
+                data_loader=loader,
+                noise_multiplier=plan.noise_multiplier,
+                max_grad_norm=plan.max_grad_norm,
+                poisson_sampling=True,
+                grad_sample_mode=mode,
+                noise_generator=torch.Generator().manual_seed(job.noise_seed),
+            )
+        except (ValueError, NotImplementedError) as exc:
+            raise PrivacyError(f"Opacus cannot make this model private in {mode!r} mode: {exc}") from exc
+        if ghost:
+            dp_model, dp_optimizer, criterion, dp_loader = wrapped
+        else:
+            dp_model, dp_optimizer, dp_loader = wrapped
+        if dp_loader.sample_rate != plan.sample_rate or len(dp_loader) * job.epochs != plan.steps:
+            raise PrivacyError(  # pragma: no cover - guards the plan against Opacus changes
+                f"Opacus samples at rate {dp_loader.sample_rate} for {len(dp_loader)} steps per "
+                f"epoch; the round was planned at {plan.sample_rate} for {plan.steps} steps"
+            )
+        for epoch in range(job.epochs):
+            last_epoch = epoch == job.epochs - 1
+            for xb, yb in dp_loader:
+                dp_optimizer.zero_grad(set_to_none=True)
+                if xb.shape[0] == 0:
+                    _noise_only_step(dp_optimizer, ghost=ghost)
+                    continue
+                loss = criterion(dp_model(xb), yb)
+                loss.backward()
+                dp_optimizer.step()
+                if last_epoch:
+                    loss_sum += loss.detach() * xb.shape[0]
+                    seen += int(xb.shape[0])
+    except (RuntimeError, NotImplementedError) as exc:
+        hint = " (try grad_sample_mode='hooks')" if mode in ("ew", "functorch") else ""
+        raise PrivacyError(f"DP training failed in grad_sample_mode {mode!r}{hint}: {exc}") from exc
+    finally:
+        if engine is not None:
+            taken.extend(engine.accountant.history)
+        if dp_model is not None:
+            dp_model.cleanup()
+        _strip_opacus(model)
+    return loss_sum, seen
+
+
 def train_private(
     model: nn.Module,
     x_train: np.ndarray | torch.Tensor,
@@ -274,9 +436,10 @@ def train_private(
     Steps: validate the data and options; check ``delta < 1/n``; work out the round's DP
     parameters (:func:`~fedchain.privacy.plan_round`: Poisson rate ``1/ceil(n/batch_size)``,
     ``epochs * ceil(n/batch_size)`` steps, fixed or calibrated noise); refuse if the round would
-    take the ledger past the budget; train with Opacus (SGD with momentum, cross-entropy loss);
-    append the steps actually taken to the ledger (saved at once if it has a path), also when
-    training fails part-way.
+    take the ledger past the budget; train (SGD with momentum, cross-entropy loss) with the
+    fused DP step or Opacus, as ``config.grad_sample_mode`` says (``"auto"``: fused when the
+    model allows it); append the steps actually taken to the ledger (saved at once if it has a
+    path), also when training fails part-way.
 
     Args:
         model: a classifier taking ``x`` rows and returning logits; set to training mode.
@@ -298,7 +461,8 @@ def train_private(
         ConfigError: an option is invalid, or ``delta >= 1/n``.
         BudgetExhaustedError: the round would exceed the budget (nothing trained or recorded).
         PrivacyError: the model has layers DP-SGD cannot train (and fixing is off), the ledger
-            uses another accountant, or Opacus failed.
+            uses another accountant, ``grad_sample_mode="fused"`` was asked for a model it cannot
+            train, or training failed.
 
     Example:
         >>> import numpy as np, torch
@@ -309,6 +473,8 @@ def train_private(
         ...                        learning_rate=0.1, config=config, ledger=PrivacyLedger(), seed=1)
         >>> result.dp
         DPParams(noise_multiplier=5.0, sample_rate=0.25, steps=4, max_grad_norm=1.0, delta=1e-05)
+        >>> result.grad_sample_mode
+        'fused'
     """
     started = time.perf_counter()
     if not isinstance(config, DPConfig):
@@ -336,70 +502,31 @@ def train_private(
     model.train()
     if not any(p.requires_grad for p in model.parameters()):
         raise PrivacyError("the model has no trainable parameters")
-    sampling_seed, noise_seed, global_seed = _seeds(seed)
-    mode = config.grad_sample_mode
-    ghost = mode == "ghost"
-    loader = DataLoader(
-        _Rows(x, y),
+    mode = _resolve_mode(config.grad_sample_mode, model, x)
+    seeds = _seeds(seed)
+    round_ = _Round(
+        model=model,
+        x=x,
+        y=y,
+        plan=plan,
+        epochs=epochs,
         batch_size=batch_size,
-        collate_fn=_whole_batch,
-        generator=torch.Generator().manual_seed(sampling_seed),
+        learning_rate=learning_rate,
+        momentum=momentum,
+        accountant=config.accountant,
+        sampling_seed=seeds[0],
+        noise_seed=seeds[1],
     )
-    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum)
-    criterion: Any = nn.CrossEntropyLoss()
-    engine: PrivacyEngine | None = None
-    dp_model: Any = None
-    loss_sum = torch.zeros((), dtype=torch.float64)
-    seen = 0
-    with quiet_opacus(), _round_rng(global_seed):
+    taken: list[tuple[float, float, int]] = []
+    with quiet_opacus(), _round_rng(seeds[2]):
         try:
-            engine = PrivacyEngine(accountant=config.accountant)
-            try:
-                wrapped = engine.make_private(
-                    module=model,
-                    optimizer=optimizer,
-                    criterion=criterion,
-                    data_loader=loader,
-                    noise_multiplier=plan.noise_multiplier,
-                    max_grad_norm=plan.max_grad_norm,
-                    poisson_sampling=True,
-                    grad_sample_mode=mode,
-                    noise_generator=torch.Generator().manual_seed(noise_seed),
-                )
-            except (ValueError, NotImplementedError) as exc:
-                raise PrivacyError(f"Opacus cannot make this model private in {mode!r} mode: {exc}") from exc
-            if ghost:
-                dp_model, dp_optimizer, criterion, dp_loader = wrapped
+            if mode == "fused":
+                loss_sum, seen = _train_fused(round_, taken)
             else:
-                dp_model, dp_optimizer, dp_loader = wrapped
-            if dp_loader.sample_rate != plan.sample_rate or len(dp_loader) * epochs != plan.steps:
-                raise PrivacyError(  # pragma: no cover - guards the plan against Opacus changes
-                    f"Opacus samples at rate {dp_loader.sample_rate} for {len(dp_loader)} steps per "
-                    f"epoch; the round was planned at {plan.sample_rate} for {plan.steps} steps"
-                )
-            for epoch in range(epochs):
-                last_epoch = epoch == epochs - 1
-                for xb, yb in dp_loader:
-                    dp_optimizer.zero_grad(set_to_none=True)
-                    if xb.shape[0] == 0:
-                        _noise_only_step(dp_optimizer, ghost=ghost)
-                        continue
-                    loss = criterion(dp_model(xb), yb)
-                    loss.backward()
-                    dp_optimizer.step()
-                    if last_epoch:
-                        loss_sum += loss.detach() * xb.shape[0]
-                        seen += int(xb.shape[0])
-        except (RuntimeError, NotImplementedError) as exc:
-            hint = " (try grad_sample_mode='hooks')" if mode in ("ew", "functorch") else ""
-            raise PrivacyError(f"DP training failed in grad_sample_mode {mode!r}{hint}: {exc}") from exc
+                loss_sum, seen = _train_opacus(round_, mode, taken)
         finally:
-            taken = list(engine.accountant.history) if engine is not None else []
             for noise_multiplier, sample_rate, steps in taken:
                 ledger.record(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
-            if dp_model is not None:
-                dp_model.cleanup()
-            _strip_opacus(model)
 
     steps_taken = sum(entry[2] for entry in taken)
     dp = DPParams(
@@ -431,6 +558,7 @@ def train_private(
         duration_s=time.perf_counter() - started,
         dp=dp,
         epsilon=epsilon,
+        grad_sample_mode=mode,
     )
 
 
@@ -448,7 +576,8 @@ def train_plain(
     """Train ``model`` in place for one round without DP; same arguments and result as :func:`train_private`.
 
     Each epoch visits every example once in a shuffled order, ``ceil(n / batch_size)`` batches
-    (like ``DataLoader(shuffle=True)``), through the same batched fetch as the DP path.
+    (like ``DataLoader(shuffle=True)``), gathered once per epoch as the fused DP path gathers its
+    Poisson batches, so the two differ by DP alone.
 
     Args:
         model: a classifier taking ``x`` rows and returning logits.
@@ -488,10 +617,8 @@ def train_plain(
     seen = steps = 0
     with _round_rng(global_seed):
         for epoch in range(epochs):
-            order = torch.randperm(n, generator=generator, device=x.device)
-            for start in range(0, n, batch_size):
-                index = order[start : start + batch_size]
-                xb, yb = x[index], y[index]
+            order = torch.randperm(n, generator=generator).to(x.device)
+            for xb, yb in zip(x[order].split(batch_size), y[order].split(batch_size), strict=True):
                 optimizer.zero_grad(set_to_none=True)
                 loss = criterion(model(xb), yb)
                 loss.backward()

@@ -46,7 +46,8 @@ def test_epsilon_nan_is_rejected() -> None:
         ({"accountant": "gdp"}, "The 'accountant' parameter must be one of 'prv', 'rdp'. Got 'gdp'."),
         (
             {"grad_sample_mode": "fast"},
-            "The 'grad_sample_mode' parameter must be one of 'ew', 'functorch', 'ghost', 'hooks'. Got 'fast'.",
+            "The 'grad_sample_mode' parameter must be one of 'auto', 'ew', 'functorch', 'fused', 'ghost', 'hooks'. "
+            "Got 'fast'.",
         ),
         ({"budget": 8.0}, "The 'budget' parameter must be a PrivacyBudget. Got 8.0."),
     ],
@@ -61,7 +62,7 @@ def test_config_defaults_and_coercion() -> None:
     config = DPConfig(budget=BUDGET, max_grad_norm=2, noise_multiplier=1, planned_rounds=3.0)
     assert config.max_grad_norm == 2.0 and isinstance(config.max_grad_norm, float)
     assert config.noise_multiplier == 1.0 and config.planned_rounds == 3
-    assert (config.accountant, config.grad_sample_mode, config.fix_incompatible_layers) == ("rdp", "ew", False)
+    assert (config.accountant, config.grad_sample_mode, config.fix_incompatible_layers) == ("rdp", "auto", False)
 
 
 def test_every_registered_name_is_accepted() -> None:

@@ -144,7 +144,7 @@ def test_zero_gradients_do_not_divide_by_zero(make_mlp, config) -> None:
     assert math.isfinite(result.train_loss)
 
 
-@pytest.mark.parametrize("mode", GRAD_SAMPLE_MODES)
+@pytest.mark.parametrize("mode", [m for m in GRAD_SAMPLE_MODES if m not in ("auto", "fused")])
 def test_empty_poisson_batches_take_a_noise_only_step(digits, mode: str, monkeypatch) -> None:
     x, y = digits
     empty_steps = []
