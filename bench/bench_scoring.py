@@ -452,7 +452,7 @@ def fairness(out_dir: Path) -> dict[str, Any]:
     from fedchain.config import FedChainConfig
     from fedchain.runner import run_simulation
 
-    run_dir = Path(tempfile.mkdtemp(prefix="fairness-", dir=out_dir))
+    run_dir = Path(tempfile.mkdtemp(prefix="fedchain-fairness-"))  # holds keys: never under bench/results
     config = FedChainConfig(
         members=FAIRNESS_HONEST,
         adversaries=FAIRNESS_ADVERSARIES,
