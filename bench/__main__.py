@@ -27,9 +27,10 @@ BENCHMARKS = {
 
 
 def main(argv: list[str]) -> int:
-    os.environ.setdefault("FLWR_HOME", str(Path.cwd() / ".flwr"))
-    os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
-    os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    from fedchain.runner import flower_environment
+
+    for name, value in flower_environment(Path.cwd() / ".flwr").items():
+        os.environ.setdefault(name, value)
     out_dir = Path(__file__).parent / "results"
     names = argv or list(BENCHMARKS)
     unknown = [name for name in names if name not in BENCHMARKS]

@@ -170,6 +170,7 @@ class Coordinator:
     aggregates: dict[int, Aggregate] = field(init=False, default_factory=dict)
     known_rounds: dict[int, int] = field(init=False, default_factory=dict)
     history: list[RoundSummary] = field(init=False, default_factory=list)
+    _aggregate_records: dict[int, ArrayRecord] = field(init=False, default_factory=dict, repr=False)
     ledger_address: str | None = None
     metrics: Any = None  # fedchain.telemetry.CoordinatorMetrics
     validation: Callable[[Weights], Evaluate] | None = None
@@ -329,7 +330,9 @@ class Coordinator:
                 aggregate = self.aggregates[agg_round]
                 config[f"agg.{agg_round}.weight"] = aggregate.total_weight
                 config[f"agg.{agg_round}.digest"] = aggregate.digest
-                content[f"agg.{agg_round}"] = chunks_to_record(aggregate.ciphertext or ())
+                if agg_round not in self._aggregate_records:  # built once, shared by every member's message
+                    self._aggregate_records[agg_round] = chunks_to_record(aggregate.ciphertext or ())
+                content[f"agg.{agg_round}"] = self._aggregate_records[agg_round]
                 if self.metrics is not None:
                     self.metrics.ciphertext_bytes(sum(map(len, aggregate.ciphertext or ())), direction="sent")
             out.append(Message(content, dst_node_id=node_id, message_type=message.metadata.message_type))

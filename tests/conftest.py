@@ -5,9 +5,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
+from fedchain.runner import flower_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 
-os.environ.setdefault("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION", "1")
-os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-os.environ.setdefault("FLWR_HOME", str(ROOT / ".flwr"))
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+for _name, _value in flower_environment(ROOT / ".flwr").items():
+    os.environ.setdefault(_name, _value)
+
+
+@pytest.fixture
+def flower_task_identity() -> None:
+    """Flower messages can only be built inside a run: pose as one, as the simulation runtime does."""
+    from flwr.common.constant import SUPERLINK_NODE_ID
+    from flwr.supercore.task_identity import TaskIdentity
+
+    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, SUPERLINK_NODE_ID

@@ -18,12 +18,7 @@ from strategies.registry import create_strategy
 TEMPLATE = {"w": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)}
 
 
-@pytest.fixture(autouse=True)
-def flower_task_identity():
-    from flwr.common.constant import SUPERLINK_NODE_ID
-    from flwr.supercore.task_identity import TaskIdentity
-
-    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, SUPERLINK_NODE_ID
+pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 
 def _key(member_id: int) -> bytes:

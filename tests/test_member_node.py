@@ -11,13 +11,7 @@ from fedchain.config import FedChainConfig
 from fedchain.protocol import ERROR_INVALID_INSTRUCTION, weights_to_record
 from fedchain.serialization import model_hash
 
-
-@pytest.fixture(autouse=True)
-def flower_task_identity():
-    from flwr.common.constant import SUPERLINK_NODE_ID
-    from flwr.supercore.task_identity import TaskIdentity
-
-    TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, SUPERLINK_NODE_ID
+pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
 
 _run_ids = iter(range(1000, 10**6))
@@ -77,13 +71,9 @@ def test_wrong_shaped_model_is_refused_with_a_reason(tmp_path):
 def test_model_that_differs_from_the_chain_record_is_refused(tmp_path):
     from fedchain.ledger import Web3Ledger, connect
     from fedchain.types import ZERO_HASH, MemberRoundRecord, RoundRecord
-    from tests.ledger.test_chain_faults import _start_anvil, _stop
-    from tests.ledger.test_ledger_anvil import ANVIL_KEY_0, free_port
+    from tests.anvil import ANVIL_KEY_0, running_anvil
 
-    port = free_port()
-    anvil = _start_anvil(port, tmp_path / "state.json")
-    try:
-        url = f"http://127.0.0.1:{port}"
+    with running_anvil() as url:
         node = _node(tmp_path, dp=False, chain=url)
         ledger = Web3Ledger.deploy(connect(url, private_key=ANVIL_KEY_0), timeout_s=30)
         ledger.register_members([node.address])
@@ -97,5 +87,3 @@ def test_model_that_differs_from_the_chain_record_is_refused(tmp_path):
         assert f"does not match the recorded {model_hash(honest)}" in refused.error.reason
         accepted = node.train(_train_message(node, 2, weights=honest, **{"ledger-address": ledger.address}))
         assert not accepted.has_error(), accepted.error.reason if accepted.has_error() else ""
-    finally:
-        _stop(anvil)

@@ -15,21 +15,16 @@ import pytest
 
 from fedchain.coordinator import KILLED_EXIT_CODE
 from fedchain.ledger import Web3Ledger, connect
+from tests.anvil import ANVIL_KEY_0, running_anvil
 from tests.conftest import ROOT
-from tests.ledger.test_chain_faults import _start_anvil, _stop
-from tests.ledger.test_ledger_anvil import ANVIL_KEY_0, free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 @pytest.fixture
 def anvil_url(tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    process = _start_anvil(port, tmp_path / "anvil-state.json")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        _stop(process)
+    with running_anvil(tmp_path / "anvil-state.json") as url:
+        yield url
 
 
 def _fedchain_run(out: Path, url: str, he: bool, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import typer
@@ -17,47 +13,17 @@ from fedchain.audit import audit_rpc
 from fedchain.audit.cli import audit_app
 from fedchain.ledger import Web3Ledger, connect
 from fedchain.ledger.chain import KEY_ENV, KEYSTORE_ENV
+from tests.anvil import ANVIL_KEY_0, running_anvil
 
 from .helpers import DELTA, Federation
 
 pytestmark = [pytest.mark.integration]
 
-ROOT = Path(__file__).resolve().parents[2]
-# anvil's first default account: a public, well-known development key (never holds real funds).
-ANVIL_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-
 
 @pytest.fixture(scope="module")
 def anvil_url() -> Iterator[str]:
-    found = sorted((ROOT / "contracts" / "node_modules" / "@foundry-rs").glob("anvil-*/bin/anvil"))
-    if not found:
-        pytest.skip("anvil is not installed: run `cd contracts && npm ci` (installs @foundry-rs/anvil)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    process = subprocess.Popen(
-        [str(found[0]), "--host", "127.0.0.1", "--port", str(port), "--silent"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"anvil did not start on 127.0.0.1:{port}")
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()  # by PID: only the process this fixture started
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with running_anvil() as url:
+        yield url
 
 
 def test_audit_a_live_chain_without_a_key(anvil_url: str, members: list[str], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -24,41 +23,11 @@ from fedchain.errors import LedgerError
 from fedchain.ledger import Web3Ledger, connect
 from fedchain.types import record_from_json
 from strategies.registry import create_strategy
+from tests.anvil import ANVIL_KEY_0, free_port, start_anvil, stop_anvil
 
 from .helpers import member_addresses, next_record
-from .test_ledger_anvil import ANVIL_KEY_0, anvil_binary, free_port
 
 pytestmark = [pytest.mark.integration]
-
-
-def _start_anvil(port: int, state: Path) -> subprocess.Popen[bytes]:
-    binary = anvil_binary()
-    if binary is None:
-        pytest.skip("anvil is not installed: run `cd contracts && npm ci` (installs @foundry-rs/anvil 1.7.1)")
-    process = subprocess.Popen(
-        [str(binary), "--host", "127.0.0.1", "--port", str(port), "--silent", "--state", str(state)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"anvil did not start on 127.0.0.1:{port}")
-            time.sleep(0.05)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()  # anvil writes --state on SIGTERM
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=10)
 
 
 class DroppingProxy:
@@ -119,11 +88,11 @@ class DroppingProxy:
 @pytest.fixture
 def anvil(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     port, state = free_port(), tmp_path / "anvil-state.json"
-    process = _start_anvil(port, state)
+    process = start_anvil(port, state)
     try:
         yield port, state
     finally:
-        _stop(process)
+        stop_anvil(process)
 
 
 def _coordinator(ledger: Web3Ledger, out_dir: Path, attempts: int) -> Coordinator:
@@ -156,7 +125,7 @@ def test_dropped_connections_are_retried_and_paid_once(anvil, tmp_path):
 
 def test_rpc_down_gives_a_clear_error_and_the_round_is_held_until_recorded(tmp_path):
     port, state = free_port(), tmp_path / "anvil-state.json"
-    process = _start_anvil(port, state)
+    process = start_anvil(port, state)
     try:
         url = f"http://127.0.0.1:{port}"
         ledger = Web3Ledger.deploy(connect(url, private_key=ANVIL_KEY_0), timeout_s=30)
@@ -164,7 +133,7 @@ def test_rpc_down_gives_a_clear_error_and_the_round_is_held_until_recorded(tmp_p
         ledger.register_members(members)
         record = next_record(ledger, members, [1.0, 1.0, 2.0], pool_wei=400)
     finally:
-        _stop(process)  # the node goes down (its state is saved)
+        stop_anvil(process)  # the node goes down (its state is saved)
 
     coordinator = _coordinator(ledger, tmp_path, attempts=3)
     started = time.monotonic()
@@ -176,7 +145,7 @@ def test_rpc_down_gives_a_clear_error_and_the_round_is_held_until_recorded(tmp_p
     assert str(held) in str(info.value)
     assert record_from_json(json.loads(held.read_text())) == record
 
-    process = _start_anvil(port, state)  # the node comes back with its state
+    process = start_anvil(port, state)  # the node comes back with its state
     try:
         revived = Web3Ledger(connect(url, private_key=ANVIL_KEY_0), ledger.address)
         receipt = _coordinator(revived, tmp_path, attempts=3)._record_with_retries(
@@ -186,4 +155,4 @@ def test_rpc_down_gives_a_clear_error_and_the_round_is_held_until_recorded(tmp_p
         assert revived.last_round() == 1 and revived.total_supply() == 400
         assert not held.exists()
     finally:
-        _stop(process)
+        stop_anvil(process)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,57 +13,19 @@ import pytest
 from fedchain.errors import TransactionError
 from fedchain.ledger import Web3Ledger, connect
 from fedchain.rewards import proportional_rewards, score_to_fixed
+from tests.anvil import ANVIL_KEY_0, running_anvil
 
 from .helpers import member_addresses, next_record
 
 pytestmark = [pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parents[2]
-# anvil's first default account: a public, well-known development key (never holds real funds).
-ANVIL_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
-
-
-def anvil_binary() -> Path | None:
-    """The native anvil binary of the npm package (not the node wrapper, so its PID is anvil's)."""
-    found = sorted((ROOT / "contracts" / "node_modules" / "@foundry-rs").glob("anvil-*/bin/anvil"))
-    return found[0] if found else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def anvil_url() -> Iterator[str]:
-    binary = anvil_binary()
-    if binary is None:
-        pytest.skip("anvil is not installed: run `cd contracts && npm ci` (installs @foundry-rs/anvil 1.7.1)")
-    port = free_port()
-    process = subprocess.Popen(
-        [str(binary), "--host", "127.0.0.1", "--port", str(port), "--silent"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"anvil did not start on 127.0.0.1:{port} (exit code {process.poll()})")
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()  # by PID: only the process this fixture started
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    with running_anvil() as url:
+        yield url
 
 
 def test_deploy_register_record_read_on_anvil(anvil_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
