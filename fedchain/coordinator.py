@@ -23,7 +23,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -235,9 +235,15 @@ class Coordinator:
             )
         log.info("resuming after round %d", len(self.history))
 
-    def _timed(self, stage: str) -> Any:
-        """Time ``stage`` into the metrics (a no-op context without metrics)."""
-        return self.metrics.time(stage) if self.metrics is not None else contextlib.nullcontext()
+    @contextlib.contextmanager
+    def _timed(self, stage: str, summary: RoundSummary) -> Iterator[None]:
+        """Time ``stage`` into ``summary.stage_seconds`` and, when on, the metrics."""
+        started = time.perf_counter()
+        try:
+            with self.metrics.time(stage) if self.metrics is not None else contextlib.nullcontext():
+                yield
+        finally:
+            summary.stage_seconds[stage] = time.perf_counter() - started
 
     def run_round(self, grid: Grid, server_round: int) -> RoundSummary:
         """One round: train, validate, aggregate, score, evaluate, record."""
@@ -247,11 +253,12 @@ class Coordinator:
         # 1. Train: sample members and send them the global model (or the aggregates they miss).
         config = ConfigRecord({"model-round": server_round - 1, "ledger-address": self.ledger_address or ""})
         instructions = self._with_aggregates(self.strategy.configure_train(server_round, self.weights, config, grid))
-        replies = list(grid.send_and_receive(instructions, timeout=self.config.round_timeout_s))
+        with self._timed("train", summary):
+            replies = list(grid.send_and_receive(instructions, timeout=self.config.round_timeout_s))
         self._maybe_die("replies", server_round)
 
         # 2. Validate: keep well-formed updates, count the rest by reason.
-        with self._timed("validate"):
+        with self._timed("validate", summary):
             accepted = self._validate(server_round, replies, summary)
         if self.metrics is not None:
             failed = dict(summary.rejections)
@@ -269,7 +276,7 @@ class Coordinator:
         #    drops oversized updates (plaintext norms, or the decrypt committee's scalars under HE).
         evidence = ScoringEvidence()
         if len(accepted) >= self.config.min_members:
-            with self._timed("aggregate"):
+            with self._timed("aggregate", summary):
                 accepted, aggregate, evidence = self._aggregate(grid, server_round, accepted, summary)
         if len(accepted) < self.config.min_members:
             return self._skip(summary, len(accepted), started)
@@ -277,13 +284,14 @@ class Coordinator:
         summary.aggregate_hash = aggregate.digest
 
         # 4. Score (a round the committee flagged pays nobody: its scores are withheld).
-        with self._timed("score"):
+        with self._timed("score", summary):
             scores = self._score(server_round, accepted, evidence)
         summary.flagged = evidence.flagged
         summary.members = [replace(u.member, score=scores[u.member.address]) for u in accepted] + evidence.excluded
 
         # 5. Evaluate the new global model on members; under HE they also report its hash.
-        summary.accuracy, summary.loss, reported_hash = self._evaluate(grid, server_round)
+        with self._timed("evaluate", summary):
+            summary.accuracy, summary.loss, reported_hash = self._evaluate(grid, server_round)
         if not self.config.he:
             reported_hash = self.model_hash
         summary.model_hash = reported_hash or ZERO_HASH
@@ -736,7 +744,7 @@ class Coordinator:
             # die after the transaction is sent, before its receipt is read
             self.ledger.on_sent = lambda tx_hash: self._maybe_die("sent", summary.server_round)  # type: ignore[union-attr]
         if record is not None:
-            with self._timed("record"):
+            with self._timed("record", summary):
                 receipt = self._record_with_retries(record)
             self._apply_receipt(summary, receipt)
             if self.config.out_dir:

@@ -39,6 +39,8 @@ class RoundSummary:
         members: one entry per member that was sampled.
         rejections: count of rejected or failed replies by reason.
         flagged: why the decrypt committee flagged the round (its rewards are withheld); "" if not.
+        stage_seconds: wall time of each stage the round ran (``train``, ``validate``, ``aggregate``,
+            ``score``, ``evaluate``, ``record``), in that order.
     """
 
     server_round: int
@@ -56,6 +58,7 @@ class RoundSummary:
     members: list[MemberRound] = field(default_factory=list)
     rejections: dict[str, int] = field(default_factory=dict)
     flagged: str = ""
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def accepted(self) -> int:
@@ -87,6 +90,7 @@ class RoundSummary:
             members=members,
             rejections=dict(data.get("rejections", {})),
             flagged=str(data.get("flagged", "")),
+            stage_seconds={str(k): float(v) for k, v in data.get("stage_seconds", {}).items()},
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,6 +116,7 @@ class RoundSummary:
             "members": members,
             "rejections": dict(self.rejections),
             "flagged": self.flagged,
+            "stage_seconds": {stage: round(seconds, 4) for stage, seconds in self.stage_seconds.items()},
         }
 
 

@@ -74,7 +74,9 @@ def test_provision_keys_writes_secret_0600_and_a_public_context_that_cannot_decr
     public = crypto.load_coordinator_context(crypto.read_context(public_file))
     with pytest.raises(CryptoError):
         crypto.load_coordinator_context(crypto.read_context(member_file))
-    chunks = crypto.encrypt_update(public, np.ones(4))
+    with pytest.raises(CryptoError):
+        crypto.encrypt_update(public, np.ones(4))
+    chunks = crypto.encrypt_update(member, np.ones(4))
     with pytest.raises(CryptoError):
         crypto.decrypt_update(public, chunks, 4)
     assert np.allclose(crypto.decrypt_update(member, chunks, 4), 1.0, atol=1e-4)

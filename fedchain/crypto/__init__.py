@@ -16,10 +16,12 @@ Example:
 
 from fedchain.crypto.digest import ciphertext_digest, verify_digest
 from fedchain.crypto.keys import (
+    can_encrypt,
     context_slot_count,
     create_secret_context,
     export_public_context,
     export_secret_context,
+    is_symmetric,
     load_coordinator_context,
     load_member_context,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "MAX_COEFF_MODULUS_BITS_128",
     "SCORING",
     "UpdateRejectedError",
+    "can_encrypt",
     "chunk_count",
     "ciphertext_digest",
     "context_slot_count",
@@ -51,6 +54,7 @@ __all__ = [
     "encrypted_dot",
     "export_public_context",
     "export_secret_context",
+    "is_symmetric",
     "load_coordinator_context",
     "load_member_context",
     "pack_scalars",

@@ -7,7 +7,8 @@ TenSEAL 0.3.18 serializes with protobuf around SEAL objects. A ``CKKSVector`` is
     field 3 (fixed64) the scale, a little-endian double
 
 and a ``Context`` is field 1 (SEAL encryption parameters), field 2 (public part: public key, flags,
-scale, relinearization and Galois keys) and, only when the secret key was saved, field 3 (private part).
+scale, relinearization and Galois keys), only when the secret key was saved field 3 (private part),
+and field 4 (varint), the encryption type, when it is not the default 0 (public key): 1 is symmetric.
 Every SEAL object starts with a 16-byte header: magic ``0xA15E``, header size ``0x10``, version
 ``4.x``, compression mode (0 none, 1 zlib, 2 zstd), two reserved zero bytes and the object's total
 size in bytes as a little-endian uint64.
@@ -31,6 +32,7 @@ __all__ = ["VectorFrame", "check_context_frame", "check_seal_object", "parse_vec
 _SEAL_MAGIC = 0xA15E
 _SEAL_HEADER = struct.Struct("<HBBBBHQ")
 _WIRE_VARINT, _WIRE_FIXED64, _WIRE_BYTES, _WIRE_FIXED32 = 0, 1, 2, 5
+_ENCRYPTION_TYPE_FIELD = 4  # TenSEALContextProto.encryption_type: 0 public key, 1 symmetric
 
 
 @dataclass(frozen=True)
@@ -154,10 +156,13 @@ def check_context_frame(data: bytes) -> bool:
         raise SerializationError("context is empty")
     fields = _fields(data)
     numbers = sorted(f for f, _, _ in fields)
-    if numbers not in ([1, 2], [1, 2, 3]):
-        raise SerializationError(f"not a TenSEAL context: protobuf fields {numbers}, expected [1, 2(, 3)]")
+    if numbers not in ([1, 2], [1, 2, 3], [1, 2, 4], [1, 2, 3, 4]):
+        raise SerializationError(f"not a TenSEAL context: protobuf fields {numbers}, expected [1, 2(, 3)(, 4)]")
     for field, wire, value in fields:
-        if wire != _WIRE_BYTES or not isinstance(value, bytes):
+        if field == _ENCRYPTION_TYPE_FIELD:
+            if wire != _WIRE_VARINT or value not in (0, 1):
+                raise SerializationError(f"not a TenSEAL context: encryption type {value!r}, expected 0 or 1")
+        elif wire != _WIRE_BYTES or not isinstance(value, bytes):
             raise SerializationError(f"not a TenSEAL context: field {field} is not a message")
     params = next(v for f, _, v in fields if f == 1)
     assert isinstance(params, bytes)

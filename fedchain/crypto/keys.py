@@ -1,17 +1,25 @@
 """Key custody: who holds which CKKS context.
 
-The federation's secret key is created once at provisioning and held by member nodes only. The
-coordinator receives a *public* context: the public key, plus relinearization and Galois keys for
-the SCORING preset. :func:`load_coordinator_context` refuses any context that carries a secret key,
-so a coordinator cannot be handed one by mistake; without it, decryption raises :class:`CryptoError`.
+The federation's secret key is created once at provisioning and held by member nodes only. Members
+encrypt with it directly (CKKS *symmetric* encryption): a fresh ciphertext costs half the work of a
+public-key one (no product with the public key, no modulus switch down from the key level), and is
+the same size and the same kind of ciphertext, so everything downstream is unchanged.
+
+The coordinator receives an *evaluation* context: the parameters, plus relinearization and Galois
+keys for the SCORING preset, and no key that encrypts or decrypts. It can add and (SCORING) multiply
+ciphertexts, nothing else: :func:`load_coordinator_context` refuses any context that carries a
+secret key, decryption raises :class:`CryptoError`, and since it holds no public key either, the
+coordinator cannot make a ciphertext under the federation's key, so it cannot pass off an update of
+its own as a member's. (Contexts provisioned by fedchain before this change use public-key
+encryption; they still load and work.)
 
 Example:
     >>> from fedchain.crypto import AGGREGATION, create_secret_context, export_public_context
     >>> from fedchain.crypto import load_coordinator_context
     >>> member_ctx = create_secret_context(AGGREGATION)
     >>> coordinator_ctx = load_coordinator_context(export_public_context(member_ctx))
-    >>> coordinator_ctx.has_secret_key()
-    False
+    >>> coordinator_ctx.has_secret_key(), can_encrypt(coordinator_ctx)
+    (False, False)
 """
 
 from __future__ import annotations
@@ -25,10 +33,12 @@ from fedchain.crypto.params import CkksParams
 from fedchain.errors import CryptoError, SerializationError
 
 __all__ = [
+    "can_encrypt",
     "context_slot_count",
     "create_secret_context",
     "export_public_context",
     "export_secret_context",
+    "is_symmetric",
     "load_coordinator_context",
     "load_member_context",
 ]
@@ -38,8 +48,36 @@ logger = logging.getLogger(__name__)
 _TENSEAL_ERRORS = (ValueError, RuntimeError, TypeError, OverflowError, MemoryError)
 
 
+def is_symmetric(ctx: ts.Context) -> bool:
+    """Whether ``ctx`` encrypts with the secret key (fedchain's default) rather than a public key.
+
+    Example:
+        >>> from fedchain.crypto import AGGREGATION, create_secret_context
+        >>> is_symmetric(create_secret_context(AGGREGATION))
+        True
+    """
+    try:
+        ctx.has_public_key()
+    except ValueError:  # TenSEAL: "has_public_key is not supported for symmetric encryption"
+        return True
+    return False
+
+
+def can_encrypt(ctx: ts.Context) -> bool:
+    """Whether ``ctx`` holds a key that encrypts: the secret key (symmetric) or a public key.
+
+    Example:
+        >>> from fedchain.crypto import AGGREGATION, create_secret_context
+        >>> can_encrypt(create_secret_context(AGGREGATION))
+        True
+    """
+    return bool(ctx.has_secret_key() if is_symmetric(ctx) else ctx.has_public_key())
+
+
 def create_secret_context(params: CkksParams) -> ts.Context:
     """Create a fresh CKKS context holding a new secret key (run once, at provisioning).
+
+    The context encrypts symmetrically (with the secret key; see the module docstring).
 
     Args:
         params: the parameter set, e.g. ``AGGREGATION`` or ``SCORING``. Galois and relinearization
@@ -61,6 +99,7 @@ def create_secret_context(params: CkksParams) -> ts.Context:
             ts.SCHEME_TYPE.CKKS,
             poly_modulus_degree=params.poly_modulus_degree,
             coeff_mod_bit_sizes=list(params.coeff_mod_bit_sizes),
+            encryption_type=ts.ENCRYPTION_TYPE.SYMMETRIC,
         )
         ctx.global_scale = float(2**params.global_scale_bits)
         if params.galois_keys:
@@ -79,7 +118,10 @@ def create_secret_context(params: CkksParams) -> ts.Context:
 
 
 def export_public_context(ctx: ts.Context) -> bytes:
-    """Serialize the public part of a context: public key, and relin + Galois keys when present.
+    """Serialize what the coordinator may hold: parameters, and relin + Galois keys when present.
+
+    A symmetric context (fedchain's default) exports no encryption key at all; a public-key context
+    from an older provisioning exports its public key too.
 
     Args:
         ctx: any context (usually the member's secret one).
@@ -95,7 +137,7 @@ def export_public_context(ctx: ts.Context) -> bytes:
     """
     return bytes(
         ctx.serialize(
-            save_public_key=True,
+            save_public_key=not is_symmetric(ctx),
             save_secret_key=False,
             save_galois_keys=ctx.has_galois_keys(),
             save_relin_keys=ctx.has_relin_keys(),
@@ -124,7 +166,7 @@ def export_secret_context(ctx: ts.Context) -> bytes:
         raise CryptoError("cannot export a secret context: this context holds no secret key")
     return bytes(
         ctx.serialize(
-            save_public_key=True,
+            save_public_key=not is_symmetric(ctx),
             save_secret_key=True,
             save_galois_keys=ctx.has_galois_keys(),
             save_relin_keys=ctx.has_relin_keys(),
@@ -137,8 +179,6 @@ def _load(data: bytes, role: str) -> ts.Context:
         ctx = ts.context_from(bytes(data))
     except _TENSEAL_ERRORS as exc:
         raise SerializationError(f"{role} context: TenSEAL cannot load these bytes ({exc})") from exc
-    if not ctx.has_public_key():
-        raise CryptoError(f"{role} context: no public key; re-export it with export_public_context()")
     return ctx
 
 
@@ -149,7 +189,8 @@ def load_coordinator_context(data: bytes) -> ts.Context:
         data: bytes from :func:`export_public_context`.
 
     Returns:
-        A public TenSEAL context: it can encrypt, add and (SCORING) multiply, never decrypt.
+        A TenSEAL context without a secret key: it can add and (SCORING) multiply, never decrypt (nor
+        encrypt, unless it is an older public-key context).
 
     Raises:
         CryptoError: when the bytes carry a secret key (the coordinator must never hold one).
@@ -172,7 +213,7 @@ def load_coordinator_context(data: bytes) -> ts.Context:
     ctx = _load(data, "coordinator")
     if ctx.has_secret_key() or not ctx.is_public():
         raise CryptoError(refusal)
-    logger.info("loaded public CKKS context (galois=%s)", ctx.has_galois_keys())
+    logger.info("loaded the coordinator's CKKS context (galois=%s)", ctx.has_galois_keys())
     return ctx
 
 
@@ -201,6 +242,8 @@ def load_member_context(data: bytes) -> ts.Context:
         raise CryptoError(
             "member context holds no CKKS secret key: load the provisioned secret context, not the public one"
         )
+    if not can_encrypt(ctx):
+        raise CryptoError("member context cannot encrypt (a public-key context saved without its public key)")
     return ctx
 
 

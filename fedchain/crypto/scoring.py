@@ -132,17 +132,16 @@ def pack_scalars(public_ctx: ts.Context, dots: Sequence[bytes]) -> bytes:
     count = len(dots)
     if not 1 <= count <= slots:
         raise CryptoError(f"cannot pack {count} scalars: between 1 and {slots} fit in one ciphertext")
-    packed: ts.CKKSVector | None = None
-    for j, data in enumerate(dots):
-        dot = load_chunk(public_ctx, data, label=f"scalar {j}", size=1, multiplications=1)
-        row = [0.0] * count
-        row[j] = 1.0
-        try:
-            placed = dot.matmul([row])
-            packed = placed if packed is None else packed.add(placed)
-        except TENSEAL_ERRORS as exc:
-            raise CryptoError(f"packing scalar {j} failed: {exc}") from exc
-    assert packed is not None
+    # Each dot holds its value in every slot (encrypted_dot sums over all slots), so TenSEAL's
+    # pack_vectors keeps slot j of dot j with one plaintext mask each, and adds: no rotation, and no
+    # encryption (the coordinator's context holds no key that encrypts).
+    vectors = [
+        load_chunk(public_ctx, data, label=f"scalar {j}", size=1, multiplications=1) for j, data in enumerate(dots)
+    ]
+    try:
+        packed = ts.CKKSVector.pack_vectors(vectors)
+    except TENSEAL_ERRORS as exc:
+        raise CryptoError(f"packing {count} scalars failed: {exc}") from exc
     return bytes(packed.serialize())
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import tenseal as ts
 
 from fedchain.crypto._chunks import TENSEAL_ERRORS, load_chunk, magnitude_bound
-from fedchain.crypto.keys import context_slot_count
+from fedchain.crypto.keys import can_encrypt, context_slot_count
 from fedchain.errors import ConfigError, CryptoError, FedChainError
 
 __all__ = [
@@ -99,7 +99,7 @@ def encrypt_update(ctx: ts.Context, flat: np.ndarray) -> list[bytes]:
     """Encrypt a flat update as packed, zero-padded ``ckks_vector`` chunks.
 
     Args:
-        ctx: a context holding the public key (a member's secret context, or a public one).
+        ctx: a member's context (it encrypts with the secret key; the coordinator's cannot encrypt).
         flat: 1-D finite real values, e.g. ``n_i * delta_i``; each must stay within the parameters'
             ``max_magnitude``, and so must their sum over members.
 
@@ -116,6 +116,8 @@ def encrypt_update(ctx: ts.Context, flat: np.ndarray) -> list[bytes]:
         >>> len(encrypt_update(create_secret_context(AGGREGATION), np.zeros(5000)))
         2
     """
+    if not can_encrypt(ctx):
+        raise CryptoError("cannot encrypt: this context holds no encryption key (the coordinator's context?)")
     slots = context_slot_count(ctx)
     values = _validated_flat(flat, magnitude_bound(ctx))
     padded = np.zeros(chunk_count(values.size, slots) * slots)

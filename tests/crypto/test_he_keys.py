@@ -32,9 +32,32 @@ def test_coordinator_cannot_decrypt(agg_member: ts.Context, agg_coordinator: ts.
         crypto.decrypt_scalars(agg_coordinator, chunks[0], 1)
 
 
-def test_coordinator_context_can_still_encrypt(agg_member: ts.Context, agg_coordinator: ts.Context) -> None:
-    chunks = crypto.encrypt_update(agg_coordinator, np.ones(5))
-    np.testing.assert_allclose(crypto.decrypt_update(agg_member, chunks, 5), np.ones(5), atol=1e-4)
+def test_coordinator_context_cannot_encrypt(agg_coordinator: ts.Context) -> None:
+    """Members encrypt with the secret key, so the coordinator cannot forge a member's ciphertext."""
+    assert crypto.is_symmetric(agg_coordinator) and not crypto.can_encrypt(agg_coordinator)
+    with pytest.raises(CryptoError, match="holds no encryption key"):
+        crypto.encrypt_update(agg_coordinator, np.ones(5))
+    with pytest.raises(ValueError, match="doesn't support encryption"):  # not just our guard
+        ts.ckks_vector(agg_coordinator, [1.0])
+
+
+def test_public_key_contexts_from_older_provisioning_still_work() -> None:
+    legacy = ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=[56, 40])
+    legacy.global_scale = 2.0**30
+    member = crypto.load_member_context(crypto.export_secret_context(legacy))
+    coordinator = crypto.load_coordinator_context(crypto.export_public_context(legacy))
+    assert not crypto.is_symmetric(member) and coordinator.has_public_key() and not coordinator.has_secret_key()
+    total = crypto.sum_encrypted(coordinator, [crypto.encrypt_update(member, np.ones(5))] * 2, expected_chunks=1)
+    np.testing.assert_allclose(crypto.decrypt_update(member, total, 5), np.full(5, 2.0), atol=1e-4)
+
+
+def test_symmetric_and_public_key_ciphertexts_cost_the_same_bytes(agg_member: ts.Context) -> None:
+    legacy = ts.context(ts.SCHEME_TYPE.CKKS, 8192, coeff_mod_bit_sizes=[56, 40])
+    legacy.global_scale = 2.0**30
+    values = np.random.default_rng(0).normal(size=4096)
+    symmetric = len(crypto.encrypt_update(agg_member, values)[0])
+    public_key = len(crypto.encrypt_update(legacy, values)[0])
+    assert abs(symmetric - public_key) < 0.01 * public_key
 
 
 def test_member_context_requires_secret_key(agg_member: ts.Context) -> None:

@@ -23,16 +23,18 @@ def valid_chunk(agg_member: ts.Context) -> bytes:
 
 @FUZZ
 @given(data=st.binary(max_size=512))
-def test_random_bytes_are_rejected(agg_coordinator: ts.Context, data: bytes) -> None:
-    _, rejected = _sum_with(agg_coordinator, data)
+def test_random_bytes_are_rejected(agg_member: ts.Context, agg_coordinator: ts.Context, data: bytes) -> None:
+    _, rejected = _sum_with(agg_member, agg_coordinator, data)
     assert 1 in rejected
 
 
 @FUZZ
 @given(cut=st.integers(min_value=0, max_value=200_000))
-def test_truncated_ciphertexts_are_rejected(agg_coordinator: ts.Context, valid_chunk: bytes, cut: int) -> None:
+def test_truncated_ciphertexts_are_rejected(
+    agg_member: ts.Context, agg_coordinator: ts.Context, valid_chunk: bytes, cut: int
+) -> None:
     cut %= len(valid_chunk)
-    _, rejected = _sum_with(agg_coordinator, valid_chunk[:cut])
+    _, rejected = _sum_with(agg_member, agg_coordinator, valid_chunk[:cut])
     assert 1 in rejected
 
 
@@ -45,7 +47,7 @@ def test_bit_flips_never_crash(
     for position, bit in flips:
         # half the flips land in the framing and SEAL header, where the checks are
         mutated[position % 64 if position % 2 else position % len(mutated)] ^= 1 << bit
-    total, rejected = _sum_with(agg_coordinator, bytes(mutated))
+    total, rejected = _sum_with(agg_member, agg_coordinator, bytes(mutated))
     if 1 not in rejected:
         # Some flips in the ciphertext body survive every structural check; the signed digest
         # (verify_digest) is what catches those, and decryption still never crashes.
@@ -60,20 +62,20 @@ def test_random_context_bytes_are_rejected(data: bytes) -> None:
         crypto.load_coordinator_context(data)
 
 
-def test_empty_protobuf_is_not_a_vector(agg_coordinator: ts.Context) -> None:
+def test_empty_protobuf_is_not_a_vector(agg_member: ts.Context, agg_coordinator: ts.Context) -> None:
     # TenSEAL alone accepts b"" as a vector of size 0 with no ciphertext
     assert ts.ckks_vector_from(agg_coordinator, b"").size() == 0
-    _, rejected = _sum_with(agg_coordinator, b"")
+    _, rejected = _sum_with(agg_member, agg_coordinator, b"")
     assert rejected[1] == "chunk 0: ciphertext is empty"
 
 
-def test_extra_fields_are_refused(agg_coordinator: ts.Context, valid_chunk: bytes) -> None:
-    _, rejected = _sum_with(agg_coordinator, valid_chunk + b"\x20\x01")
+def test_extra_fields_are_refused(agg_member: ts.Context, agg_coordinator: ts.Context, valid_chunk: bytes) -> None:
+    _, rejected = _sum_with(agg_member, agg_coordinator, valid_chunk + b"\x20\x01")
     assert rejected[1] == "chunk 0: not a CKKS vector: protobuf fields [1, 2, 3, 4], expected [1, 2, 3]"
 
 
-def _sum_with(ctx: ts.Context, data: bytes) -> tuple[list[bytes], dict[int, str]]:
-    good = crypto.encrypt_update(ctx, np.zeros(4096))
+def _sum_with(member: ts.Context, ctx: ts.Context, data: bytes) -> tuple[list[bytes], dict[int, str]]:
+    good = crypto.encrypt_update(member, np.zeros(4096))
     try:
         return crypto.sum_encrypted_valid(ctx, [good, [data]], expected_chunks=1)
     except SerializationError as exc:  # pragma: no cover - would mean the index was lost

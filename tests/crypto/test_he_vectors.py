@@ -66,18 +66,20 @@ def test_no_valid_update(agg_coordinator: ts.Context) -> None:
         crypto.sum_encrypted(agg_coordinator, [], expected_chunks=1)
 
 
-def test_other_parameters_are_rejected(scoring_member: ts.Context, agg_coordinator: ts.Context) -> None:
+def test_other_parameters_are_rejected(
+    scoring_member: ts.Context, agg_member: ts.Context, agg_coordinator: ts.Context
+) -> None:
     foreign = crypto.encrypt_update(scoring_member, np.ones(10))  # SCORING parameters, other scale
-    good = crypto.encrypt_update(agg_coordinator, np.ones(10))
+    good = crypto.encrypt_update(agg_member, np.ones(10))
     _, rejected = crypto.sum_encrypted_valid(agg_coordinator, [good, foreign], expected_chunks=1)
     assert rejected == {1: "chunk 0: scale 2^36.00, expected the context's 2^30.00"}
 
 
-def test_other_parameters_same_scale_are_rejected(agg_coordinator: ts.Context) -> None:
+def test_other_parameters_same_scale_are_rejected(agg_member: ts.Context, agg_coordinator: ts.Context) -> None:
     other = crypto.create_secret_context(
         crypto.CkksParams(poly_modulus_degree=8192, coeff_mod_bit_sizes=(60, 40), global_scale_bits=30)
     )
-    good = crypto.encrypt_update(agg_coordinator, np.ones(10))
+    good = crypto.encrypt_update(agg_member, np.ones(10))
     _, rejected = crypto.sum_encrypted_valid(
         agg_coordinator, [good, crypto.encrypt_update(other, np.ones(10))], expected_chunks=1
     )
