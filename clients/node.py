@@ -100,6 +100,9 @@ class MemberNode:
     ckks_path: Path | None = None
     _ckks: Any = field(default=None, repr=False)
     _ledger: Any = field(default=None, repr=False)
+    _template: Weights | None = field(default=None, repr=False)
+    #: The HE state last read or written by this process, keyed by the ``global.json`` it matches.
+    _he_state: tuple[dict[str, Any], Weights, OptimizerState | None] | None = field(default=None, repr=False)
 
     @classmethod
     def from_context(cls, context: Context) -> MemberNode:
@@ -170,7 +173,9 @@ class MemberNode:
 
     def template(self) -> Weights:
         """The seeded initial weights: the shape every model must have, and round 0's model under HE."""
-        return task.get_weights(self._new_model())
+        if self._template is None:
+            self._template = task.get_weights(self._new_model())
+        return {name: array.copy() for name, array in self._template.items()}
 
     def _context(self) -> Any:
         from fedchain import crypto
@@ -195,6 +200,7 @@ class MemberNode:
 
         config = content.config_records["config"]
         weights, model_round, opt_state = self._load_he_state()
+        loaded_round = model_round
         optimizer = make_server_optimizer(self.config)  # the strategy's member update ("avg": w + S/W)
         for agg_round in [int(k) for k in config.get("agg-rounds", [])]:  # type: ignore[union-attr]
             if agg_round <= model_round:
@@ -212,7 +218,8 @@ class MemberNode:
         target = int(config.get("model-round", model_round))  # type: ignore[arg-type]
         if model_round < target:
             model_round = target  # rounds without an aggregate (skipped) leave the model unchanged
-        self._save_he_state(weights, model_round, opt_state)
+        if model_round != loaded_round:
+            self._save_he_state(weights, model_round, opt_state)
         return weights, model_round
 
     def _check_against_chain(self, content: RecordDict, weights: Weights, model_round: int) -> None:
@@ -237,27 +244,36 @@ class MemberNode:
             raise IntegrityError(f"global model of round {model_round}", recorded, actual)
 
     def _load_he_state(self) -> tuple[Weights, int, OptimizerState | None]:
+        """The member's model and server-optimizer state, as ``global.json`` names them by hash.
+
+        The files are the truth (another process may have answered this member's last message);
+        the copy kept in memory is used only while ``global.json`` still matches it.
+        """
         meta_path = self.state_dir / "global.json"
         if not meta_path.exists():
             return self.template(), 0, None
         meta = json.loads(meta_path.read_text())
+        if self._he_state is not None and self._he_state[0] == meta:
+            _, weights, opt_state = self._he_state
+            return dict(weights), int(meta["model_round"]), opt_state
         weights = load_model(self.state_dir / "global.safetensors", expected_hash=meta["model_hash"])
         opt_state = None
         if meta.get("optimizer_digest"):
             opt_state = load_optimizer_state(
                 self.state_dir / "server_opt.safetensors", expected_digest=meta["optimizer_digest"]
             )
-        return check_weights(weights, self.template()), int(meta["model_round"]), opt_state
+        weights = check_weights(weights, self.template())
+        self._he_state = (meta, weights, opt_state)
+        return dict(weights), int(meta["model_round"]), opt_state
 
     def _save_he_state(self, weights: Weights, model_round: int, opt_state: OptimizerState | None) -> None:
         # Optimizer state, then model, then global.json naming both by hash: a crash between the
         # writes leaves global.json pointing at the previous consistent pair (both checked on load).
         opt_digest = save_optimizer_state(self.state_dir / "server_opt.safetensors", opt_state) if opt_state else None
         digest = save_model(self.state_dir / "global.safetensors", weights)
-        atomic_write_json(
-            self.state_dir / "global.json",
-            {"model_round": model_round, "model_hash": digest, "optimizer_digest": opt_digest},
-        )
+        meta = {"model_round": model_round, "model_hash": digest, "optimizer_digest": opt_digest}
+        atomic_write_json(self.state_dir / "global.json", meta)
+        self._he_state = (meta, dict(weights), opt_state)
 
     def _sign(self, server_round: int, payload_hash: str, num_examples: int, dp: DPParams | None) -> str:
         digest = update_digest(
@@ -335,13 +351,13 @@ class MemberNode:
             content = RecordDict(
                 {"metrics": MetricRecord(metrics), "member": self._identity(model_hash(weights), model_round)}
             )
+            encrypt_seconds: float | None = None
             if self.config.he:
                 from fedchain import crypto
 
                 encrypt_started = time.perf_counter()
                 chunks = crypto.encrypt_update(self._context(), delta * claimed)
                 encrypt_seconds = time.perf_counter() - encrypt_started
-                self._metrics(lambda m: m.observe_encrypt(encrypt_seconds))
                 content["update"] = chunks_to_record(chunks)
                 payload_hash = crypto.ciphertext_digest(chunks)
             else:
@@ -350,11 +366,13 @@ class MemberNode:
                 payload_hash = model_hash(trained)
             content.config_records["member"]["signature"] = self._sign(server_round, payload_hash, claimed, dp)
             budget = self.config.epsilon if dp is not None else None
-            self._metrics(
-                lambda m: m.observe_training(
-                    train_seconds, epsilon=epsilon, epsilon_budget=budget, examples=self.data.num_train
-                )
-            )
+
+            def observe(m: Any) -> None:
+                m.observe_training(train_seconds, epsilon=epsilon, epsilon_budget=budget, examples=self.data.num_train)
+                if encrypt_seconds is not None:
+                    m.observe_encrypt(encrypt_seconds)
+
+            self._metrics(observe)
             return Message(content, reply_to=msg)
         except BudgetExhaustedError as exc:
             log.warning("member %d declines the round: %s", self.member_id, exc)
