@@ -70,6 +70,7 @@ def _round_seconds(*, he: bool) -> dict[str, Any]:
     statuses = [row["status"] for row in result["rounds"]]
     return {
         "round_s": [round(s, 4) for s in rounds],
+        "stage_s": [row.get("stage_seconds", {}) for row in result["rounds"]],
         "statuses": statuses,
         "final_accuracy": result.get("final_accuracy"),
         "run_wall_s": round(wall, 1),
@@ -254,6 +255,13 @@ def run(out_dir: Path, *, repeats: int = 2) -> dict[str, Any]:
         side: statistics.median([s for run_ in entries for s in run_["round_s"][1:]]) for side, entries in runs.items()
     }
     ratio = medians["he"] / medians["plain"]
+    stage_medians = {
+        side: {
+            stage: round(statistics.median([r["stage_s"][i][stage] for r in entries for i in range(1, ROUNDS)]), 4)
+            for stage in entries[0]["stage_s"][-1]
+        }
+        for side, entries in runs.items()
+    }
     components = he_components()
     members = member_message_costs()
     cpus = os.cpu_count() or 1
@@ -271,6 +279,7 @@ def run(out_dir: Path, *, repeats: int = 2) -> dict[str, Any]:
         "plain_median_round_s": round(medians["plain"], 4),
         "he_median_round_s": round(medians["he"], 4),
         "he_extra_s_per_round": round(medians["he"] - medians["plain"], 4),
+        "stage_median_s": stage_medians,
         "ratio": round(ratio, 3),
         "target_ratio": TARGET_RATIO,
         "meets_target": ratio <= TARGET_RATIO,
