@@ -8,6 +8,8 @@ Layout of ``out_dir/coordinator/``:
   ledger address, the round summaries so far and a fingerprint of the options that must not
   change across a resume;
 * ``model-<round>.safetensors``: the plaintext global model (plaintext mode);
+* ``strategy-<round>.safetensors``: the strategy's carried server state, e.g. FedAdam's moments
+  (plaintext mode, strategies that have any);
 * ``agg-<round>.safetensors``: each round's encrypted aggregate as uint8 arrays (HE mode), which
   members that missed rounds still need.
 
@@ -59,6 +61,7 @@ class Checkpoint:
     record: RoundRecord | None = None
     ledger_address: str | None = None
     fingerprint: dict[str, Any] = field(default_factory=dict)
+    server_state: Weights | None = None
 
     def save(self, out_dir: str | Path) -> None:
         """Write the data files, then ``state.json`` atomically."""
@@ -69,6 +72,10 @@ class Checkpoint:
             data = model_bytes(self.weights)
             model_file = f"model-{self.server_round}.safetensors"
             atomic_write_bytes(directory / model_file, data)
+        state_file = None
+        if self.server_state:
+            state_file = f"strategy-{self.server_round}.safetensors"
+            atomic_write_bytes(directory / state_file, model_bytes(self.server_state))
         aggregates = {}
         for agg_round, aggregate in self.aggregates.items():
             name = f"agg-{agg_round}.safetensors"
@@ -82,6 +89,8 @@ class Checkpoint:
             "model_hash": self.model_hash,
             "model_file": model_file,
             "model_file_hash": sha256_hex(model_bytes(self.weights)) if self.weights is not None else None,
+            "strategy_file": state_file,
+            "strategy_file_hash": sha256_hex(model_bytes(self.server_state)) if state_file else None,
             "aggregates": aggregates,
             "known_rounds": {str(node): r for node, r in self.known_rounds.items()},
             "rounds": self.rounds,
@@ -90,9 +99,10 @@ class Checkpoint:
             "fingerprint": self.fingerprint,
         }
         atomic_write_json(directory / "state.json", state)
-        for stale in directory.glob("model-*.safetensors"):
-            if stale.name != model_file:
-                stale.unlink(missing_ok=True)
+        for pattern, current in (("model-*.safetensors", model_file), ("strategy-*.safetensors", state_file)):
+            for stale in directory.glob(pattern):
+                if stale.name != current:
+                    stale.unlink(missing_ok=True)
 
     @classmethod
     def exists(cls, out_dir: str | Path) -> bool:
@@ -112,6 +122,9 @@ class Checkpoint:
             weights = None
             if state["model_file"]:
                 weights = load_model(directory / state["model_file"], expected_hash=state["model_file_hash"])
+            server_state = None
+            if state.get("strategy_file"):
+                server_state = load_model(directory / state["strategy_file"], expected_hash=state["strategy_file_hash"])
             aggregates = {}
             for agg_round, entry in state["aggregates"].items():
                 arrays = load_model(directory / entry["file"])
@@ -129,6 +142,7 @@ class Checkpoint:
                 record=record_from_json(state["record"]) if state["record"] else None,
                 ledger_address=state["ledger_address"],
                 fingerprint=dict(state["fingerprint"]),
+                server_state=server_state,
             )
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise SerializationError(f"checkpoint in {directory} is unreadable: {exc}") from exc

@@ -97,6 +97,12 @@ class RoundStrategy(Protocol):
     def aggregate_plain(self, server_round: int, updates: Any) -> ArrayRecord:
         """Aggregate (weights, num_examples) pairs into the new global model."""
 
+    def server_state(self) -> dict[str, Any]:
+        """Arrays the strategy carries between rounds (checkpointed in plaintext mode)."""
+
+    def load_server_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`server_state` output on resume."""
+
 
 class RecordSink(Protocol):
     """Where rounds are recorded (``fedchain.ledger.Ledger``)."""
@@ -218,6 +224,8 @@ class Coordinator:
             raise FederationError(f"cannot resume: options {changed} differ from the checkpointed run")
         if checkpoint.weights is not None:
             self.weights = checkpoint.weights
+        if checkpoint.server_state:
+            self.strategy.load_server_state(checkpoint.server_state)
         self.model_hash = checkpoint.model_hash
         self.aggregates = dict(checkpoint.aggregates)
         self.known_rounds = dict(checkpoint.known_rounds)
@@ -780,6 +788,7 @@ class Coordinator:
             record=record,
             ledger_address=self.ledger_address,
             fingerprint=_fingerprint(self.config),
+            server_state=None if self.config.he else self.strategy.server_state(),
         ).save(self.config.out_dir)
 
 

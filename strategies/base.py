@@ -298,6 +298,67 @@ class FedChainStrategy(ABC):
         log.info("round %d: aggregating %d valid replies (%d failed)", server_round, len(updates), failed)
         return self.aggregate_plain(server_round, updates)
 
+    # ------------------------------------------------------------ checkpoints
+    #: Inner-strategy attributes that are not carried state: rebuilt from the global model.
+    DERIVED_STATE: ClassVar[tuple[str, ...]] = ("current_arrays", "initial_arrays")
+
+    def server_state(self) -> dict[str, np.ndarray]:
+        """The arrays the inner strategy carries from round to round, for the coordinator's checkpoint.
+
+        In plaintext mode, Flower's server optimizers keep moments between rounds (FedAvgM's
+        ``momentum_vector``, FedAdam's and FedYogi's ``m_t`` and ``v_t``). Every attribute of the
+        inner strategy that holds an array, a dict of arrays or a list of arrays is captured (so a
+        custom strategy's state is too), except :attr:`DERIVED_STATE`. Keys are ``attr``,
+        ``attr/k:<key>`` or ``attr/i:<index>``.
+
+        Example:
+            >>> import numpy as np
+            >>> from fedchain.config import FedChainConfig
+            >>> from strategies.builtin import FedAdamStrategy
+            >>> strategy = FedAdamStrategy(FedChainConfig(he=False, members=2, strategy="fedadam"))
+            >>> strategy.inner.m_t = {"w": np.ones(2)}
+            >>> sorted(strategy.server_state())
+            ['m_t/k:w']
+        """
+        state: dict[str, np.ndarray] = {}
+        for attr, value in vars(self.inner).items():
+            if attr in self.DERIVED_STATE:
+                continue
+            if isinstance(value, np.ndarray):
+                state[attr] = value
+            elif isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
+                state.update({f"{attr}/k:{key}": array for key, array in value.items()})
+            elif isinstance(value, list | tuple) and value and all(isinstance(v, np.ndarray) for v in value):
+                state.update({f"{attr}/i:{index}": array for index, array in enumerate(value)})
+        return state
+
+    def load_server_state(self, state: dict[str, np.ndarray]) -> None:
+        """Put :meth:`server_state` output back into the inner strategy (on resume).
+
+        Raises:
+            StrategyError: a key names no attribute of the inner strategy, or is malformed.
+        """
+        dicts: dict[str, dict[str, np.ndarray]] = {}
+        lists: dict[str, dict[int, np.ndarray]] = {}
+        for key, array in state.items():
+            attr, _, part = key.partition("/")
+            if not hasattr(self.inner, attr) or attr in self.DERIVED_STATE:
+                raise StrategyError(f"checkpointed strategy state {key!r} does not belong to {self.name!r}")
+            if not part:
+                setattr(self.inner, attr, array)
+            elif part.startswith("k:"):
+                dicts.setdefault(attr, {})[part[2:]] = array
+            elif part.startswith("i:") and part[2:].isdigit():
+                lists.setdefault(attr, {})[int(part[2:])] = array
+            else:
+                raise StrategyError(f"malformed checkpointed strategy state key {key!r}")
+        for attr, entries in dicts.items():
+            setattr(self.inner, attr, entries)
+        for attr, items in lists.items():
+            if sorted(items) != list(range(len(items))):
+                raise StrategyError(f"checkpointed strategy state {attr!r} misses list entries")
+            setattr(self.inner, attr, [items[i] for i in range(len(items))])
+
     def describe(self) -> dict[str, object]:
         """What the strategy supports, for ``fedchain strategies``: :meth:`capabilities` plus its settings."""
         return {**self.capabilities(), "inner": type(self.inner).__name__, "option_values": dict(self.option_values)}

@@ -65,6 +65,21 @@ def test_killed_coordinator_resumes_from_the_chain(tmp_path, anvil_url, point, h
     assert result["final_accuracy"] > 0.5
 
 
+def test_resumed_fedadam_continues_its_moments(tmp_path, anvil_url):
+    """Plaintext FedAdam keeps moments on the coordinator: a resumed run must end on the same model."""
+    fedadam = ("--strategy", "fedadam")
+    straight = _fedchain_run(tmp_path / "straight", anvil_url, False, *fedadam)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    crashed = _fedchain_run(tmp_path / "run", anvil_url, False, *fedadam, "--faults", "kill:2:replies")
+    assert crashed.returncode == KILLED_EXIT_CODE, crashed.stderr[-2000:]
+    assert list((tmp_path / "run" / "coordinator").glob("strategy-1.safetensors"))
+    resumed = _fedchain_run(tmp_path / "run", anvil_url, False, *fedadam, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = json.loads((tmp_path / "straight" / "result.json").read_text())["rounds"]
+    got = json.loads((tmp_path / "run" / "result.json").read_text())["rounds"]
+    assert [r["model_hash"] for r in got] == [r["model_hash"] for r in expected]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
