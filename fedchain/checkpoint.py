@@ -67,15 +67,16 @@ class Checkpoint:
         """Write the data files, then ``state.json`` atomically."""
         directory = Path(out_dir) / CHECKPOINT_DIR
         directory.mkdir(parents=True, exist_ok=True)
-        model_file = None
+        model_file = model_file_hash = None
         if self.weights is not None:
             data = model_bytes(self.weights)
-            model_file = f"model-{self.server_round}.safetensors"
+            model_file, model_file_hash = f"model-{self.server_round}.safetensors", sha256_hex(data)
             atomic_write_bytes(directory / model_file, data)
-        state_file = None
+        state_file = state_file_hash = None
         if self.server_state:
-            state_file = f"strategy-{self.server_round}.safetensors"
-            atomic_write_bytes(directory / state_file, model_bytes(self.server_state))
+            data = model_bytes(self.server_state)
+            state_file, state_file_hash = f"strategy-{self.server_round}.safetensors", sha256_hex(data)
+            atomic_write_bytes(directory / state_file, data)
         aggregates = {}
         for agg_round, aggregate in self.aggregates.items():
             name = f"agg-{agg_round}.safetensors"
@@ -88,9 +89,9 @@ class Checkpoint:
             "status": self.status,
             "model_hash": self.model_hash,
             "model_file": model_file,
-            "model_file_hash": sha256_hex(model_bytes(self.weights)) if self.weights is not None else None,
+            "model_file_hash": model_file_hash,
             "strategy_file": state_file,
-            "strategy_file_hash": sha256_hex(model_bytes(self.server_state)) if state_file else None,
+            "strategy_file_hash": state_file_hash,
             "aggregates": aggregates,
             "known_rounds": {str(node): r for node, r in self.known_rounds.items()},
             "rounds": self.rounds,
