@@ -421,9 +421,6 @@ class MemberNode:
             return model, loss, None, None
         from fedchain.privacy import DPConfig, PrivacyBudget, PrivacyLedger, train_private
 
-        if proximal_mu > 0:
-            raise FedChainError("FedProx's proximal term is not wired into DP-SGD training yet: run it with dp=false")
-
         dp_config = DPConfig(
             budget=PrivacyBudget(epsilon=cfg.epsilon, delta=cfg.delta),
             max_grad_norm=cfg.max_grad_norm,
@@ -442,6 +439,7 @@ class MemberNode:
             config=dp_config,
             ledger=ledger,
             seed=seed,
+            proximal_mu=proximal_mu,
         )
         return result.model, result.train_loss, result.dp, result.epsilon
 

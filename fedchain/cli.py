@@ -127,13 +127,6 @@ def run(
         from strategies.registry import create_strategy
 
         create_strategy(config)  # refuse an impossible strategy before anything starts
-        if config.strategy == "fedprox" and config.dp:
-            raise ConfigError(
-                "strategy",
-                "not 'fedprox' while DP is on",
-                config.strategy,
-                hint="FedProx with DP is not supported yet: add --no-dp.",
-            )
         if resume:
             from fedchain.checkpoint import Checkpoint
 

@@ -181,6 +181,9 @@ def _as_tensors(x_train: Any, y_train: Any, device: torch.device) -> tuple[torch
     return x, y
 
 
+_PROXIMAL_MU = Interval(float, 0, None, closed="left")
+
+
 def _check_hyperparameters(*, epochs: int, batch_size: int, learning_rate: float, momentum: float) -> None:
     Interval(int, 1, None, closed="left").check("epochs", epochs)
     Interval(int, 1, None, closed="left").check("batch_size", batch_size)
@@ -294,6 +297,14 @@ class _Round:
     accountant: str
     sampling_seed: int
     noise_seed: int
+    proximal_mu: float = 0.0
+
+    def attach_proximal(self, optimizer: Any) -> None:
+        """FedProx: add ``mu * (w - w_start)`` to each noised gradient (post-processing, no privacy cost)."""
+        if self.proximal_mu > 0:
+            from fedchain.aggregation.proximal import ProximalTerm
+
+            ProximalTerm(self.model, mu=self.proximal_mu).attach(optimizer)
 
 
 def _resolve_mode(requested: str, model: nn.Module, x: torch.Tensor) -> str:
@@ -318,6 +329,7 @@ def _train_fused(job: _Round, taken: list[tuple[float, float, int]]) -> tuple[to
     n = int(x.shape[0])
     trainable = [p for p in job.model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=job.learning_rate, momentum=job.momentum)
+    job.attach_proximal(optimizer)
     accountant = create_accountant(job.accountant)
     sampling = torch.Generator().manual_seed(job.sampling_seed)
     step = FusedDPStep(
@@ -363,6 +375,7 @@ def _train_opacus(job: _Round, mode: str, taken: list[tuple[float, float, int]])
         generator=torch.Generator().manual_seed(job.sampling_seed),
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=job.learning_rate, momentum=job.momentum)
+    job.attach_proximal(optimizer)  # on the torch optimizer: runs after Opacus clipped and noised
     criterion: Any = nn.CrossEntropyLoss()
     engine: PrivacyEngine | None = None
     dp_model: Any = None
@@ -430,6 +443,7 @@ def train_private(
     config: DPConfig,
     ledger: PrivacyLedger,
     seed: int | None = None,
+    proximal_mu: float = 0.0,
 ) -> TrainResult:
     """Train ``model`` in place for one round with DP-SGD and record the round in ``ledger``.
 
@@ -452,6 +466,9 @@ def train_private(
         config: the member's DP config.
         ledger: the member's lifetime ledger; must use ``config.accountant``.
         seed: makes the round reproducible (see the module docstring); None for OS entropy.
+        proximal_mu: FedProx's ``mu`` (0: off). Its gradient ``mu * (w - w_start)`` is added after
+            clipping and noise: it depends on no example, so epsilon is unchanged
+            (:mod:`fedchain.aggregation.proximal`).
 
     Returns:
         The trained model, the round's ``DPParams`` and the cumulative epsilon after it.
@@ -482,6 +499,7 @@ def train_private(
     if not isinstance(ledger, PrivacyLedger):
         raise ConfigError("ledger", "a PrivacyLedger", ledger)
     _check_hyperparameters(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, momentum=momentum)
+    proximal_mu = _PROXIMAL_MU.check("proximal_mu", proximal_mu)
     x, y = _as_tensors(x_train, y_train, _device_of(model))
     n = int(x.shape[0])
     delta = check_delta(config.budget.delta, n)
@@ -516,6 +534,7 @@ def train_private(
         accountant=config.accountant,
         sampling_seed=seeds[0],
         noise_seed=seeds[1],
+        proximal_mu=proximal_mu,
     )
     taken: list[tuple[float, float, int]] = []
     with quiet_opacus(), _round_rng(seeds[2]):
