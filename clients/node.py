@@ -419,14 +419,9 @@ class MemberNode:
                 proximal_mu=proximal_mu,
             )
             return model, loss, None, None
-        from fedchain.privacy import DPConfig, PrivacyBudget, PrivacyLedger, train_private
+        from fedchain.privacy import PrivacyLedger, federation_dp_config, train_private
 
-        dp_config = DPConfig(
-            budget=PrivacyBudget(epsilon=cfg.epsilon, delta=cfg.delta),
-            max_grad_norm=cfg.max_grad_norm,
-            noise_multiplier=cfg.noise_multiplier or None,
-            planned_rounds=cfg.rounds,
-        )
+        dp_config = federation_dp_config(cfg)
         ledger = PrivacyLedger.open(self.state_dir / "privacy.json")
         result = train_private(
             model,

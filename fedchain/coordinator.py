@@ -42,6 +42,7 @@ from fedchain.contribution import (
     withheld_scores,
 )
 from fedchain.contribution.base import Evaluate
+from fedchain.contribution.bounds import dp_update_bound
 from fedchain.contribution.committee import (
     CommitteeVerdict,
     build_scalar_requests,
@@ -458,6 +459,39 @@ class Coordinator:
             return self._aggregate_plain(server_round, accepted, summary)
         return self._aggregate_encrypted(grid, server_round, accepted, summary)
 
+    def _norm_bounds(self, updates: Sequence[AcceptedUpdate], num_params: int) -> dict[str, float]:
+        """Each member's bound on ``||delta_i||``: ``norm-bound``, raised for DP members.
+
+        A DP member's bound is at least what DP-SGD with its declared parameters can produce
+        (:func:`~fedchain.contribution.bounds.dp_update_bound`), when those match the federation's.
+        """
+        bounds: dict[str, float] = {}
+        for update in updates:
+            member, bound = update.member, self.config.norm_bound
+            if self.config.dp and member.dp is not None:
+                from fedchain.privacy import declared_dp_problem, federation_dp_config  # imports Opacus
+
+                problem = declared_dp_problem(
+                    member.dp,
+                    num_examples=member.num_examples,
+                    config=federation_dp_config(self.config),
+                    epochs=self.config.dp_local_epochs,
+                    batch_size=self.config.dp_batch_size,
+                )
+                if problem is None:
+                    dp_bound = dp_update_bound(
+                        member.dp,
+                        num_examples=member.num_examples,
+                        learning_rate=self.config.dp_learning_rate,
+                        momentum=self.config.momentum,
+                        num_params=num_params,
+                    )
+                    bound = max(bound, dp_bound)
+                else:
+                    log.warning("member %s: no DP allowance on the norm bound (%s)", member.address, problem)
+            bounds[member.address] = bound
+        return bounds
+
     def _aggregate_plain(
         self, server_round: int, accepted: list[AcceptedUpdate], summary: RoundSummary
     ) -> tuple[list[AcceptedUpdate], Aggregate, ScoringEvidence]:
@@ -468,7 +502,7 @@ class Coordinator:
         excluded: list[str] = []
         if self.config.norm_bound > 0:
             sq_norms = {address: float(counts[address] ** 2 * (d @ d)) for address, d in deltas.items()}
-            excluded = norm_bound_filter(sq_norms, counts, self.config.norm_bound)
+            excluded = norm_bound_filter(sq_norms, counts, self._norm_bounds(accepted, flat_base.size))
         accepted, evidence = self._exclude(accepted, excluded, summary)
         if len(accepted) < self.config.min_members:
             return accepted, Aggregate(total_weight=0, digest=ZERO_HASH), evidence
@@ -545,7 +579,8 @@ class Coordinator:
         counts = {u.member.address: u.member.num_examples for u in kept}
         requests = build_scalar_requests(self.public_context, chunks_by_member, sum_chunks if want_dots else None)
         verdict = self._ask_committee(grid, server_round, kept, requests)
-        excluded = verdict.excluded(counts, self.config.norm_bound) if self.config.norm_bound > 0 else []
+        bounds = self._norm_bounds(kept, self._vector_size)
+        excluded = verdict.excluded(counts, bounds) if self.config.norm_bound > 0 else []
         kept, evidence = self._exclude(kept, excluded, summary)
         evidence.flagged = verdict.reason if verdict.disagreement else ""
         products = verdict.products

@@ -248,12 +248,12 @@ class CommitteeVerdict(Generic[K]):
     reason: str = ""
     answers: Mapping[K, InnerProducts] = field(default_factory=dict)
 
-    def excluded(self, num_examples: Mapping[str, int], bound: float) -> list[str]:
+    def excluded(self, num_examples: Mapping[str, int], bound: float | Mapping[str, float]) -> list[str]:
         """Members above the norm bound: by the agreed norms, or, when flagged, by *any* answer.
 
         Args:
             num_examples: ``n_i`` per member, in order.
-            bound: the norm bound on ``||delta_i||`` (0: off).
+            bound: the norm bound on ``||delta_i||``, for everyone or per member (0: off).
 
         Returns:
             Excluded addresses, in the order of ``num_examples``.

@@ -25,11 +25,12 @@ from fedchain.privacy.accounting import (
     HistoryEntry,
     calibrate_noise_multiplier,
     compute_epsilon,
+    declared_dp_problem,
     epsilon_curve,
     plan_round,
     sample_rate_for,
 )
-from fedchain.privacy.config import DPConfig, PrivacyBudget, check_delta
+from fedchain.privacy.config import DPConfig, PrivacyBudget, check_delta, federation_dp_config
 from fedchain.privacy.ledger import PrivacyLedger
 from fedchain.privacy.training import TrainResult, incompatible_layers, train_plain, train_private
 
@@ -44,6 +45,8 @@ __all__ = [
     "calibrate_noise_multiplier",
     "check_delta",
     "compute_epsilon",
+    "declared_dp_problem",
+    "federation_dp_config",
     "epsilon_curve",
     "incompatible_layers",
     "plan_round",

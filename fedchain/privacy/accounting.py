@@ -43,6 +43,7 @@ __all__ = [
     "HistoryEntry",
     "calibrate_noise_multiplier",
     "compute_epsilon",
+    "declared_dp_problem",
     "epsilon_curve",
     "plan_round",
     "sample_rate_for",
@@ -366,3 +367,54 @@ def plan_round(config: DPConfig, *, num_examples: int, epochs: int, batch_size: 
         max_grad_norm=config.max_grad_norm,
         delta=config.budget.delta,
     )
+
+
+#: A declared noise multiplier above the calibrated one must still spend this share of the budget.
+_DECLARED_SPEND_FLOOR = 0.9
+
+
+def declared_dp_problem(
+    dp: DPParams, *, num_examples: int, config: DPConfig, epochs: int, batch_size: int
+) -> str | None:
+    """Why a member's declared DP parameters are not what an honest member would use, or None.
+
+    An honest member with ``num_examples`` examples plans its round with :func:`plan_round`: the
+    same sample rate, at most the planned steps, the federation's clipping norm, and a noise
+    multiplier that spends the budget over the planned rounds (or the fixed one). A declaration
+    with more noise than that (it would spend under ``90%`` of the budget) or larger steps or
+    clipping is refused. Cheap: one RDP evaluation per distinct declaration, cached.
+
+    Example:
+        >>> from fedchain.privacy import DPConfig, PrivacyBudget
+        >>> config = DPConfig(budget=PrivacyBudget(epsilon=8.0, delta=1e-5), noise_multiplier=1.1)
+        >>> honest = plan_round(config, num_examples=150, epochs=3, batch_size=32)
+        >>> declared_dp_problem(honest, num_examples=150, config=config, epochs=3, batch_size=32) is None
+        True
+        >>> from dataclasses import replace
+        >>> declared_dp_problem(replace(honest, noise_multiplier=50.0), num_examples=150, config=config,
+        ...                     epochs=3, batch_size=32)
+        'noise multiplier 50 above the configured 1.1'
+    """
+    sample_rate, steps_per_epoch = sample_rate_for(num_examples, batch_size)
+    planned_steps = _COUNT.check("epochs", epochs) * steps_per_epoch
+    if not math.isclose(dp.sample_rate, sample_rate, rel_tol=1e-9):
+        return f"sample rate {dp.sample_rate:g}, expected {sample_rate:g} for {num_examples} examples"
+    if not 0 < dp.steps <= planned_steps:
+        return f"{dp.steps} steps, at most {planned_steps} planned"
+    if dp.max_grad_norm > config.max_grad_norm * (1 + 1e-9):
+        return f"clipping norm {dp.max_grad_norm:g} above the configured {config.max_grad_norm:g}"
+    if config.noise_multiplier is not None:
+        if dp.noise_multiplier > config.noise_multiplier * (1 + 1e-9):
+            return f"noise multiplier {dp.noise_multiplier:g} above the configured {config.noise_multiplier:g}"
+        return None
+    spend = compute_epsilon(
+        [(dp.noise_multiplier, sample_rate, planned_steps)] * config.planned_rounds,
+        config.budget.delta,
+        config.accountant,
+    )
+    if spend < _DECLARED_SPEND_FLOOR * config.budget.epsilon:
+        return (
+            f"noise multiplier {dp.noise_multiplier:g} spends only epsilon {spend:.3g} of the budget "
+            f"{config.budget.epsilon:g} over {config.planned_rounds} rounds: more noise than calibrated"
+        )
+    return None

@@ -23,12 +23,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fedchain._validation import Interval, OneOf, check_bool
 from fedchain.errors import ConfigError
 from fedchain.privacy._registry import ACCOUNTANT_NAMES, GRAD_SAMPLE_MODES
 
-__all__ = ["DPConfig", "PrivacyBudget", "check_delta", "positive_float"]
+if TYPE_CHECKING:
+    from fedchain.config import FedChainConfig
+
+__all__ = ["DPConfig", "PrivacyBudget", "check_delta", "federation_dp_config", "positive_float"]
 
 _POSITIVE = Interval(float, 0, None, closed="neither")
 _DELTA = Interval(float, 0, 1, closed="neither")
@@ -171,3 +175,19 @@ example outright; use one well below 1/n, such as 1e-5.
             hint="A delta of 1/n or more allows releasing one example outright; use one well below 1/n, such as 1e-5.",
         )
     return delta
+
+
+def federation_dp_config(config: FedChainConfig) -> DPConfig:
+    """The DP config every member of a federation trains with (and the coordinator checks against).
+
+    Example:
+        >>> from fedchain.config import FedChainConfig
+        >>> federation_dp_config(FedChainConfig(epsilon=3.0, rounds=20)).budget
+        PrivacyBudget(epsilon=3.0, delta=1e-05)
+    """
+    return DPConfig(
+        budget=PrivacyBudget(epsilon=config.epsilon, delta=config.delta),
+        max_grad_norm=config.max_grad_norm,
+        noise_multiplier=config.noise_multiplier or None,
+        planned_rounds=config.rounds,
+    )
