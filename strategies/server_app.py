@@ -63,7 +63,11 @@ def simulated_members(config: FedChainConfig) -> list[str]:
 
 
 def open_ledger(config: FedChainConfig, members: list[str], *, address: str | None = None) -> Any:
-    """Attach to the ledger at ``address``, or deploy one and register ``members``; None for ``chain="none"``."""
+    """Attach to the ledger at ``address``, or deploy one and register ``members``; None for ``chain="none"``.
+
+    A deployed ledger with ``config.dp`` also records every member's lifetime privacy budget
+    ``(config.epsilon, config.delta)`` on chain, so an auditor needs nothing else to judge privacy spend.
+    """
     if config.chain == "none":
         return None
     from fedchain.ledger import Web3Ledger, connect
@@ -72,6 +76,8 @@ def open_ledger(config: FedChainConfig, members: list[str], *, address: str | No
         return Web3Ledger(connect(config.chain), address)
     ledger = Web3Ledger.deploy(connect(config.chain))
     ledger.register_members(members)
+    if config.dp:
+        ledger.set_privacy_budgets(dict.fromkeys(members, (config.epsilon, config.delta)))
     log.info("fedchain: ledger %s deployed on %s", ledger.address, config.chain)
     return ledger
 

@@ -23,10 +23,14 @@ import {FedToken} from "./FedToken.sol";
 /// member (instead of a registration read plus an ERC-20 balance write and Transfer event).
 ///
 /// Everything an auditor needs is on chain: a per-round header in storage (see `RoundHeader`),
-/// one `MemberRecorded` event per member-round, one `RoundRecorded` event per round, and
-/// `MemberRegistered` / `MemberDeregistered` events (with the block) for registration history.
+/// one `MemberRecorded` event per member-round, one `RoundRecorded` event per round,
+/// `MemberRegistered` / `MemberDeregistered` events (with the block) for registration history, and
+/// each member's lifetime privacy budget (`setPrivacyBudgets`, set once per member by the admin,
+/// read with `privacyBudget` or from the `PrivacyBudgetSet` events), against which an auditor
+/// judges the epsilon it recomputes from the recorded DP parameters.
 ///
-/// Fixed-point scales (see fedchain/ledger/fixedpoint.py): scores and epsilon are 1e18-scaled;
+/// Fixed-point scales (see fedchain/ledger/fixedpoint.py): scores, epsilon and budgets (epsilon and
+/// delta) are 1e18-scaled;
 /// `dpParams` packs one member's DP-SGD parameters into one word, least significant bits first:
 ///   bits   0..47  noise multiplier  x 1e9   (uint48)
 ///   bits  48..111 sample rate       x 1e18  (uint64)
@@ -81,8 +85,12 @@ contract ContributionLedger is AccessControl {
     // member => claimable (bits 64..255) | registered-since block (bits 0..63, 0 = not registered)
     mapping(address member => uint256 packed) private _accounts;
     mapping(uint256 round => RoundHeader) private _rounds;
+    // member => lifetime budget: epsilon (bits 128..255) | delta (bits 0..127), both 1e18 fixed
+    // point; 0 = not set (a set budget has a non-zero epsilon).
+    mapping(address member => uint256 packed) private _budgets;
 
     uint256 private constant _BLOCK_MASK = 0xFFFFFFFFFFFFFFFF;
+    uint256 private constant _FIXED_ONE = 1e18; // a budget's delta must be below it
 
     event MemberRegistered(address indexed member, uint256 blockNumber);
     event MemberDeregistered(address indexed member, uint256 blockNumber);
@@ -104,6 +112,7 @@ contract ContributionLedger is AccessControl {
         uint256 indexed round, address indexed member, uint256 score, uint256 reward, uint256 dpParams, uint256 epsilon
     );
     event Claimed(address indexed member, uint256 amount);
+    event PrivacyBudgetSet(address indexed member, uint256 epsilon, uint256 delta);
 
     error ZeroAddress();
     error AlreadyRegistered(address member);
@@ -117,6 +126,8 @@ contract ContributionLedger is AccessControl {
     error BrokenLineage(bytes32 expected, bytes32 got);
     error PoolTooLarge(uint256 rewardPool);
     error UnknownRound(uint256 round);
+    error BudgetAlreadySet(address member);
+    error InvalidBudget(address member);
 
     constructor(
         address admin,
@@ -156,6 +167,29 @@ contract ContributionLedger is AccessControl {
             if (packed & _BLOCK_MASK == 0) revert NotRegistered(m);
             _accounts[m] = packed & ~_BLOCK_MASK;
             emit MemberDeregistered(m, block.number);
+        }
+    }
+
+    /// @notice Set registered members' lifetime privacy budgets, once per member; each emits
+    /// `PrivacyBudgetSet(member, epsilon, delta)`. A budget outlives deregistration.
+    /// @param members registered member addresses.
+    /// @param epsilons each member's total epsilon, 1e18 fixed point, in [1, 2**128).
+    /// @param deltas each member's delta, 1e18 fixed point, in [1, 1e18).
+    function setPrivacyBudgets(address[] calldata members, uint256[] calldata epsilons, uint256[] calldata deltas)
+        external
+        onlyRole(DEFAULT_ADMIN_ROLE)
+    {
+        uint256 n = members.length;
+        if (epsilons.length != n || deltas.length != n) revert LengthMismatch();
+        for (uint256 i; i < n; ++i) {
+            address m = members[i];
+            if (_accounts[m] & _BLOCK_MASK == 0) revert NotRegistered(m);
+            if (_budgets[m] != 0) revert BudgetAlreadySet(m);
+            uint256 epsilon = epsilons[i];
+            uint256 delta = deltas[i];
+            if (epsilon == 0 || epsilon >> 128 != 0 || delta == 0 || delta >= _FIXED_ONE) revert InvalidBudget(m);
+            _budgets[m] = (epsilon << 128) | delta;
+            emit PrivacyBudgetSet(m, epsilon, delta);
         }
     }
 
@@ -304,6 +338,12 @@ contract ContributionLedger is AccessControl {
     /// @notice Rewards credited to `member` and not yet claimed into its ERC-20 balance.
     function claimable(address member) external view returns (uint256) {
         return _accounts[member] >> 64;
+    }
+
+    /// @notice `member`'s lifetime privacy budget (1e18 fixed point); zeros when none was set.
+    function privacyBudget(address member) external view returns (uint256 epsilon, uint256 delta) {
+        uint256 packed = _budgets[member];
+        return (packed >> 128, packed & type(uint128).max);
     }
 
     /// @notice All rewards `member` holds: its FedToken balance plus its unclaimed credit.

@@ -123,8 +123,12 @@ def setup_ledger(
     admin_key: str,
     coordinator_funding_wei: int = COORDINATOR_FUNDING_WEI,
     timeout_s: float = 60.0,
+    privacy_budget: tuple[float, float] | None = None,
 ) -> ChainSetup:
     """Deploy the ledger, fund the coordinator wallet and register the members' wallets.
+
+    With DP on, pass the run's ``privacy_budget=(epsilon, delta)``: it is recorded on chain as every
+    member's lifetime budget right after registration (once; an auditor judges privacy spend by it).
 
     Args:
         rpc_url: the chain's JSON-RPC URL.
@@ -132,15 +136,21 @@ def setup_ledger(
         admin_key: hex key of a funded account that becomes the ledger's admin (never logged).
         coordinator_funding_wei: ETH sent to the coordinator wallet for gas (0: none).
         timeout_s: receipt timeout of each transaction.
+        privacy_budget: every member's ``(epsilon, delta)`` when the federation trains with DP
+            (``FedChainConfig.epsilon`` / ``.delta``); None records no budgets (DP off).
 
     Returns:
         The addresses deployed and registered.
 
     Raises:
+        ConfigError: ``privacy_budget`` is out of range (epsilon in (0, inf), delta in (0, 1)).
         LedgerError: the chain refused a transaction.
     """
     from fedchain.ledger import Web3Ledger, connect
+    from fedchain.ledger.fixedpoint import budget_to_fixed
 
+    if privacy_budget is not None:  # validated before anything is sent
+        budget_to_fixed(*privacy_budget, name="privacy_budget")
     chain = connect(rpc_url, private_key=admin_key)
     if coordinator_funding_wei:
         fund(chain, federation.coordinator_address, coordinator_funding_wei, timeout_s=timeout_s)
@@ -150,6 +160,8 @@ def setup_ledger(
     missing = [address for address in members if not ledger.is_registered(address)]
     if missing:
         raise FedChainError(f"members not registered on chain: {missing}")
+    if privacy_budget is not None:
+        ledger.set_privacy_budgets(dict.fromkeys(members, privacy_budget))
     log.info("ledger %s on %s: %d members registered", ledger.address, rpc_url, len(members))
     return ChainSetup(
         rpc_url=rpc_url,

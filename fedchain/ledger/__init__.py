@@ -3,7 +3,10 @@
 fedchain records every round on an EVM chain with two contracts (sources in ``contracts/src``,
 compiled artifacts committed under ``fedchain/ledger/artifacts``, so no Node is needed here):
 
-* ``ContributionLedger`` (OpenZeppelin ``AccessControl``): the admin registers member addresses;
+* ``ContributionLedger`` (OpenZeppelin ``AccessControl``): the admin registers member addresses
+  and sets each member's lifetime privacy budget ``(epsilon, delta)`` once (``setPrivacyBudgets``,
+  read back with ``privacyBudget``; :meth:`Web3Ledger.set_privacy_budgets` /
+  :meth:`LedgerReader.privacy_budget`), so an auditor can judge privacy spend from the chain alone;
   the coordinator (``RECORDER_ROLE``) calls ``recordRound`` with the round number (exactly the
   next one), aggregate/model/previous-model hashes (lineage is enforced on chain), the signed-update
   Merkle root, the reward pool and, per member, score, packed DP parameters and cumulative epsilon
@@ -12,7 +15,7 @@ compiled artifacts committed under ``fedchain/ledger/artifacts``, so no Node is 
   the remainder to the treasury, stores a round header and emits one ``MemberRecorded`` per member
   and one ``RoundRecorded`` per round. Errors are named: ``WrongRound``, ``RoundAlreadyRecorded``,
   ``UnregisteredMember``, ``DuplicateMember``, ``MembersNotSorted``, ``LengthMismatch``,
-  ``BrokenLineage``, ``PoolTooLarge``...
+  ``BrokenLineage``, ``PoolTooLarge``, ``BudgetAlreadySet``, ``InvalidBudget``...
 * ``FedToken`` (OpenZeppelin ``ERC20``), deployed by the ledger, which is its only minter.
 
 Rewards are pull payments: a round mints the members' total to the ledger and credits each member

@@ -1,15 +1,15 @@
 """The ``Ledger`` extension point and the records it returns.
 
 A ledger is where rounds are recorded and rewards paid. :class:`LedgerReader` is everything an
-auditor needs (rounds, member history, registrations, balances); :class:`Ledger` adds the three
-writes the coordinator makes. :class:`~fedchain.ledger.Web3Ledger` implements both against any
+auditor needs (rounds, member history, registrations, privacy budgets, balances); :class:`Ledger`
+adds the writes the admin and the coordinator make. :class:`~fedchain.ledger.Web3Ledger` implements both against any
 EVM chain; :class:`~fedchain.ledger.ExportedLedger` implements the reader over an exported run.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from fedchain.errors import LedgerError
@@ -154,7 +154,7 @@ class RegistrationEvent:
 class LedgerReader(ABC):
     """Read access to recorded rounds, registrations and balances.
 
-    Subclasses implement six reads; :meth:`rounds` and :meth:`was_registered` build on them.
+    Subclasses implement seven reads; :meth:`rounds` and :meth:`was_registered` build on them.
 
     Example:
         >>> from fedchain.ledger import connect, Web3Ledger
@@ -189,6 +189,15 @@ class LedgerReader(ABC):
         """Return every registration and deregistration, in chain order."""
 
     @abstractmethod
+    def privacy_budget(self, address: str) -> tuple[float, float] | None:
+        """Return a member's lifetime privacy budget ``(epsilon, delta)`` as set on chain.
+
+        Returns:
+            The budget, or None when none was set for ``address``, or when the ledger predates
+            budgets (its contract has no ``privacyBudget``).
+        """
+
+    @abstractmethod
     def balance_of(self, address: str) -> int:
         """Return the FedToken an address holds, in wei: its ERC-20 balance plus unclaimed credit."""
 
@@ -220,7 +229,7 @@ class LedgerReader(ABC):
 
 
 class Ledger(LedgerReader):
-    """A ledger the coordinator writes: registration and round recording.
+    """A ledger the admin and the coordinator write: registration, privacy budgets, round recording.
 
     Example:
         >>> from fedchain.ledger import connect, Web3Ledger
@@ -250,6 +259,24 @@ class Ledger(LedgerReader):
 
         Raises:
             TransactionError: an address is not registered, or the signer is not the admin.
+        """
+
+    @abstractmethod
+    def set_privacy_budgets(self, budgets: Mapping[str, tuple[float, float]]) -> None:
+        """Set registered members' lifetime privacy budgets (admin only, once per member).
+
+        Each emits ``PrivacyBudgetSet(member, epsilon, delta)``; :meth:`privacy_budget` reads it back,
+        and an auditor judges each member's recomputed epsilon against it.
+
+        Args:
+            budgets: member address -> ``(epsilon, delta)``, epsilon in (0, inf), delta in (0, 1).
+
+        Raises:
+            ConfigError: an address is malformed, or an epsilon or delta is out of range (the
+                message names the member).
+            TransactionError: the chain refused (reason names the custom error:
+                ``NotRegistered(member=0x...)``, ``BudgetAlreadySet(member=0x...)``), or the signer
+                is not the admin.
         """
 
     @abstractmethod

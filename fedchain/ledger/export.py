@@ -10,7 +10,12 @@ coordinator calls :func:`export_ledger`, which writes everything an auditor read
   treasury, chain id and the block number/hash at export;
 * the artifacts' source hash and compiler version, and the event signatures (topic -> name);
 * a snapshot of the state at export (total supply, per-address ERC-20 balance and claimable
-  credit, registration blocks), which a reader can cross-check against the logs.
+  credit, registration blocks, privacy budgets), which a reader can cross-check against the logs.
+
+Members' privacy budgets travel as the ``PrivacyBudgetSet`` logs (and, in the snapshot, as
+``privacyBudgets``: address -> stored ``{"epsilon", "delta"}`` words, present when the contract has
+``privacyBudget``). An export written before budgets existed has neither: :meth:`ExportedLedger.privacy_budget`
+then returns None, as for a member whose budget was never set.
 
 :class:`ExportedLedger` decodes the logs with the same code as :class:`~fedchain.ledger.Web3Ledger`
 and implements :class:`~fedchain.ledger.LedgerReader`, so an audit of a finished embedded run and an
@@ -47,6 +52,7 @@ from fedchain.ledger._abi import (
     registration_from_event,
 )
 from fedchain.ledger.base import LedgerReader, RecordedMember, RecordedRound, RegistrationEvent
+from fedchain.ledger.fixedpoint import fixed_to_budget
 from fedchain.ledger.web3_ledger import Web3Ledger
 
 __all__ = ["EXPORT_FILENAME", "EXPORT_FORMAT", "ExportedLedger", "export_ledger"]
@@ -83,7 +89,7 @@ def export_ledger(ledger: Web3Ledger, path: str | Path) -> Path:
             addresses.update(v for v in event.args.values() if isinstance(v, str) and len(v) == 42)
     addresses.discard(_ZERO_ADDRESS)
     contract = ledger.ledger_contract
-    snapshot = {
+    snapshot: dict[str, Any] = {
         "totalSupply": ledger.total_supply(),
         "accounts": {
             a: {
@@ -94,6 +100,11 @@ def export_ledger(ledger: Web3Ledger, path: str | Path) -> Path:
             for a in sorted(addresses)
         },
     }
+    budgets = {a: ledger.privacy_budget_fixed(a) for a in sorted(addresses)}
+    if all(words is not None for words in budgets.values()):  # else: a contract without privacyBudget
+        snapshot["privacyBudgets"] = {
+            a: {"epsilon": words[0], "delta": words[1]} for a, words in budgets.items() if words and words[0]
+        }
     document = {
         "format": EXPORT_FORMAT,
         "chain": {
@@ -213,6 +224,37 @@ class ExportedLedger(LedgerReader):
             for e in self._of(self._ledger)
             if e.name in ("MemberRegistered", "MemberDeregistered")
         ]
+
+    def privacy_budget(self, address: str) -> tuple[float, float] | None:
+        """A member's budget from its ``PrivacyBudgetSet`` log; None when there is none (or an old export).
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> from fedchain.ledger import Web3Ledger, connect, export_ledger
+            >>> ledger = Web3Ledger.deploy(connect("embedded"))
+            >>> member = "0x" + "11" * 20
+            >>> ledger.register_members([member])
+            >>> ledger.set_privacy_budgets({member: (3.0, 1e-6)})
+            >>> path = export_ledger(ledger, pathlib.Path(tempfile.mkdtemp()) / "chain.json")
+            >>> ExportedLedger.load(path).privacy_budget(member)
+            (3.0, 1e-06)
+        """
+        words = self.privacy_budget_words().get(to_checksum_address(address))
+        return None if words is None else fixed_to_budget(words["epsilon"], words["delta"])
+
+    def privacy_budget_words(self) -> dict[str, dict[str, int]]:
+        """Every budget in the ``PrivacyBudgetSet`` logs: address -> ``{"epsilon", "delta"}`` (1e18 fixed point).
+
+        The contract sets a budget once, so a member has at most one such log; should an export hold
+        more, the first counts (as it would have on chain).
+        """
+        words: dict[str, dict[str, int]] = {}
+        for event in self._of(self._ledger):
+            if event.name == "PrivacyBudgetSet":
+                words.setdefault(
+                    event.args["member"], {"epsilon": int(event.args["epsilon"]), "delta": int(event.args["delta"])}
+                )
+        return words
 
     def balance_of(self, address: str) -> int:
         """ERC-20 balance plus unclaimed credit, recomputed from the Transfer/credit/claim logs."""

@@ -1,4 +1,4 @@
-"""Fixed-point encodings of what ``ContributionLedger`` stores: scores, epsilon, DP parameters, hashes.
+"""Fixed-point encodings of what ``ContributionLedger`` stores: scores, epsilon, DP parameters, budgets, hashes.
 
 Every number written on chain is an unsigned integer. This module is the one place that converts
 between those integers and Python values (no web3 import here). Floats are converted exactly from
@@ -15,6 +15,8 @@ sample rate               1e18        bits 48..111      1e-18, in (0, 1]
 steps                     1           bits 112..143     1 .. 2**32 - 1
 max grad norm (clipping)  1e9         bits 144..191     1e-9, up to 281474.97
 delta                     1e18        bits 192..255     1e-18, in (0, 1)
+budget epsilon            1e18        bits 128..255     1e-18, in (0, 2**128 / 1e18)
+budget delta              1e18        bits 0..127       1e-18, in (0, 1)
 ========================  ==========  ================  ===================================
 
 The five DP-SGD values pack into one ``uint256`` word per member (``dpParams``), least significant
@@ -23,6 +25,11 @@ auditor who decodes the word and reruns the RDP accountant reproduces the member
 better than 1e-6 (relative input error <= 5e-10 for sigma and the clipping norm; sample rate and
 delta are exact to 1e-18).
 
+A member's lifetime privacy budget ``(epsilon, delta)`` is set once with ``setPrivacyBudgets``
+(two 1e18-scaled words, packed by the contract into one storage word, epsilon high and delta
+low) and read back with ``privacyBudget``; :func:`budget_to_fixed` and :func:`fixed_to_budget`
+convert, exactly for values with at most 18 decimals (``8.0``, ``1e-5``).
+
 Example:
     >>> from fedchain.types import DPParams
     >>> dp = DPParams(noise_multiplier=1.1, sample_rate=0.02, steps=150, max_grad_norm=1.0, delta=1e-5)
@@ -30,6 +37,8 @@ Example:
     True
     >>> epsilon_to_fixed(2.5)
     2500000000000000000
+    >>> fixed_to_budget(*budget_to_fixed(8.0, 1e-5))
+    (8.0, 1e-05)
 """
 
 from __future__ import annotations
@@ -42,14 +51,19 @@ from fedchain.rewards import SCORE_SCALE, fixed_to_score, score_to_fixed
 from fedchain.types import DPParams
 
 __all__ = [
+    "BUDGET_FIELD_LIMIT",
     "CLIP_SCALE",
     "DELTA_SCALE",
     "EPSILON_SCALE",
     "NOISE_SCALE",
     "SAMPLE_RATE_SCALE",
     "SCORE_SCALE",
+    "budget_to_fixed",
     "bytes32_to_hex",
+    "delta_to_fixed",
     "epsilon_to_fixed",
+    "fixed_to_budget",
+    "fixed_to_delta",
     "fixed_to_epsilon",
     "fixed_to_score",
     "hex_to_bytes32",
@@ -63,6 +77,8 @@ NOISE_SCALE = 10**9
 SAMPLE_RATE_SCALE = 10**18
 CLIP_SCALE = 10**9
 DELTA_SCALE = 10**18
+#: Each field of a stored budget (epsilon, delta) must be below this (the contract packs two per word).
+BUDGET_FIELD_LIMIT = 2**128
 
 # (field, shift, bits, scale)
 _LAYOUT: tuple[tuple[str, int, int, int], ...] = (
@@ -162,6 +178,83 @@ def fixed_to_epsilon(epsilon_fixed: int) -> float | None:
     if epsilon_fixed == 0:
         return None
     return float(Fraction(epsilon_fixed, EPSILON_SCALE))
+
+
+def delta_to_fixed(delta: float, *, name: str = "delta") -> int:
+    """Encode a DP delta, a float in (0, 1), at resolution 1e-18.
+
+    Args:
+        delta: the delta.
+        name: how to name the value in an error (e.g. ``"budgets[0xAbC...].delta"``).
+
+    Raises:
+        ConfigError: delta is not a finite number in (0, 1), or rounds to 0 at 1e-18.
+
+    Example:
+        >>> delta_to_fixed(1e-5)
+        10000000000000
+    """
+    if isinstance(delta, bool) or not isinstance(delta, int | float) or not math.isfinite(delta) or not 0 < delta < 1:
+        raise ConfigError(name, "a float in (0, 1)", delta)
+    fixed = round(Fraction(repr(float(delta))) * DELTA_SCALE)
+    if not 0 < fixed < DELTA_SCALE:
+        raise ConfigError(name, f"a float in (0, 1) at resolution {1 / DELTA_SCALE:g}", delta)
+    return fixed
+
+
+def fixed_to_delta(delta_fixed: int) -> float | None:
+    """Decode a 1e18-scaled delta (0 decodes as None).
+
+    Example:
+        >>> fixed_to_delta(10000000000000)
+        1e-05
+    """
+    if delta_fixed == 0:
+        return None
+    return float(Fraction(delta_fixed, DELTA_SCALE))
+
+
+def budget_to_fixed(epsilon: float, delta: float, *, name: str = "budget") -> tuple[int, int]:
+    """Encode a lifetime privacy budget as the ``setPrivacyBudgets`` words ``(epsilon, delta)``.
+
+    Args:
+        epsilon: the most cumulative epsilon the member may spend, in (0, inf) (below 2**128 / 1e18).
+        delta: the member's delta, in (0, 1).
+        name: prefix naming the budget in an error; the message names ``NAME.epsilon`` or ``NAME.delta``.
+
+    Raises:
+        ConfigError: epsilon is not in (0, 2**128 / 1e18) or delta not in (0, 1) at 1e-18 resolution.
+
+    Example:
+        >>> budget_to_fixed(8.0, 1e-5)
+        (8000000000000000000, 10000000000000)
+        >>> budget_to_fixed(0.0, 1e-5, name="budgets[0x11]")
+        Traceback (most recent call last):
+        ...
+        fedchain.errors.ConfigError: The 'budgets[0x11].epsilon' parameter must be a float in (0, inf). Got 0.0.
+    """
+    epsilon_name = f"{name}.epsilon"
+    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not math.isfinite(epsilon) or epsilon <= 0:
+        raise ConfigError(epsilon_name, "a float in (0, inf)", epsilon)
+    epsilon_fixed = round(Fraction(repr(float(epsilon))) * EPSILON_SCALE)
+    if not 0 < epsilon_fixed < BUDGET_FIELD_LIMIT:
+        limit = BUDGET_FIELD_LIMIT / EPSILON_SCALE
+        raise ConfigError(epsilon_name, f"a float in (0, {limit:.6g}) at resolution {1 / EPSILON_SCALE:g}", epsilon)
+    return epsilon_fixed, delta_to_fixed(delta, name=f"{name}.delta")
+
+
+def fixed_to_budget(epsilon_fixed: int, delta_fixed: int) -> tuple[float, float] | None:
+    """Decode a stored budget; ``(0, 0)`` (no budget set) decodes as None.
+
+    Example:
+        >>> fixed_to_budget(0, 0) is None
+        True
+    """
+    epsilon = fixed_to_epsilon(epsilon_fixed)
+    delta = fixed_to_delta(delta_fixed)
+    if epsilon is None or delta is None:
+        return None
+    return epsilon, delta
 
 
 def hex_to_bytes32(value: str, *, name: str = "hash") -> bytes:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from eth_tester.exceptions import TransactionFailed
 from eth_typing import ChecksumAddress, HexStr
 from eth_utils import keccak, to_checksum_address
 from web3.contract import Contract
-from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError, TimeExhausted
+from web3.exceptions import (
+    BadFunctionCallOutput,
+    ContractCustomError,
+    ContractLogicError,
+    ContractPanicError,
+    TimeExhausted,
+)
 from web3.types import TxParams
 
 from fedchain.errors import ChainTimeoutError, ConfigError, LedgerError, TransactionError
@@ -26,7 +32,14 @@ from fedchain.ledger._abi import (
 )
 from fedchain.ledger.base import Ledger, RecordedMember, RecordedRound, RegistrationEvent, RoundConflictError
 from fedchain.ledger.chain import Chain
-from fedchain.ledger.fixedpoint import epsilon_to_fixed, hex_to_bytes32, pack_dp, score_to_fixed
+from fedchain.ledger.fixedpoint import (
+    budget_to_fixed,
+    epsilon_to_fixed,
+    fixed_to_budget,
+    hex_to_bytes32,
+    pack_dp,
+    score_to_fixed,
+)
 from fedchain.types import Receipt, RoundRecord
 
 __all__ = ["Web3Ledger"]
@@ -191,6 +204,37 @@ class Web3Ledger(Ledger):
         receipt = self._send(self._ledger.functions.deregisterMembers(members), "deregisterMembers")
         logger.info("deregistered %d members (gas %d)", len(members), receipt["gasUsed"])
 
+    def set_privacy_budgets(self, budgets: Mapping[str, tuple[float, float]]) -> None:
+        """Set members' lifetime privacy budgets, once each (see :meth:`Ledger.set_privacy_budgets`).
+
+        Every value is validated before anything is sent; an empty mapping sends nothing.
+
+        Example:
+            >>> from fedchain.ledger import Web3Ledger, connect
+            >>> ledger = Web3Ledger.deploy(connect("embedded"))
+            >>> member = "0x" + "11" * 20
+            >>> ledger.register_members([member])
+            >>> ledger.set_privacy_budgets({member: (8.0, 1e-5)})
+            >>> ledger.privacy_budget(member)
+            (8.0, 1e-05)
+        """
+        members: list[ChecksumAddress] = []
+        epsilons: list[int] = []
+        deltas: list[int] = []
+        for address, budget in budgets.items():
+            member = _checksum(address, "budgets")
+            if not isinstance(budget, Sequence) or isinstance(budget, str) or len(budget) != 2:
+                raise ConfigError(f"budgets[{member}]", "an (epsilon, delta) pair", budget)
+            epsilon_fixed, delta_fixed = budget_to_fixed(budget[0], budget[1], name=f"budgets[{member}]")
+            members.append(member)
+            epsilons.append(epsilon_fixed)
+            deltas.append(delta_fixed)
+        if not members:
+            return
+        call = self._ledger.functions.setPrivacyBudgets(members, epsilons, deltas)
+        receipt = self._send(call, f"setPrivacyBudgets({len(members)} members)")
+        logger.info("set privacy budgets of %d members (gas %d)", len(members), receipt["gasUsed"])
+
     def claim_for(self, addresses: Sequence[str]) -> None:
         """Move members' claimable credit into their ERC-20 balances (anyone may pay for this).
 
@@ -318,6 +362,30 @@ class Web3Ledger(Ledger):
             events.extend(self._decode(self._logs([self._abi.topics[name]])))
         events.sort(key=lambda e: (e.block_number, e.log_index))
         return [registration_from_event(e) for e in events]
+
+    def privacy_budget(self, address: str) -> tuple[float, float] | None:
+        """A member's on-chain ``(epsilon, delta)`` budget; None when unset or the contract predates budgets.
+
+        Example:
+            >>> from fedchain.ledger import Web3Ledger, connect
+            >>> Web3Ledger.deploy(connect("embedded")).privacy_budget("0x" + "11" * 20) is None
+            True
+        """
+        words = self.privacy_budget_fixed(address)
+        return None if words is None else fixed_to_budget(*words)
+
+    def privacy_budget_fixed(self, address: str) -> tuple[int, int] | None:
+        """The stored budget words ``(epsilon, delta)`` (1e18 fixed point, zeros when unset).
+
+        None when the contract has no ``privacyBudget`` (a ledger deployed before budgets existed).
+        """
+        member = _checksum(address, "address")
+        try:
+            epsilon_fixed, delta_fixed = self._ledger.functions.privacyBudget(member).call()
+        except (*_REVERTS, BadFunctionCallOutput):
+            logger.debug("ledger %s has no privacyBudget: no budget on chain for %s", self.address, member)
+            return None
+        return int(epsilon_fixed), int(delta_fixed)
 
     def balance_of(self, address: str) -> int:
         """ERC-20 balance plus unclaimed credit, in wei."""

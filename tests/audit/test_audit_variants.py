@@ -23,8 +23,19 @@ def test_artifact_records_the_current_sources(name: str) -> None:
     assert artifact["compiler"]["version"] == load_artifact("ContributionLedger")["compiler"]["version"]
 
 
+# The on-chain privacy budgets came after TamperLedger and are deliberately left out of it: it stands
+# for a ledger without budgets, which the Python side must read as "no budget on chain".
+BUDGET_ABI = {
+    "function setPrivacyBudgets(address[],uint256[],uint256[])",
+    "function privacyBudget(address)",
+    "event PrivacyBudgetSet(address,uint256,uint256)",
+    "error BudgetAlreadySet(address)",
+    "error InvalidBudget(address)",
+}
+
+
 def test_tamper_ledger_keeps_the_ledger_abi() -> None:
-    """Same functions, events and errors (selectors) as ContributionLedger, so Web3Ledger reads it."""
+    """Same functions, events and errors (selectors) as ContributionLedger bar budgets, so Web3Ledger reads it."""
 
     def signatures(abi: list[dict]) -> set[str]:
         def kind(item: dict) -> str:
@@ -40,7 +51,7 @@ def test_tamper_ledger_keeps_the_ledger_abi() -> None:
 
     ledger = signatures(load_artifact("ContributionLedger")["abi"])
     tamper = signatures(variant("TamperLedger")["abi"])
-    assert ledger <= tamper
+    assert ledger - tamper == BUDGET_ABI
     assert {s.split("(")[0] for s in tamper - ledger} == {
         "function flaws",
         *(
