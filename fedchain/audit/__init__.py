@@ -13,7 +13,8 @@ recorded round it checks (names are the ``check`` of each :class:`AuditFinding`,
 * ``lineage.*``: each round's previous-model hash is the prior round's model hash;
 * ``privacy.*``: each member's cumulative epsilon, recomputed with Opacus's accountant from the
   recorded DP parameters, matches what it reported (within :data:`EPSILON_TOLERANCE`) and never
-  exceeds its budget (budgets are not on chain: they are given, or read from a run's config);
+  exceeds its budget: the one the admin set on chain (``setPrivacyBudgets``), else one given as an
+  option or read from a run's config (a given budget must agree with the chain's);
 * ``updates.*``: the signed-update Merkle root is committed (the zero root is a warning) and a
   member's digest + proof verify against it (:func:`prove_inclusion`);
 * ``model.file``: a model file is the one recorded for a round.

@@ -136,9 +136,13 @@ def audit_ledger(
 
     Args:
         reader: a live :class:`~fedchain.ledger.Web3Ledger` or an :class:`~fedchain.ledger.ExportedLedger`.
-        budgets: per-member privacy budgets (address -> budget); budgets are not on chain.
-        default_budget: the budget of members not in ``budgets``.
-        budget_source: how to describe where the budgets came from in the report.
+        budgets: per-member privacy budgets given off chain (address -> budget). A member's
+            on-chain budget (``setPrivacyBudgets``) takes precedence, and one given here must agree
+            with it (a disagreement is a ``privacy.budget`` failure naming both values).
+        default_budget: the off-chain budget of members not in ``budgets``.
+        budget_source: how to describe where the off-chain budgets came from in the report. The
+            report's ``budget_source`` is ``"chain"`` when the chain holds budgets and none are
+            given, ``"chain + SOURCE"`` when both, and SOURCE alone when the chain holds none.
         accountant: the privacy accountant members used (``"rdp"`` or ``"prv"``); not on chain.
         model_file: a model file to check against the model hash of ``model_round``.
         model_round: the round ``model_file`` claims to be (default: the last recorded round).
@@ -154,14 +158,23 @@ def audit_ledger(
 
     Example:
         >>> from fedchain.ledger import Web3Ledger, connect
-        >>> audit_ledger(Web3Ledger.deploy(connect("embedded")), default_budget=(8.0, 1e-5)).budget_source
+        >>> ledger = Web3Ledger.deploy(connect("embedded"))
+        >>> audit_ledger(ledger, default_budget=(8.0, 1e-5)).budget_source
         'given'
+        >>> ledger.register_members(["0x" + "11" * 20])
+        >>> ledger.set_privacy_budgets({"0x" + "11" * 20: (8.0, 1e-5)})
+        >>> audit_ledger(ledger).budget_source, audit_ledger(ledger, default_budget=(8.0, 1e-5)).budget_source
+        ('chain', 'chain + given')
     """
     member_budgets = {str(k): _as_budget(v, "budgets") for k, v in (budgets or {}).items()}
     default = None if default_budget is None else _as_budget(default_budget, "default_budget")
-    if budget_source is None:
-        budget_source = "given" if (member_budgets or default is not None) else "none"
+    given = bool(member_budgets) or default is not None
+    off_chain = budget_source if budget_source is not None else ("given" if given else "none")
     snapshot = read_snapshot(reader, target=target)
+    chain_budgets = {address: MemberBudget(*budget) for address, budget in snapshot.budgets.items()}
+    budget_source = off_chain
+    if chain_budgets:
+        budget_source = f"chain + {off_chain}" if given else "chain"
     history = privacy_history(snapshot, accountant=accountant)
     findings: list[AuditFinding] = []
     findings += check_round_sequence(snapshot)
@@ -174,7 +187,9 @@ def audit_ledger(
     findings += check_lineage(snapshot)
     findings += check_privacy_records(history)
     findings += check_privacy_epsilon(history)
-    findings += check_privacy_budget(history, budgets=member_budgets, default_budget=default)
+    findings += check_privacy_budget(
+        history, budgets=member_budgets, default_budget=default, chain_budgets=chain_budgets, given_source=off_chain
+    )
     findings += check_update_roots(snapshot)
     findings += _model_findings(snapshot, model_file, model_round)
     report = AuditReport(
@@ -186,7 +201,9 @@ def audit_ledger(
         budget_source=budget_source,
         strict=strict,
         rounds=round_rows(snapshot),
-        members=member_rows(snapshot, history, budgets=member_budgets, default_budget=default),
+        members=member_rows(
+            snapshot, history, budgets=member_budgets, default_budget=default, chain_budgets=chain_budgets
+        ),
     )
     for failure in report.failures:
         logger.info("audit: %s", failure)
@@ -203,7 +220,8 @@ def audit_ledger(
 def run_budget(run_dir: str | Path) -> MemberBudget | None:
     """The budget every member of a simulated run was configured with, from ``result.json``.
 
-    This is an off-chain fallback (the chain does not record budgets): the report says so.
+    This is an off-chain fallback for members without an on-chain budget (and a cross-check of
+    those with one): the report says so.
 
     Returns:
         ``MemberBudget(epsilon, delta)`` from the run's config, or None without DP or without a
@@ -280,8 +298,11 @@ def audit_run(
 ) -> AuditReport:
     """Audit a finished run on the embedded chain from its exported chain (``RUN_DIR/chain.json``).
 
-    Without ``budgets``/``default_budget`` the budget is taken from ``RUN_DIR/result.json``'s config
-    and the report's ``budget_source`` says so (``"result.json config (off-chain)"``). Without
+    Members' on-chain budgets (in the export's ``PrivacyBudgetSet`` logs) are used where set. Without
+    ``budgets``/``default_budget`` the off-chain budget is taken from ``RUN_DIR/result.json``'s config
+    (used for members without an on-chain budget, and checked against the others) and the report's
+    ``budget_source`` says so (``"chain + result.json config (off-chain)"``, or without budgets on
+    chain ``"result.json config (off-chain)"``). Without
     ``model_file``, ``RUN_DIR/model.safetensors`` (when present) is checked against the last round.
 
     Raises:

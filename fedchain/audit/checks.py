@@ -10,7 +10,9 @@ The rules are the ones the contract publishes and the privacy accountant defines
 * rewards: :func:`fedchain.rewards.proportional_rewards` (the contract's integer rule, to the wei);
 * privacy: :func:`fedchain.privacy.epsilon_curve` (Opacus's RDP or PRV accountant) over each member's
   recorded DP parameters in round order, compared with the reported cumulative epsilon within
-  :data:`EPSILON_TOLERANCE`, and against the member's budget with no tolerance.
+  :data:`EPSILON_TOLERANCE`, and against the member's budget with no tolerance. The budget is the
+  one set on chain (``setPrivacyBudgets``) when there is one; a budget given off chain (options,
+  a run's config) is the fallback for members without one, and must agree with the chain's.
 
 Example:
     >>> from fedchain.ledger import Web3Ledger, connect
@@ -66,7 +68,10 @@ EPSILON_TOLERANCE = 1e-6
 
 @dataclass(frozen=True)
 class MemberBudget:
-    """A member's privacy budget as the auditor knows it (budgets are not recorded on chain).
+    """A member's privacy budget as the auditor knows it.
+
+    Read from the chain (``ContributionLedger.privacyBudget``) where the admin set one, else given
+    off chain (options, a run's config).
 
     Attributes:
         epsilon: the most cumulative epsilon the member may spend, in (0, inf).
@@ -477,6 +482,23 @@ def check_export_snapshot(snapshot: LedgerSnapshot) -> list[AuditFinding]:
                     message="chain.json's stored balance disagrees with its logs",
                 )
             )
+    stored_budgets = exported.get("privacyBudgets")  # absent from exports of ledgers without budgets
+    logged_budgets = recomputed.get("privacyBudgets", {})
+    if stored_budgets is not None:
+        for address in sorted(set(stored_budgets) | set(logged_budgets)):
+            stored_words, logged_words = stored_budgets.get(address), logged_budgets.get(address)
+            if stored_words != logged_words:
+                findings.append(
+                    _finding(
+                        check,
+                        False,
+                        member=address,
+                        field="privacyBudget",
+                        expected=logged_words,
+                        actual=stored_words,
+                        message="chain.json's stored privacy budget disagrees with its PrivacyBudgetSet logs",
+                    )
+                )
     if not findings:
         findings.append(_finding(check, True, field="snapshot", message="stored state matches the logs"))
     return findings
@@ -852,17 +874,74 @@ def _budget_for(budgets: Mapping[str, MemberBudget], default: MemberBudget | Non
     return default
 
 
+def _budget_agreement(address: str, on_chain: MemberBudget, given: MemberBudget, source: str) -> list[AuditFinding]:
+    """A budget given off chain agrees with the member's on-chain budget (delta only when given)."""
+    check = "privacy.budget"
+    findings: list[AuditFinding] = []
+    for name, chain_value, given_value in (
+        ("epsilon", on_chain.epsilon, given.epsilon),
+        ("delta", on_chain.delta, given.delta),
+    ):
+        if given_value is None or given_value == chain_value:
+            continue
+        findings.append(
+            _finding(
+                check,
+                False,
+                member=address,
+                field=f"{name}_budget",
+                expected=chain_value,
+                actual=given_value,
+                message=f"the budget from {source} ({name} {given_value:g}) differs from the on-chain budget "
+                f"({name} {chain_value:g})",
+            )
+        )
+    if not findings:
+        findings.append(
+            _finding(
+                check,
+                True,
+                member=address,
+                field="budget",
+                expected=f"epsilon {on_chain.epsilon:g}, delta {on_chain.delta:g}",
+                actual=f"epsilon {given.epsilon:g}" + ("" if given.delta is None else f", delta {given.delta:g}"),
+                message=f"the budget from {source} agrees with the on-chain budget",
+            )
+        )
+    return findings
+
+
 def check_privacy_budget(
     history: Mapping[str, Sequence[PrivacyEntry]],
     *,
     budgets: Mapping[str, MemberBudget] | None = None,
     default_budget: MemberBudget | None = None,
+    chain_budgets: Mapping[str, MemberBudget] | None = None,
+    given_source: str = "given",
 ) -> list[AuditFinding]:
     """Each member's recomputed cumulative epsilon never exceeds its budget (no tolerance).
 
     The recomputed value is judged, not the reported one, so a member cannot under-report its way
-    inside the budget. A member without a known budget gets a warning: the chain does not record
-    budgets, so the auditor must be given them.
+    inside the budget. The chain is the authority: a member's on-chain budget (``chain_budgets``) is
+    used when there is one, and a budget also given off chain (``budgets`` / ``default_budget``) must
+    agree with it (a disagreement fails, naming both values; agreement passes). A member without an
+    on-chain budget is judged against the given one; without either it gets a warning.
+
+    Args:
+        history: each member's privacy history (:func:`privacy_history`).
+        budgets: off-chain budgets per member address.
+        default_budget: the off-chain budget of members not in ``budgets``.
+        chain_budgets: budgets read from the chain, per member address.
+        given_source: how to name the off-chain budgets in messages (e.g. ``"--epsilon-budget"``).
+
+    Example:
+        >>> entry = PrivacyEntry(1, DPParams(1.1, 0.02, 150, 1.0, 1e-5), 1.5, 1.5)
+        >>> [f.status for f in check_privacy_budget({"0xA": [entry]}, chain_budgets={"0xA": MemberBudget(2.0, 1e-5)})]
+        ['pass']
+        >>> finding = check_privacy_budget({"0xA": [entry]}, default_budget=MemberBudget(4.0),
+        ...     chain_budgets={"0xA": MemberBudget(2.0, 1e-5)}, given_source="--epsilon-budget")[0]
+        >>> finding.status, finding.message
+        ('fail', 'the budget from --epsilon-budget (epsilon 4) differs from the on-chain budget (epsilon 2)')
     """
     check = "privacy.budget"
     budgets = budgets or {}
@@ -870,7 +949,11 @@ def check_privacy_budget(
     for address, entries in history.items():
         if all(e.dp is None for e in entries):
             continue
-        budget = _budget_for(budgets, default_budget, address)
+        given = _budget_for(budgets, default_budget, address)
+        on_chain = _budget_for(chain_budgets or {}, None, address)
+        if on_chain is not None and given is not None:
+            findings += _budget_agreement(address, on_chain, given, given_source)
+        budget = on_chain if on_chain is not None else given
         if budget is None:
             findings.append(
                 _finding(
@@ -879,7 +962,7 @@ def check_privacy_budget(
                     member=address,
                     field="epsilon",
                     severity="warning",
-                    message="no budget known for this member (budgets are not on chain): budget not verified",
+                    message="no budget known for this member (none on chain, none given): budget not verified",
                 )
             )
             continue
@@ -961,8 +1044,12 @@ def member_rows(
     *,
     budgets: Mapping[str, MemberBudget] | None = None,
     default_budget: MemberBudget | None = None,
+    chain_budgets: Mapping[str, MemberBudget] | None = None,
 ) -> tuple[MemberRoundAudit, ...]:
-    """One :class:`MemberRoundAudit` per member-round, in round then address order."""
+    """One :class:`MemberRoundAudit` per member-round, in round then address order.
+
+    A member's budget column is its on-chain budget when it has one, else the given one.
+    """
     events = sorted(snapshot.registrations, key=lambda e: (e.block_number, e.log_index))
     recomputed = {(a, e.server_round): e for a, entries in history.items() for e in entries}
     rows: list[MemberRoundAudit] = []
@@ -971,7 +1058,9 @@ def member_rows(
         position = snapshot.round_log_index.get(recorded.server_round)
         for member, reward in zip(recorded.members, expected, strict=True):
             entry = recomputed.get((member.address, recorded.server_round))
-            budget = _budget_for(budgets or {}, default_budget, member.address)
+            budget = _budget_for(chain_budgets or {}, None, member.address) or _budget_for(
+                budgets or {}, default_budget, member.address
+            )
             rows.append(
                 MemberRoundAudit(
                     server_round=recorded.server_round,

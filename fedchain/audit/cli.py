@@ -235,7 +235,11 @@ def audit(
         int | None, typer.Option("--round", help="Round the --model file claims to be (default: the last).")
     ] = None,
     epsilon_budget: Annotated[
-        float | None, typer.Option("--epsilon-budget", help="Every member's epsilon budget (not on chain).")
+        float | None,
+        typer.Option(
+            "--epsilon-budget",
+            help="Every member's epsilon budget, for members without one on chain (checked against the chain's).",
+        ),
     ] = None,
     delta_budget: Annotated[
         float | None, typer.Option("--delta-budget", help="Every member's delta (with --epsilon-budget).")
@@ -256,7 +260,9 @@ def audit(
 ) -> None:
     """Verify every recorded round from chain data alone (exit 0: pass, 1: a check failed, 2: bad option).
 
-    Budgets are not on chain: give --epsilon-budget or --budgets (--run falls back to result.json's config).
+    Members' privacy budgets are read from the chain where the admin set them. For members without one,
+    give --epsilon-budget or --budgets (--run falls back to result.json's config); a budget given for a
+    member that has one on chain must agree with it.
     """
     if ctx.invoked_subcommand is not None:
         return

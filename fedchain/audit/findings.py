@@ -49,7 +49,10 @@ CHECKS: Mapping[str, str] = {
     "lineage.model": "each round records a non-zero model hash",
     "privacy.record": "DP parameters and epsilon are recorded together, with one delta per member",
     "privacy.epsilon": "cumulative epsilon recomputed from the recorded DP parameters matches the reported one",
-    "privacy.budget": "each member's recomputed cumulative epsilon never exceeds its budget",
+    "privacy.budget": (
+        "each member's recomputed cumulative epsilon never exceeds its budget (the on-chain one when set; "
+        "a budget given off chain must agree with it)"
+    ),
     "updates.merkle_root": "the signed-update Merkle root is committed (non-zero)",
     "updates.inclusion": "a member's update digest and proof verify against the round's Merkle root",
     "model.file": "a model file's canonical safetensors hash equals the model hash recorded for its round",
@@ -236,7 +239,8 @@ class AuditReport:
         ledger_address: the ``ContributionLedger`` audited.
         chain_id: the chain's id, when known.
         accountant: the privacy accountant used to recompute epsilon.
-        budget_source: where the privacy budgets came from (they are not on chain).
+        budget_source: where the privacy budgets came from: ``"chain"``, ``"chain + OPTION"`` (on-chain
+            budgets, cross-checked with off-chain ones), an option or a run's config, or ``"none"``.
         strict: whether warnings fail the audit.
         rounds: the recorded rounds that could be read.
         members: every member-round, with the recomputed values.

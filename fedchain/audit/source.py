@@ -104,6 +104,8 @@ class LedgerSnapshot:
         tx_senders: recording transaction hash -> its sender, where the chain could say (live chain).
         exported_state: the state snapshot stored in ``chain.json`` (None for a live chain).
         recomputed_state: the same figures recomputed from the logs (None for a live chain).
+        budgets: member address -> lifetime ``(epsilon, delta)`` budget set on chain, for every
+            recorded or registered member that has one (empty for a ledger without budgets).
     """
 
     target: str
@@ -120,6 +122,7 @@ class LedgerSnapshot:
     tx_senders: Mapping[str, str] = field(default_factory=dict)
     exported_state: Mapping[str, Any] | None = None
     recomputed_state: Mapping[str, Any] | None = None
+    budgets: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def open_rpc(url: str, ledger_address: str, *, request_timeout_s: float = 30.0) -> Web3Ledger:
@@ -269,6 +272,8 @@ def read_snapshot(reader: LedgerReader, *, target: str | None = None) -> LedgerS
         registrations = tuple(reader.registrations())
         total_supply = reader.total_supply()
         logs = _raw_logs(reader)
+        members = {m.address for r in rounds for m in r.members} | {e.address for e in registrations}
+        budgets = {a: b for a in sorted(members) if (b := reader.privacy_budget(a)) is not None}
     except FedChainError as exc:
         raise AuditError(f"cannot read the ledger {reader.address}: {exc}") from exc
     except Exception as exc:  # node errors surface as web3/requests exceptions
@@ -300,6 +305,7 @@ def read_snapshot(reader: LedgerReader, *, target: str | None = None) -> LedgerS
         recomputed = {
             "totalSupply": total_supply,
             "balances": {address: reader.balance_of(address) for address in accounts},
+            "privacyBudgets": reader.privacy_budget_words(),
         }
     logger.info("read ledger %s: %d rounds (%d unreadable)", reader.address, last, len(unreadable))
     return LedgerSnapshot(
@@ -317,4 +323,5 @@ def read_snapshot(reader: LedgerReader, *, target: str | None = None) -> LedgerS
         tx_senders=senders,
         exported_state=exported,
         recomputed_state=recomputed,
+        budgets=budgets,
     )
