@@ -24,7 +24,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -419,9 +419,14 @@ class MemberNode:
                 proximal_mu=proximal_mu,
             )
             return model, loss, None, None
-        from fedchain.privacy import PrivacyLedger, federation_dp_config, train_private
+        from fedchain.privacy import NoiseCache, PrivacyLedger, federation_dp_config, train_private
 
         dp_config = federation_dp_config(cfg)
+        if dp_config.noise_multiplier is None:  # calibrate once per member, not once per process
+            sigma = NoiseCache(self.state_dir / "noise.json").noise_multiplier(
+                dp_config, num_examples=len(y), epochs=cfg.dp_local_epochs, batch_size=cfg.dp_batch_size
+            )
+            dp_config = replace(dp_config, noise_multiplier=sigma)
         ledger = PrivacyLedger.open(self.state_dir / "privacy.json")
         result = train_private(
             model,

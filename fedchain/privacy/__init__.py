@@ -32,6 +32,7 @@ from fedchain.privacy.accounting import (
 )
 from fedchain.privacy.config import DPConfig, PrivacyBudget, check_delta, federation_dp_config
 from fedchain.privacy.ledger import PrivacyLedger
+from fedchain.privacy.noise_cache import NoiseCache
 from fedchain.privacy.training import TrainResult, incompatible_layers, train_plain, train_private
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "DPConfig",
     "GRAD_SAMPLE_MODES",
     "HistoryEntry",
+    "NoiseCache",
     "PrivacyBudget",
     "PrivacyLedger",
     "TrainResult",
@@ -46,8 +48,8 @@ __all__ = [
     "check_delta",
     "compute_epsilon",
     "declared_dp_problem",
-    "federation_dp_config",
     "epsilon_curve",
+    "federation_dp_config",
     "incompatible_layers",
     "plan_round",
     "sample_rate_for",
