@@ -109,6 +109,9 @@ def norm_bound_filter(
         >>> norm_bound_filter({"a": 900.0, "b": 900.0}, {"a": 1, "b": 1}, bound={"a": 20.0, "b": 40.0})
         ['a']
     """
+    if isinstance(bound, Mapping):
+        bounds = {address: _BOUND.check("norm_bound", value) for address, value in bound.items()}
+    else:
+        bounds = dict.fromkeys(sq_norms, _BOUND.check("norm_bound", bound))
     norms = update_norms(sq_norms, num_examples)
-    bounds = {a: _BOUND.check("norm_bound", bound[a] if isinstance(bound, Mapping) else bound) for a in norms}
     return [address for address, norm in norms.items() if bounds[address] > 0 and norm > bounds[address]]
