@@ -221,7 +221,7 @@ def _setup(args: argparse.Namespace) -> int:
 
     from fedchain._io import atomic_write_bytes, atomic_write_json
     from fedchain.deployment import flower
-    from fedchain.deployment.chain import ANVIL_DEV_KEY, setup_ledger
+    from fedchain.deployment.chain import ANVIL_DEV_KEY, run_privacy_budget, setup_ledger
     from fedchain.deployment.launcher import app_run_config_keys
     from fedchain.provision import ProvisionedFederation
 
@@ -249,7 +249,10 @@ def _setup(args: argparse.Namespace) -> int:
         key = ANVIL_DEV_KEY if args.anvil_dev_key else os.environ.get(args.admin_key_env)
         if not key:
             raise ConfigError(args.admin_key_env, "set to the ledger admin's key (or pass --anvil-dev-key)", None)
-        chain_setup = _retry(lambda: setup_ledger(args.chain, federation, admin_key=key), what="the chain")
+        budget = run_privacy_budget(_parse_run_config(args.run_config))
+        chain_setup = _retry(
+            lambda: setup_ledger(args.chain, federation, admin_key=key, privacy_budget=budget), what="the chain"
+        )
         atomic_write_json(args.directory / "deployment" / "chain.json", chain_setup.to_dict())
         values["ledger-address"] = chain_setup.ledger_address
     if args.metrics_port:

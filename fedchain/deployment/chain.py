@@ -17,13 +17,23 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fedchain.errors import FedChainError, LedgerError
 
-__all__ = ["ANVIL_CHAIN_ID", "ANVIL_DEV_KEY", "ChainSetup", "anvil_binary", "anvil_command", "fund", "setup_ledger"]
+__all__ = [
+    "ANVIL_CHAIN_ID",
+    "ANVIL_DEV_KEY",
+    "ChainSetup",
+    "anvil_binary",
+    "anvil_command",
+    "fund",
+    "run_privacy_budget",
+    "setup_ledger",
+]
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +124,23 @@ def fund(chain: Any, address: str, wei: int, *, timeout_s: float = 60.0) -> str:
     if int(receipt["status"]) != 1:
         raise LedgerError(f"funding {address} failed (tx {tx_hash.hex()})")
     return "0x" + bytes(tx_hash).hex().removeprefix("0x")
+
+
+def run_privacy_budget(run_config: Mapping[str, Any]) -> tuple[float, float] | None:
+    """Every member's lifetime budget ``(epsilon, delta)`` under a run config, None without DP.
+
+    Keys the run config leaves out take fedchain's defaults (the app's run config declares the same).
+
+    Example:
+        >>> run_privacy_budget({"epsilon": 3.0})
+        (3.0, 1e-05)
+        >>> run_privacy_budget({"dp": False}) is None
+        True
+    """
+    from fedchain.config import FedChainConfig
+
+    config = FedChainConfig.from_run_config(dict(run_config))
+    return (config.epsilon, config.delta) if config.dp else None
 
 
 def setup_ledger(

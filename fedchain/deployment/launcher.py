@@ -44,7 +44,14 @@ from typing import Any
 from fedchain._io import atomic_write_bytes, atomic_write_json
 from fedchain._validation import Interval
 from fedchain.deployment import flower
-from fedchain.deployment.chain import ANVIL_DEV_KEY, ChainSetup, anvil_binary, anvil_command, setup_ledger
+from fedchain.deployment.chain import (
+    ANVIL_DEV_KEY,
+    ChainSetup,
+    anvil_binary,
+    anvil_command,
+    run_privacy_budget,
+    setup_ledger,
+)
 from fedchain.deployment.processes import ProcessRecord, ProcessSupervisor
 from fedchain.errors import ConfigError, FedChainError
 from fedchain.provision import MemberBundle, ProvisionedFederation
@@ -298,7 +305,9 @@ class LocalFederation:
             self._start_anvil()
         if self.rpc_url is not None:
             admin_key = spec.admin_key or ANVIL_DEV_KEY
-            self.chain_setup = setup_ledger(self.rpc_url, federation, admin_key=admin_key)
+            self.chain_setup = setup_ledger(
+                self.rpc_url, federation, admin_key=admin_key, privacy_budget=run_privacy_budget(spec.run_config)
+            )
         self.timings["chain_s"] = time.perf_counter() - phase
 
         phase = time.perf_counter()
