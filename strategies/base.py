@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -201,13 +202,31 @@ class FedChainStrategy(ABC):
     def configure_train(self, server_round: int, weights: Weights, config: ConfigRecord, grid: Grid) -> list[Message]:
         """Sample members and build their train instructions (Flower's sampling)."""
         self._reference = dict(weights)
+        self._wait_for_nodes(grid)
         return list(self.inner.configure_train(server_round, weights_to_record(weights), config, grid))
 
     def configure_evaluate(
         self, server_round: int, weights: Weights, config: ConfigRecord, grid: Grid
     ) -> list[Message]:
         """Sample members and build their evaluate instructions (Flower's sampling)."""
+        self._wait_for_nodes(grid)
         return list(self.inner.configure_evaluate(server_round, weights_to_record(weights), config, grid))
+
+    def _wait_for_nodes(self, grid: Grid, poll_s: float = 0.05) -> None:
+        """Wait until the inner strategy's ``min_available_nodes`` are connected.
+
+        Flower 1.42 computes the sample size from the nodes connected *before* it waits for
+        ``min_available_nodes``, so a first round that starts while nodes are still connecting
+        samples too few of them (seen: 1 of 2, and the round skipped). Waiting here first makes the
+        sample size count every node Flower would wait for.
+        """
+        needed = int(getattr(self.inner, "min_available_nodes", 0) or 0)
+        last_log = 0.0
+        while (connected := len(list(grid.get_node_ids()))) < needed:
+            if time.monotonic() - last_log >= 5.0:
+                log.info("waiting for members to connect: %d of %d", connected, needed)
+                last_log = time.monotonic()
+            time.sleep(poll_s)
 
     def aggregate_plain(self, server_round: int, updates: Iterable[tuple[Weights, int]]) -> ArrayRecord:
         """Aggregate validated plaintext member weights with the inner Flower strategy.

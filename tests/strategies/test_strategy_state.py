@@ -89,3 +89,30 @@ def test_foreign_state_is_refused(key: str) -> None:
 
 def test_stateless_strategy_has_no_state() -> None:
     assert create_strategy(_config("fedavg")).server_state() == {}
+
+
+def test_first_round_samples_members_that_connect_while_it_waits() -> None:
+    """Flower sizes its sample before waiting for min_available_nodes; the strategy waits first."""
+    import secrets
+    import threading
+
+    from flwr.common.constant import HEARTBEAT_INTERVAL_INF, NOOP_ACCOUNT_NAME, NOOP_FLWR_AID
+
+    config = FedChainConfig(he=False, members=2, min_members=2)
+    with flower_sandbox(1) as grid:
+
+        def connect_second_member() -> None:
+            state = grid.state  # type: ignore[attr-defined]
+            node_id = state.create_node(
+                NOOP_FLWR_AID, NOOP_ACCOUNT_NAME, secrets.token_bytes(32), heartbeat_interval=HEARTBEAT_INTERVAL_INF
+            )
+            state.acknowledge_node_heartbeat(node_id=node_id, heartbeat_interval=HEARTBEAT_INTERVAL_INF)
+
+        timer = threading.Timer(0.3, connect_second_member)
+        timer.start()
+        try:
+            weights = {"w": np.zeros(2, np.float32)}
+            instructions = create_strategy(config).configure_train(1, weights, ConfigRecord(), grid)
+        finally:
+            timer.join()
+    assert len({m.metadata.dst_node_id for m in instructions}) == 2
