@@ -11,7 +11,15 @@ and each side's median is taken over all its measured rounds.
 To show where HE time goes, the same process measures the per-member and coordinator HE work at
 this size (:func:`he_components`): encrypt ``n * delta``, sum 10 ciphertexts, decrypt, the
 ciphertext bytes per message, and what a message of that size costs Flower's record layer
-(``ArrayRecord`` of the chunks to protobuf and back) against the plaintext model's.
+(``ArrayRecord`` of the chunks to protobuf and back) against the plaintext model's; each round's
+``stage_seconds`` (train, validate, aggregate, score, evaluate) gives the per-stage medians.
+
+What bounds the ratio in this benchmark: the simulation runs all 10 members on the machine's
+cores, so each member's HE CPU per round (encrypting ``n * delta`` for its train reply,
+decrypting the aggregate for its evaluate reply) adds up across members instead of overlapping as
+it does when members have their own machines; ``member_he_wall_s_per_round_on_this_machine``
+is that sum divided by the cores. The plaintext round it is compared with is mostly Flower's
+0.1 s polling of the in-memory grid, and the phases end on those 0.1 s ticks.
 
 Writes ``out_dir/he_round.json``. Run: ``.venv/bin/python -m bench he_round`` once registered, or
 ``.venv/bin/python bench/bench_he_round.py [OUT_DIR] [--repeats N]``.
