@@ -579,8 +579,9 @@ class Coordinator:
         counts = {u.member.address: u.member.num_examples for u in kept}
         requests = build_scalar_requests(self.public_context, chunks_by_member, sum_chunks if want_dots else None)
         verdict = self._ask_committee(grid, server_round, kept, requests)
-        bounds = self._norm_bounds(kept, self._vector_size)
-        excluded = verdict.excluded(counts, bounds) if self.config.norm_bound > 0 else []
+        excluded = []
+        if self.config.norm_bound > 0:
+            excluded = verdict.excluded(counts, self._norm_bounds(kept, self._vector_size))
         kept, evidence = self._exclude(kept, excluded, summary)
         evidence.flagged = verdict.reason if verdict.disagreement else ""
         products = verdict.products
