@@ -29,7 +29,7 @@ import math
 from pathlib import Path
 
 from fedchain._io import atomic_write_json
-from fedchain.privacy.accounting import calibrate_noise_multiplier, sample_rate_for
+from fedchain.privacy.accounting import plan_round, sample_rate_for
 from fedchain.privacy.config import DPConfig
 
 __all__ = ["NoiseCache"]
@@ -74,13 +74,7 @@ class NoiseCache:
         cached = entries.get(key)
         if isinstance(cached, float) and math.isfinite(cached) and cached > 0:
             return cached
-        sigma = calibrate_noise_multiplier(
-            budget=config.budget,
-            sample_rate=sample_rate,
-            steps_per_round=steps,
-            rounds=config.planned_rounds,
-            accountant=config.accountant,
-        )
+        sigma = plan_round(config, num_examples=num_examples, epochs=epochs, batch_size=batch_size).noise_multiplier
         entries[key] = sigma
         try:
             atomic_write_json(self.path, {"version": _VERSION, "noise_multipliers": entries})
