@@ -265,6 +265,10 @@ from fedchain.audit.cli import audit_app, report_command  # noqa: E402  (after `
 app.add_typer(audit_app, name="audit")
 app.command("report")(report_command)
 
+from fedchain.member_cli import member_app  # noqa: E402
+
+app.add_typer(member_app, name="member")
+
 
 class _ProvisionGroup(TyperGroup):
     """``fedchain provision DIR --members N``; ``fedchain provision keys DIR`` stays the CKKS-only command."""
