@@ -37,7 +37,13 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}", file=sys.stderr)
         return 2
+    summary_path = out_dir / "summary.json"
     summary: dict[str, object] = {}
+    if summary_path.is_file():  # keep the other benchmarks' last outcome when running a few
+        try:
+            summary = dict(json.loads(summary_path.read_text()))
+        except (OSError, ValueError):
+            summary = {}
     failed = []
     for name in names:
         started = time.perf_counter()
@@ -51,7 +57,7 @@ def main(argv: list[str]) -> int:
             failed.append(name)
             summary[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 1 if failed else 0
 
