@@ -62,7 +62,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy fedchain strategies clients
+	$(BIN)/mypy fedchain strategies clients bench
 
 check: lint typecheck test
 

@@ -43,7 +43,7 @@ def _plain_flower_round_seconds(config: FedChainConfig) -> list[float]:
             exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,
             client_app=plain_flower.client_app,
             server_app=plain_flower.server_app,
-            backend_config={"client_resources": {"num_cpus": 1.0, "num_gpus": 0.0}},  # type: ignore[arg-type]
+            backend_config={"client_resources": {"num_cpus": 1.0, "num_gpus": 0.0}},
             server_app_context=Context(run_id=0, node_id=0, node_config={}, state=RecordDict(), run_config=run_config),
             app_dir=str(_app_dir(config, Path(tmp))),
             is_app=True,

@@ -44,7 +44,7 @@ def train(msg: Message, context: Context) -> Message:
     config = FedChainConfig.from_run_config(context.run_config)
     data = _data(context, config)
     model = _model(config)
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
     loss = task.train_plain(
         model,
         data.x_train,
@@ -69,7 +69,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     config = FedChainConfig.from_run_config(context.run_config)
     data = _data(context, config)
     model = _model(config)
-    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
     loss, accuracy = task.evaluate(model, data.x_test, data.y_test)
     metrics = MetricRecord({"num-examples": len(data.y_test), "loss": loss, "accuracy": accuracy})
     return Message(RecordDict({"metrics": metrics}), reply_to=msg)
