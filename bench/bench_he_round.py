@@ -344,10 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", nargs="?", type=Path, default=Path(__file__).resolve().parent / "results")
     parser.add_argument("--repeats", type=int, default=2, help="alternating plain/HE run pairs")
     args = parser.parse_args(argv)
-    for key, value in {
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "FLWR_TELEMETRY_ENABLED": "0",
-    }.items():
+    from fedchain.runner import flower_environment
+
+    for key, value in flower_environment().items():
         os.environ.setdefault(key, value)
     run(args.out, repeats=args.repeats)
     return 0

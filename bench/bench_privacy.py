@@ -559,10 +559,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true", help="run the DP hyperparameter sweep instead")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
-    for key, value in {
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "FLWR_TELEMETRY_ENABLED": "0",
-    }.items():
+    from fedchain.runner import flower_environment
+
+    for key, value in flower_environment().items():
         os.environ.setdefault(key, value)
     if args.sweep:
         run_sweep(args.out)

@@ -133,9 +133,7 @@ def run(
             if not Checkpoint.exists(out):
                 raise ConfigError("resume", f"used with an --out holding a checkpoint ({out} has none)", True)
     except ConfigError as exc:
-        raise _fail(
-            str(exc).replace(f"'{exc.parameter}' parameter", f"'--{exc.parameter.replace('_', '-')}' option")
-        ) from None
+        raise _fail(exc.cli_message()) from None
     except FedChainError as exc:
         raise _fail(str(exc)) from None
 
@@ -310,9 +308,7 @@ def provision_federation_command(
             directory, members=members, addresses=address or DEFAULT_ADDRESSES, scoring=scoring, overwrite=force
         )
     except ConfigError as exc:
-        names = {"directory": "DIR argument", "addresses": "'--address' option"}
-        name = names.get(exc.parameter, f"'--{exc.parameter.replace('_', '-')}' option")
-        raise _fail(str(exc).replace(f"'{exc.parameter}' parameter", name)) from None
+        raise _fail(exc.cli_message({"directory": "DIR argument", "addresses": "'--address' option"})) from None
     except (FedChainError, OSError) as exc:
         raise _fail(str(exc), code=1) from None
     table = Table(title=f"provisioned {directory} (secrets 0600, never printed)")

@@ -465,16 +465,19 @@ class Coordinator:
         A DP member's bound is at least what DP-SGD with its declared parameters can produce
         (:func:`~fedchain.contribution.bounds.dp_update_bound`), when those match the federation's.
         """
+        if not self.config.dp:
+            return dict.fromkeys((u.member.address for u in updates), self.config.norm_bound)
+        from fedchain.privacy import declared_dp_problem, federation_dp_config  # imports Opacus
+
+        dp_config = federation_dp_config(self.config)
         bounds: dict[str, float] = {}
         for update in updates:
             member, bound = update.member, self.config.norm_bound
-            if self.config.dp and member.dp is not None:
-                from fedchain.privacy import declared_dp_problem, federation_dp_config  # imports Opacus
-
+            if member.dp is not None:
                 problem = declared_dp_problem(
                     member.dp,
                     num_examples=member.num_examples,
-                    config=federation_dp_config(self.config),
+                    config=dp_config,
                     epochs=self.config.dp_local_epochs,
                     batch_size=self.config.dp_batch_size,
                 )

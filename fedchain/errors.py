@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
@@ -74,6 +75,22 @@ class ConfigError(FedChainError, ValueError):
         if hint:
             message = f"{message} {hint}"
         super().__init__(message)
+
+    def cli_message(self, names: Mapping[str, str] | None = None) -> str:
+        """The message with the parameter named as a command line spells it.
+
+        Args:
+            names: what to call a parameter instead of ``'--its-name' option`` (e.g. ``"DIR argument"``).
+
+        Example:
+            >>> ConfigError("epsilon_budget", "a float in (0, inf)", -1.0).cli_message()
+            "The '--epsilon-budget' option must be a float in (0, inf). Got -1.0."
+            >>> ConfigError("directory", "a directory", "x").cli_message({"directory": "DIR argument"})
+            "The DIR argument must be a directory. Got 'x'."
+        """
+        default = f"'--{self.parameter.replace('_', '-')}' option"
+        name = (names or {}).get(self.parameter, default)
+        return str(self).replace(f"{self.parameter!r} parameter", name)
 
 
 class DataError(FedChainError, ValueError):

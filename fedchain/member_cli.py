@@ -81,8 +81,7 @@ def status_command(
         reader = None if run is None and rpc is None and ledger is None else _open_reader(run, rpc, ledger)
         status = member_status(state_dir, ledger=reader, address=address)
     except ConfigError as exc:
-        option = f"'--{exc.parameter.replace('_', '-')}' option"
-        err.print(f"[bold red]error:[/] {str(exc).replace(f'{exc.parameter!r} parameter', option)}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc.cli_message()}", highlight=False)
         raise typer.Exit(2) from None
     except FedChainError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)

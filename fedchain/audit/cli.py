@@ -75,8 +75,7 @@ def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
 
 
 def _option_message(exc: ConfigError) -> str:
-    option = _OPTION_NAMES.get(exc.parameter, f"--{exc.parameter.replace('_', '-')}")
-    return str(exc).replace(f"'{exc.parameter}' parameter", f"'{option}' option")
+    return exc.cli_message({parameter: f"'{option}' option" for parameter, option in _OPTION_NAMES.items()})
 
 
 def _quiet(verbose: bool) -> None:
