@@ -38,7 +38,7 @@ from fedchain.config import FedChainConfig
 from fedchain.data import load_demo_partition, load_local_dataset
 from fedchain.errors import BudgetExhaustedError, FedChainError, IntegrityError, SerializationError
 from fedchain.identity import address_of, simulated_member_key
-from fedchain.identity.signing import sign_digest, update_digest
+from fedchain.identity.signing import NO_LEDGER, SigningDomain, sign_digest, update_digest
 from fedchain.protocol import (
     ERROR_BUDGET_EXHAUSTED,
     ERROR_INVALID_INSTRUCTION,
@@ -98,6 +98,8 @@ class MemberNode:
     state_dir: Path
     private_key: bytes = field(repr=False, default=b"")
     ckks_path: Path | None = None
+    #: The Flower run this node answers (part of every signature's domain).
+    run_id: int = 0
     _ckks: Any = field(default=None, repr=False)
     _ledger: Any = field(default=None, repr=False)
     _template: Weights | None = field(default=None, repr=False)
@@ -160,6 +162,7 @@ class MemberNode:
             data=data,
             state_dir=state_dir,
             ckks_path=ckks_path,
+            run_id=int(context.run_id),
         )
 
     # ------------------------------------------------------------------ model
@@ -275,8 +278,19 @@ class MemberNode:
         atomic_write_json(self.state_dir / "global.json", meta)
         self._he_state = (meta, dict(weights), opt_state)
 
-    def _sign(self, server_round: int, payload_hash: str, num_examples: int, dp: DPParams | None) -> str:
+    def _domain(self, config: ConfigRecord) -> SigningDomain:
+        """The signing domain: the instruction's chain and ledger, this node's own Flower run id."""
+        return SigningDomain(
+            chain_id=int(config.get("chain-id", 0)),  # type: ignore[arg-type]
+            ledger_address=str(config.get("ledger-address", "") or NO_LEDGER),
+            run_id=self.run_id,
+        )
+
+    def _sign(
+        self, domain: SigningDomain, server_round: int, payload_hash: str, num_examples: int, dp: DPParams | None
+    ) -> str:
         digest = update_digest(
+            domain=domain,
             server_round=server_round,
             address=self.address,
             payload_hash=payload_hash,
@@ -364,7 +378,8 @@ class MemberNode:
                 trained = unflatten(flatten(weights) + delta, weights)
                 content["arrays"] = weights_to_record(trained)
                 payload_hash = model_hash(trained)
-            content.config_records["member"]["signature"] = self._sign(server_round, payload_hash, claimed, dp)
+            domain = self._domain(msg.content.config_records["config"])
+            content.config_records["member"]["signature"] = self._sign(domain, server_round, payload_hash, claimed, dp)
             budget = self.config.epsilon if dp is not None else None
 
             def observe(m: Any) -> None:

@@ -58,7 +58,7 @@ from fedchain.errors import (
     StrategyError,
 )
 from fedchain.identity.merkle import merkle_proof, merkle_root, update_leaf
-from fedchain.identity.signing import recover_signer, update_digest
+from fedchain.identity.signing import NO_LEDGER, SigningDomain, recover_signer, update_digest
 from fedchain.ledger.base import RoundConflictError
 from fedchain.protocol import ERROR_BUDGET_EXHAUSTED, chunks_to_record, record_to_chunks, record_to_weights
 from fedchain.results import RoundSummary, RunResult
@@ -181,6 +181,11 @@ class Coordinator:
     ledger_address: str | None = None
     metrics: Any = None  # fedchain.telemetry.CoordinatorMetrics
     validation: Callable[[Weights], Evaluate] | None = None
+    #: The chain id of the ledger (0 without one) and the Flower run id (taken from the grid by
+    #: :meth:`run`): with ``ledger_address``, the domain of every signature
+    #: (:class:`~fedchain.identity.signing.SigningDomain`).
+    chain_id: int = 0
+    run_id: int = 0
 
     def __post_init__(self) -> None:
         if self.config.he and self.public_context is None:
@@ -193,10 +198,18 @@ class Coordinator:
         self.model_hash = ZERO_HASH
         self._vector_size = sum(array.size for array in self.weights.values())
 
+    @property
+    def domain(self) -> SigningDomain:
+        """What every update of this run is signed under: a signature from elsewhere does not verify."""
+        return SigningDomain(
+            chain_id=self.chain_id, ledger_address=self.ledger_address or NO_LEDGER, run_id=self.run_id
+        )
+
     # ------------------------------------------------------------------ loop
     def run(self, grid: Grid) -> RunResult:
         """Run every configured round after the last one done (see :meth:`restore`); return the results."""
         started = time.perf_counter()
+        self.run_id = int(grid.run.run_id)  # the run members see in their own Context
         for server_round in range(len(self.history) + 1, self.config.rounds + 1):
             summary = self.run_round(grid, server_round)
             self.history.append(summary)
@@ -260,7 +273,9 @@ class Coordinator:
         summary = RoundSummary(server_round=server_round, status="completed", previous_model_hash=self.model_hash)
 
         # 1. Train: sample members and send them the global model (or the aggregates they miss).
-        config = ConfigRecord({"model-round": server_round - 1, "ledger-address": self.ledger_address or ""})
+        config = ConfigRecord(
+            {"model-round": server_round - 1, "ledger-address": self.ledger_address or "", "chain-id": self.chain_id}
+        )
         instructions = self._with_aggregates(self.strategy.configure_train(server_round, self.weights, config, grid))
         with self._timed("train", summary):
             replies = list(grid.send_and_receive(instructions, timeout=self.config.round_timeout_s))
@@ -359,7 +374,7 @@ class Coordinator:
     def _validate(self, server_round: int, replies: list[Message], summary: RoundSummary) -> list[AcceptedUpdate]:
         accepted: list[AcceptedUpdate] = []
         reasons: Counter[str] = Counter()
-        seen: set[int] = set()
+        seen: set[str] = set()
         for reply in replies:
             node_id = reply.metadata.src_node_id
             if reply.has_error():
@@ -377,10 +392,10 @@ class Coordinator:
                 reasons["invalid"] += 1
                 log.warning("round %d: node %d sent an invalid update: %s", server_round, node_id, exc)
                 continue
-            if update.member.member_id in seen:
+            if update.member.address in seen:  # by address: the member id is only a claim
                 reasons["duplicate"] += 1
                 continue
-            seen.add(update.member.member_id)
+            seen.add(update.member.address)
             accepted.append(update)
         summary.rejections = dict(reasons)
         return accepted
@@ -437,6 +452,7 @@ class Coordinator:
         if not isinstance(signature, str) or not signature:
             raise ReplyRejectedError("unsigned", "the update carries no signature")
         digest = update_digest(
+            domain=self.domain,
             server_round=server_round,
             address=member.address,
             payload_hash=payload_hash,

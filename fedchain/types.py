@@ -20,20 +20,30 @@ import numpy as np
 from fedchain.errors import SerializationError
 
 __all__ = [
+    "MEMBER_STATUSES",
+    "ZERO_HASH",
     "Aggregate",
     "DPParams",
+    "Dispute",
     "LocalDataset",
     "MemberRound",
     "MemberRoundRecord",
     "Receipt",
     "RoundRecord",
-    "ZERO_HASH",
     "record_from_json",
     "record_to_json",
 ]
 
 #: 32 zero bytes as hex: the "previous model hash" of round 1 and the hash of nothing.
 ZERO_HASH = "0x" + "00" * 32
+
+#: What became of a member-round whose member trained (and so spent privacy), in on-chain code
+#: order: only ``"accepted"`` can earn; the others are recorded with their DP parameters so that
+#: an auditor's epsilon recomputation includes every spend. ``"rejected"``: the update was refused
+#: (norm bound, bad ciphertext, ...); ``"late"``: the reply came after the round's deadline;
+#: ``"skipped"``: the round had too few usable updates; ``"replayed"``: the member trained in a
+#: round lost to a coordinator crash that was run again after ``--resume``.
+MEMBER_STATUSES = ("accepted", "rejected", "late", "skipped", "replayed")
 
 
 @dataclass(frozen=True)
@@ -143,12 +153,15 @@ class MemberRoundRecord:
         score: non-negative contribution score.
         dp: the member's DP parameters for the round, or None when DP is off.
         epsilon: the member's reported cumulative epsilon, or None when DP is off.
+        status: one of :data:`MEMBER_STATUSES`; a member-round that is not ``"accepted"`` must
+            have score 0 (the contract refuses to pay it).
     """
 
     address: str
     score: float
     dp: DPParams | None = None
     epsilon: float | None = None
+    status: str = "accepted"
 
 
 @dataclass(frozen=True)
@@ -164,6 +177,8 @@ class RoundRecord:
         update_merkle_root: Merkle root of the accepted signed update digests (``ZERO_HASH``
             when updates are not signed).
         reward_pool_wei: tokens to split among the members this round.
+        scalars_commitment: keccak256 commitment to the scalars the decrypt committee revealed
+            this round (``ZERO_HASH`` when none were; see ``fedchain.contribution.committee``).
     """
 
     server_round: int
@@ -173,6 +188,28 @@ class RoundRecord:
     members: tuple[MemberRoundRecord, ...]
     reward_pool_wei: int
     update_merkle_root: str = ZERO_HASH
+    scalars_commitment: str = ZERO_HASH
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """A member's signed claim that the scalars revealed about it in a round are wrong.
+
+    Anyone may submit it on chain (``Ledger.file_dispute``); the contract checks that
+    ``signature`` is the registered ``member``'s over
+    :func:`fedchain.identity.signing.dispute_digest`, flags the round and withholds its rewards.
+
+    Attributes:
+        server_round: the disputed round.
+        member: the disputing member's checksummed address.
+        scalars_commitment: the commitment of the revealed scalars the member was shown.
+        signature: EIP-191 signature (``0x``-hex) of the dispute digest by ``member``.
+    """
+
+    server_round: int
+    member: str
+    scalars_commitment: str
+    signature: str
 
 
 @dataclass(frozen=True)
@@ -216,6 +253,7 @@ def record_from_json(data: dict[str, Any]) -> RoundRecord:
                 score=float(m["score"]),
                 dp=DPParams(**m["dp"]) if m.get("dp") else None,
                 epsilon=None if m.get("epsilon") is None else float(m["epsilon"]),
+                status=str(m.get("status", "accepted")),
             )
             for m in data["members"]
         )
@@ -227,6 +265,7 @@ def record_from_json(data: dict[str, Any]) -> RoundRecord:
             members=members,
             reward_pool_wei=int(data["reward_pool_wei"]),
             update_merkle_root=str(data["update_merkle_root"]),
+            scalars_commitment=str(data.get("scalars_commitment", ZERO_HASH)),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SerializationError(f"malformed round record: {type(exc).__name__}: {exc}") from exc

@@ -158,6 +158,7 @@ def main(grid: Grid, context: Context) -> None:
         metrics=metrics,
         on_round=publish,
         ledger_address=ledger.address if ledger is not None else None,
+        chain_id=ledger.chain_id if ledger is not None else 0,
         validation=validation_utility(config) if not config.he else None,
     )
     if checkpoint is not None:

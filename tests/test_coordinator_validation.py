@@ -9,13 +9,15 @@ from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
 from fedchain.config import FedChainConfig
 from fedchain.coordinator import Coordinator
 from fedchain.identity import address_of, simulated_member_key
-from fedchain.identity.signing import sign_digest, update_digest
+from fedchain.identity.signing import SigningDomain, sign_digest, update_digest
 from fedchain.protocol import ERROR_BUDGET_EXHAUSTED, weights_to_record
 from fedchain.results import RoundSummary
 from fedchain.serialization import model_hash
 from strategies.registry import create_strategy
 
 TEMPLATE = {"w": np.zeros((2, 3), np.float32), "b": np.zeros(3, np.float32)}
+LEDGER = "0x" + "22" * 20
+DOMAIN = SigningDomain(chain_id=1337, ledger_address=LEDGER, run_id=7)
 
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
@@ -29,7 +31,15 @@ def _key(member_id: int) -> bytes:
 def coordinator() -> Coordinator:
     config = FedChainConfig(members=3, he=False, dp=False, chain="none")
     registered = frozenset(address_of(_key(i)) for i in range(3))
-    return Coordinator(config=config, strategy=create_strategy(config), initial_weights=TEMPLATE, registered=registered)
+    return Coordinator(
+        config=config,
+        strategy=create_strategy(config),
+        initial_weights=TEMPLATE,
+        registered=registered,
+        ledger_address=LEDGER,
+        chain_id=1337,
+        run_id=7,
+    )
 
 
 def _reply(
@@ -43,17 +53,25 @@ def _reply(
     signed_weights=None,
     signature: str | None = "auto",
     claimed_address: str | None = None,
+    domain: SigningDomain = DOMAIN,
+    claimed_id: int | None = None,
 ) -> Message:
     weights = {k: v + member_id for k, v in TEMPLATE.items()} if weights is None else weights
     address = claimed_address or address_of(_key(member_id))
     digest = update_digest(
+        domain=domain,
         server_round=server_round if sign_round is None else sign_round,
         address=address,
         payload_hash=model_hash(signed_weights if signed_weights is not None else weights),
         num_examples=n,
         dp=None,
     )
-    identity = {"member-id": member_id, "address": address, "kind": "honest", "model-round": server_round - 1}
+    identity = {
+        "member-id": member_id if claimed_id is None else claimed_id,
+        "address": address,
+        "kind": "honest",
+        "model-round": server_round - 1,
+    }
     if signature == "auto":
         identity["signature"] = sign_digest(sign_key or _key(member_id), digest)
     elif signature is not None:
@@ -87,6 +105,10 @@ def test_honest_signed_updates_are_accepted(coordinator):
         (dict(sign_key=simulated_member_key(seed=0, member_id=2)), "bad-signature"),  # signed by someone else
         (dict(sign_round=0), "bad-signature"),  # replay of a signature from another round
         (dict(signed_weights={k: v * 0 for k, v in TEMPLATE.items()}), "bad-signature"),  # payload swapped
+        # replays of a signed update from another run, ledger or chain (domain separation)
+        (dict(domain=SigningDomain(chain_id=1337, ledger_address=LEDGER, run_id=8)), "bad-signature"),
+        (dict(domain=SigningDomain(chain_id=1337, ledger_address="0x" + "33" * 20, run_id=7)), "bad-signature"),
+        (dict(domain=SigningDomain(chain_id=1, ledger_address=LEDGER, run_id=7)), "bad-signature"),
         (dict(claimed_address=address_of(simulated_member_key(seed=9, member_id=9))), "unregistered"),
         (dict(n=0), "invalid"),
         (dict(n=10**12), "invalid"),
@@ -108,6 +130,14 @@ def test_duplicate_and_failed_replies_are_counted(coordinator):
     ids, rejections = _validate(coordinator, [_reply(0), _reply(0), declined, crashed])
     assert ids == [0]
     assert rejections == {"duplicate": 1, "declined": 1, "failed": 1}
+
+
+def test_a_repeated_address_under_another_member_id_is_a_duplicate(coordinator):
+    # The same member (same key, same address) answering as two member ids: counted once; a
+    # repeated address would make recordRound revert (DuplicateMember) and abort the run.
+    ids, rejections = _validate(coordinator, [_reply(0), _reply(0, claimed_id=5)])
+    assert ids == [0]
+    assert rejections == {"duplicate": 1}
 
 
 def test_missing_records_do_not_crash(coordinator):

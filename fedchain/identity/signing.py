@@ -1,20 +1,31 @@
 """Signed updates: each member signs the digest of its update with its chain key (EIP-191).
 
-The digest binds the round, the member's address, the hash of what it sent (ciphertext chunks
-or plaintext arrays), its example count and its DP parameters, so a signature cannot be replayed
-in another round, moved to another payload or reused with another claimed weight. The
-coordinator recomputes the digest from what it received and recovers the signer.
+The digest binds the federation (:class:`SigningDomain`: chain id, ledger address, run id), the
+round, the member's address, the hash of what it sent (ciphertext chunks or plaintext arrays), its
+example count and its DP parameters, so a signature cannot be replayed in another federation, run
+or round, moved to another payload or reused with another claimed weight. The coordinator
+recomputes the digest from what it received and recovers the signer.
+
+Disputes (:func:`dispute_digest`) are signed the same way under the chain id and ledger address;
+the ledger contract recomputes that digest itself, so anyone may relay a member's dispute.
 
 Example:
     >>> from fedchain.identity import address_of, simulated_member_key
     >>> key = simulated_member_key(seed=0, member_id=0)
-    >>> digest = update_digest(server_round=1, address=address_of(key), payload_hash="0x" + "11" * 32,
-    ...                        num_examples=100, dp=None)
+    >>> domain = SigningDomain(chain_id=1, ledger_address="0x" + "22" * 20, run_id=7)
+    >>> digest = update_digest(domain=domain, server_round=1, address=address_of(key),
+    ...                        payload_hash="0x" + "11" * 32, num_examples=100, dp=None)
     >>> recover_signer(digest, sign_digest(key, digest)) == address_of(key)
     True
+    >>> other_run = SigningDomain(chain_id=1, ledger_address="0x" + "22" * 20, run_id=8)
+    >>> digest == update_digest(domain=other_run, server_round=1, address=address_of(key),
+    ...                         payload_hash="0x" + "11" * 32, num_examples=100, dp=None)
+    False
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from eth_abi import encode
 from eth_account import Account
@@ -24,10 +35,27 @@ from eth_utils import keccak, to_checksum_address
 from fedchain.errors import SerializationError
 from fedchain.types import DPParams
 
-__all__ = ["recover_signer", "sign_digest", "update_digest"]
+__all__ = ["NO_LEDGER", "SigningDomain", "dispute_digest", "recover_signer", "sign_digest", "update_digest"]
 
 #: Fixed-point scale of the DP parameters inside the digest (same grid as the ledger).
 _DP_SCALE = 10**18
+#: The ledger address of a federation that records nothing (``chain = "none"``).
+NO_LEDGER = "0x" + "00" * 20
+
+
+@dataclass(frozen=True)
+class SigningDomain:
+    """Which federation and run a signature belongs to.
+
+    Attributes:
+        chain_id: the EVM chain id of the federation's ledger (0 when nothing is recorded).
+        ledger_address: the ``ContributionLedger`` address (:data:`NO_LEDGER` when none).
+        run_id: the Flower run the update was produced in.
+    """
+
+    chain_id: int
+    ledger_address: str
+    run_id: int
 
 
 def _hash32(value: str) -> bytes:
@@ -37,10 +65,19 @@ def _hash32(value: str) -> bytes:
     return raw
 
 
-def update_digest(*, server_round: int, address: str, payload_hash: str, num_examples: int, dp: DPParams | None) -> str:
+def update_digest(
+    *,
+    domain: SigningDomain,
+    server_round: int,
+    address: str,
+    payload_hash: str,
+    num_examples: int,
+    dp: DPParams | None,
+) -> str:
     """keccak256 of the ABI-encoded update fields, as ``0x``-hex.
 
     Args:
+        domain: the federation and run the update is for.
         server_round: the round the update is for.
         address: the member's address.
         payload_hash: ``0x`` sha256 of the update as sent (ciphertext digest or model hash).
@@ -59,14 +96,41 @@ def update_digest(*, server_round: int, address: str, payload_hash: str, num_exa
         ]
     )
     encoded = encode(
-        ["string", "uint256", "address", "bytes32", "uint256", "uint256[5]"],
+        ["string", "uint256", "address", "uint256", "uint256", "address", "bytes32", "uint256", "uint256[5]"],
         [
-            "fedchain-update-v1",
+            "fedchain-update-v2",
+            domain.chain_id,
+            to_checksum_address(domain.ledger_address),
+            domain.run_id,
             server_round,
             to_checksum_address(address),
             _hash32(payload_hash),
             num_examples,
             dp_words,
+        ],
+    )
+    return "0x" + keccak(encoded).hex()
+
+
+def dispute_digest(*, chain_id: int, ledger_address: str, server_round: int, scalars_commitment: str) -> str:
+    """keccak256 of a dispute's fields, as ``0x``-hex: what a member signs to dispute a round.
+
+    The contract computes the same value as
+    ``keccak256(abi.encode("fedchain-dispute-v1", block.chainid, address(this), round, commitment))``.
+
+    Example:
+        >>> dispute_digest(chain_id=1, ledger_address="0x" + "22" * 20, server_round=3,
+        ...                scalars_commitment="0x" + "33" * 32)[:10]
+        '0x85ef120e'
+    """
+    encoded = encode(
+        ["string", "uint256", "address", "uint256", "bytes32"],
+        [
+            "fedchain-dispute-v1",
+            chain_id,
+            to_checksum_address(ledger_address),
+            server_round,
+            _hash32(scalars_commitment),
         ],
     )
     return "0x" + keccak(encoded).hex()

@@ -167,6 +167,11 @@ class Web3Ledger(Ledger):
         return str(self._ledger.address)
 
     @property
+    def chain_id(self) -> int:
+        """The EVM chain id of the chain the ledger lives on (part of every signature's domain)."""
+        return int(self.chain.w3.eth.chain_id)
+
+    @property
     def token_address(self) -> str:
         """Checksummed address of the ``FedToken``."""
         return str(self._token.address)
