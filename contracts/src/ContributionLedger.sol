@@ -2,6 +2,8 @@
 pragma solidity ^0.8.30;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {MessageHashUtils} from "@openzeppelin/contracts/utils/cryptography/MessageHashUtils.sol";
 import {Math} from "@openzeppelin/contracts/utils/math/Math.sol";
 import {FedToken} from "./FedToken.sol";
 
@@ -42,6 +44,26 @@ import {FedToken} from "./FedToken.sol";
 /// Lineage is enforced on chain: `previousModelHash` must equal the last recorded `modelHash`
 /// (zero for round 1). Members must be sorted by strictly increasing address, which detects
 /// duplicates without storage.
+///
+/// Every privacy spend is on chain. Each member-round carries a status code (the order of
+/// fedchain.types.MEMBER_STATUSES): 0 accepted, 1 rejected, 2 late, 3 skipped, 4 replayed. Only an
+/// accepted member-round may have a non-zero score (`ScoreWithoutAcceptance`), so only it can
+/// earn; the others are recorded with their DP parameters so that an auditor's epsilon
+/// recomputation includes them. Spends found after their round was recorded (a late reply, a
+/// round trained again after a coordinator crash) are added with `recordSpends`: one
+/// `SpendRecorded` event per member, no tokens move, and a batch id makes a retry harmless.
+///
+/// Disputes. The decrypt committee's revealed scalars are committed per round
+/// (`RoundInput.scalarsCommitment`, emitted in `RoundRecorded`; the stored `recordHash` covers
+/// it). A member whose own scalars do not match signs (EIP-191)
+///     digest = keccak256(abi.encode("fedchain-dispute-v1", chainid, address(this), round, commitment))
+/// and anyone submits it with `fileDispute`; the contract recovers the signer, which must be
+/// registered, and records one dispute per (round, member). A round disputed before it is
+/// recorded pays nobody: `recordRound` sends its whole pool to the treasury and says so
+/// (`RoundRecorded.disputes`). Residual risk: a dispute of an already recorded round is recorded
+/// (an auditor fails that round) but cannot claw back rewards already credited; and any one
+/// registered member can withhold the rewards of the next round by disputing it (the dispute is
+/// signed, public and attributable, so the admin can deregister a member that abuses it).
 contract ContributionLedger is AccessControl {
     /// @notice Role allowed to record rounds (the coordinator).
     bytes32 public constant RECORDER_ROLE = keccak256("RECORDER_ROLE");
@@ -55,6 +77,8 @@ contract ContributionLedger is AccessControl {
         bytes32 modelHash;
         bytes32 previousModelHash;
         bytes32 updateMerkleRoot;
+        /// keccak256 commitment to the scalars the decrypt committee revealed (zero when none).
+        bytes32 scalarsCommitment;
         uint256 rewardPool;
     }
 
@@ -88,9 +112,18 @@ contract ContributionLedger is AccessControl {
     // member => lifetime budget: epsilon (bits 128..255) | delta (bits 0..127), both 1e18 fixed
     // point; 0 = not set (a set budget has a non-zero epsilon).
     mapping(address member => uint256 packed) private _budgets;
+    mapping(uint256 round => uint256 count) private _disputeCounts;
+    mapping(uint256 round => mapping(address member => bool)) private _disputed;
+    mapping(bytes32 spendId => bool) private _spendBatches;
 
     uint256 private constant _BLOCK_MASK = 0xFFFFFFFFFFFFFFFF;
     uint256 private constant _FIXED_ONE = 1e18; // a budget's delta must be below it
+    // Member-round status codes (fedchain.types.MEMBER_STATUSES order).
+    uint256 private constant _ACCEPTED = 0;
+    uint256 private constant _REJECTED = 1;
+    uint256 private constant _LATE = 2;
+    uint256 private constant _REPLAYED = 4;
+    uint256 private constant _MAX_STATUS = 4;
 
     event MemberRegistered(address indexed member, uint256 blockNumber);
     event MemberDeregistered(address indexed member, uint256 blockNumber);
@@ -101,16 +134,33 @@ contract ContributionLedger is AccessControl {
         bytes32 modelHash,
         bytes32 previousModelHash,
         bytes32 updateMerkleRoot,
+        bytes32 scalarsCommitment,
         bytes32 recordHash,
         uint256 rewardPool,
         uint256 totalScore,
         uint256 memberCount,
         address treasury,
-        uint256 treasuryAmount
+        uint256 treasuryAmount,
+        uint256 disputes
     );
     event MemberRecorded(
-        uint256 indexed round, address indexed member, uint256 score, uint256 reward, uint256 dpParams, uint256 epsilon
+        uint256 indexed round,
+        address indexed member,
+        uint256 score,
+        uint256 reward,
+        uint256 dpParams,
+        uint256 epsilon,
+        uint256 status
     );
+    event SpendRecorded(
+        uint256 indexed round,
+        address indexed member,
+        bytes32 indexed spendId,
+        uint256 dpParams,
+        uint256 epsilon,
+        uint256 status
+    );
+    event RoundDisputed(uint256 indexed round, address indexed member, bytes32 scalarsCommitment, bool roundRecorded);
     event Claimed(address indexed member, uint256 amount);
     event PrivacyBudgetSet(address indexed member, uint256 epsilon, uint256 delta);
 
@@ -128,6 +178,13 @@ contract ContributionLedger is AccessControl {
     error UnknownRound(uint256 round);
     error BudgetAlreadySet(address member);
     error InvalidBudget(address member);
+    error InvalidStatus(address member, uint256 status);
+    error ScoreWithoutAcceptance(address member, uint256 status);
+    error InvalidSpendStatus(address member, uint256 status);
+    error SpendsAlreadyRecorded(bytes32 spendId);
+    error DisputeRoundOutOfRange(uint256 round, uint256 lastRound);
+    error UnregisteredDisputer(address signer);
+    error DisputeAlreadyFiled(uint256 round, address member);
 
     constructor(
         address admin,
@@ -202,20 +259,26 @@ contract ContributionLedger is AccessControl {
 
     // ---- recording (coordinator) -----------------------------------------------------------
 
-    /// @notice Record round `input.round` (exactly `lastRound + 1`) and pay its rewards.
+    /// @notice Record round `input.round` (exactly `lastRound + 1`) and pay its rewards. A round
+    /// disputed before it is recorded (`disputeCount(round) != 0`) pays nobody: the whole pool goes
+    /// to the treasury and `RoundRecorded.disputes` says why.
     /// @param members registered member addresses, strictly increasing.
-    /// @param scores contribution scores, 1e18 fixed point, one per member.
+    /// @param scores contribution scores, 1e18 fixed point, one per member (0 unless accepted).
     /// @param dpParams packed DP-SGD parameters, one word per member (layout in the contract doc).
     /// @param epsilons cumulative epsilon after the round, 1e18 fixed point (0: no DP).
+    /// @param statuses member-round status codes (0 accepted ... 4 replayed, see the contract doc).
     function recordRound(
         RoundInput calldata input,
         address[] calldata members,
         uint256[] calldata scores,
         uint256[] calldata dpParams,
-        uint256[] calldata epsilons
+        uint256[] calldata epsilons,
+        uint256[] calldata statuses
     ) external onlyRole(RECORDER_ROLE) {
         uint256 n = members.length;
-        if (scores.length != n || dpParams.length != n || epsilons.length != n) revert LengthMismatch();
+        if (scores.length != n || dpParams.length != n || epsilons.length != n || statuses.length != n) {
+            revert LengthMismatch();
+        }
 
         uint256 last = lastRound;
         uint256 round = input.round;
@@ -236,21 +299,29 @@ contract ContributionLedger is AccessControl {
                 revert MembersNotSorted(i);
             }
             if (_accounts[m] & _BLOCK_MASK == 0) revert UnregisteredMember(m);
-            totalScore += scores[i];
+            uint256 status = statuses[i];
+            uint256 score = scores[i];
+            if (status != _ACCEPTED) {
+                if (status > _MAX_STATUS) revert InvalidStatus(m, status);
+                if (score != 0) revert ScoreWithoutAcceptance(m, status);
+            }
+            totalScore += score;
             prev = m;
         }
 
-        // Rewards by the published rule: credit, one event per member.
+        // Rewards by the published rule (none in a disputed round): credit, one event per member.
+        uint256 disputes = _disputeCounts[round];
         uint256 paid;
         for (uint256 i; i < n; ++i) {
             address m = members[i];
             uint256 score = scores[i];
-            uint256 reward = (score == 0 || totalScore == 0) ? 0 : Math.mulDiv(pool, score, totalScore);
+            uint256 reward =
+                (disputes != 0 || score == 0 || totalScore == 0) ? 0 : Math.mulDiv(pool, score, totalScore);
             if (reward != 0) {
                 _accounts[m] += reward << 64; // reward <= pool < 2**128: no overflow of the 192-bit field
                 paid += reward;
             }
-            emit MemberRecorded(round, m, score, reward, dpParams[i], epsilons[i]);
+            emit MemberRecorded(round, m, score, reward, dpParams[i], epsilons[i], statuses[i]);
         }
         uint256 treasuryAmount = pool - paid;
 
@@ -276,16 +347,83 @@ contract ContributionLedger is AccessControl {
             input.modelHash,
             input.previousModelHash,
             input.updateMerkleRoot,
+            input.scalarsCommitment,
             recordHash,
             pool,
             totalScore,
             n,
             treasury_,
-            treasuryAmount
+            treasuryAmount,
+            disputes
         );
 
         if (paid != 0) token.mint(address(this), paid);
         if (treasuryAmount != 0) token.mint(treasury_, treasuryAmount);
+    }
+
+    /// @notice Record privacy spends found after their round was recorded: members that trained
+    /// in `round` but whose reply came late (status 2), was refused (1), or belonged to a run of
+    /// the round lost to a coordinator crash and replayed (4). No tokens move; each member emits
+    /// `SpendRecorded`. `spendId` names the batch (any unique value; fedchain hashes the batch's
+    /// contents): a second batch with the same id reverts `SpendsAlreadyRecorded`, so a retry of
+    /// a batch that already landed cannot record its spends twice.
+    /// @param round a recorded round (1..lastRound).
+    /// @param spendId unique id of this batch.
+    /// @param members registered member addresses (any order).
+    /// @param dpParams packed DP-SGD parameters of each spend (layout in the contract doc).
+    /// @param epsilons each member's reported cumulative epsilon after the spend (0: not reported).
+    /// @param statuses each spend's status code: rejected, late or replayed.
+    function recordSpends(
+        uint256 round,
+        bytes32 spendId,
+        address[] calldata members,
+        uint256[] calldata dpParams,
+        uint256[] calldata epsilons,
+        uint256[] calldata statuses
+    ) external onlyRole(RECORDER_ROLE) {
+        uint256 n = members.length;
+        if (dpParams.length != n || epsilons.length != n || statuses.length != n) revert LengthMismatch();
+        if (round == 0 || round > lastRound) revert UnknownRound(round);
+        if (_spendBatches[spendId]) revert SpendsAlreadyRecorded(spendId);
+        _spendBatches[spendId] = true;
+        for (uint256 i; i < n; ++i) {
+            address m = members[i];
+            if (_accounts[m] & _BLOCK_MASK == 0) revert UnregisteredMember(m);
+            uint256 status = statuses[i];
+            if (status > _MAX_STATUS) revert InvalidStatus(m, status);
+            if (status != _REJECTED && status != _LATE && status != _REPLAYED) revert InvalidSpendStatus(m, status);
+            emit SpendRecorded(round, m, spendId, dpParams[i], epsilons[i], status);
+        }
+    }
+
+    // ---- disputes (anyone submits a member's signed dispute) ---------------------------------
+
+    /// @notice File a member's signed dispute of `round`'s revealed scalars. Anyone may submit it;
+    /// the signer (recovered from `signature`, EIP-191 over `disputeDigest(round, commitment)`)
+    /// must be registered and is the disputing member. One dispute per (round, member). A round
+    /// may be disputed from the moment it is next to be recorded (`lastRound + 1`): disputed before
+    /// it is recorded, it pays nobody; disputed after, the dispute is recorded (an auditor fails
+    /// the round) but rewards already credited stay credited.
+    /// @return member the disputing member.
+    function fileDispute(uint256 round, bytes32 scalarsCommitment, bytes calldata signature)
+        external
+        returns (address member)
+    {
+        uint256 last = lastRound;
+        if (round == 0 || round > last + 1) revert DisputeRoundOutOfRange(round, last);
+        bytes32 digest = disputeDigest(round, scalarsCommitment);
+        member = ECDSA.recover(MessageHashUtils.toEthSignedMessageHash(digest), signature);
+        if (_accounts[member] & _BLOCK_MASK == 0) revert UnregisteredDisputer(member);
+        if (_disputed[round][member]) revert DisputeAlreadyFiled(round, member);
+        _disputed[round][member] = true;
+        ++_disputeCounts[round];
+        emit RoundDisputed(round, member, scalarsCommitment, round <= last);
+    }
+
+    /// @notice What a member signs (EIP-191) to dispute `round`: keccak256 of
+    /// abi.encode("fedchain-dispute-v1", chainid, this ledger, round, commitment).
+    function disputeDigest(uint256 round, bytes32 scalarsCommitment) public view returns (bytes32) {
+        return keccak256(abi.encode("fedchain-dispute-v1", block.chainid, address(this), round, scalarsCommitment));
     }
 
     // ---- claims (anyone) ---------------------------------------------------------------------
@@ -328,6 +466,21 @@ contract ContributionLedger is AccessControl {
     /// @notice Block in which `member` was (last) registered; 0 when it is not registered now.
     function registeredSince(address member) external view returns (uint256) {
         return _accounts[member] & _BLOCK_MASK;
+    }
+
+    /// @notice Number of disputes filed against `round`.
+    function disputeCount(uint256 round) external view returns (uint256) {
+        return _disputeCounts[round];
+    }
+
+    /// @notice Whether `member` disputed `round`.
+    function isDisputed(uint256 round, address member) external view returns (bool) {
+        return _disputed[round][member];
+    }
+
+    /// @notice Whether a `recordSpends` batch with this id was recorded.
+    function spendsRecorded(bytes32 spendId) external view returns (bool) {
+        return _spendBatches[spendId];
     }
 
     /// @notice Whether `member` is registered now.

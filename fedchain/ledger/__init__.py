@@ -13,9 +13,15 @@ compiled artifacts committed under ``fedchain/ledger/artifacts``, so no Node is 
   (fixed point: :mod:`fedchain.ledger.fixedpoint`). The contract pays
   ``reward_i = pool * score_i // total_score`` (the mirror is :func:`fedchain.rewards.proportional_rewards`),
   the remainder to the treasury, stores a round header and emits one ``MemberRecorded`` per member
-  and one ``RoundRecorded`` per round. Errors are named: ``WrongRound``, ``RoundAlreadyRecorded``,
+  (with its status: only ``"accepted"`` may score) and one ``RoundRecorded`` per round (with the
+  committee's scalars commitment). Privacy spends found after their round are added with
+  ``recordSpends`` (:meth:`Web3Ledger.record_spends`); anyone submits a member's signed dispute with
+  ``fileDispute`` (:meth:`Web3Ledger.file_dispute`), and a round disputed before it is recorded pays
+  nobody. Errors are named: ``WrongRound``, ``RoundAlreadyRecorded``,
   ``UnregisteredMember``, ``DuplicateMember``, ``MembersNotSorted``, ``LengthMismatch``,
-  ``BrokenLineage``, ``PoolTooLarge``, ``BudgetAlreadySet``, ``InvalidBudget``...
+  ``BrokenLineage``, ``PoolTooLarge``, ``BudgetAlreadySet``, ``InvalidBudget``, ``InvalidStatus``,
+  ``ScoreWithoutAcceptance``, ``InvalidSpendStatus``, ``SpendsAlreadyRecorded``,
+  ``DisputeRoundOutOfRange``, ``UnregisteredDisputer``, ``DisputeAlreadyFiled``...
 * ``FedToken`` (OpenZeppelin ``ERC20``), deployed by the ledger, which is its only minter.
 
 Rewards are pull payments: a round mints the members' total to the ledger and credits each member
@@ -52,8 +58,10 @@ from __future__ import annotations
 from fedchain.ledger.base import (
     Ledger,
     LedgerReader,
+    RecordedDispute,
     RecordedMember,
     RecordedRound,
+    RecordedSpend,
     RegistrationEvent,
     RoundConflictError,
 )
@@ -67,8 +75,10 @@ __all__ = [
     "ExportedLedger",
     "Ledger",
     "LedgerReader",
+    "RecordedDispute",
     "RecordedMember",
     "RecordedRound",
+    "RecordedSpend",
     "RegistrationEvent",
     "RoundConflictError",
     "Web3Ledger",

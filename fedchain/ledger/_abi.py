@@ -2,6 +2,11 @@
 
 Shared by the live :class:`~fedchain.ledger.Web3Ledger` and the offline
 :class:`~fedchain.ledger.ExportedLedger`, so both decode the chain the same way.
+
+Ledgers deployed (and runs exported) before member-round statuses, scalar commitments and disputes
+emitted ``RoundRecorded`` and ``MemberRecorded`` with fewer fields: :data:`LEGACY_EVENTS` keeps those
+definitions so their logs still decode, under the same event names (a legacy member-round reads as
+``"accepted"``, a legacy round as undisputed with no scalars commitment).
 """
 
 from __future__ import annotations
@@ -18,23 +23,58 @@ from eth_abi import decode as abi_decode
 from eth_utils import keccak, to_checksum_address
 
 from fedchain.errors import LedgerError
-from fedchain.ledger.base import RecordedMember, RecordedRound, RegistrationEvent
+from fedchain.ledger.base import RecordedDispute, RecordedMember, RecordedRound, RecordedSpend, RegistrationEvent
 from fedchain.ledger.fixedpoint import bytes32_to_hex
+from fedchain.types import ZERO_HASH
 
 __all__ = [
     "CONTRACT_NAMES",
+    "LEGACY_EVENTS",
     "ContractAbi",
     "DecodedEvent",
     "build_round",
+    "dispute_from_event",
     "header_from_tuple",
     "load_artifact",
     "member_from_event",
     "normalize_log",
     "registration_from_event",
     "revert_data",
+    "spend_from_event",
 ]
 
 CONTRACT_NAMES = ("ContributionLedger", "FedToken")
+
+
+def _event(name: str, *inputs: tuple[str, str, bool]) -> dict[str, Any]:
+    return {
+        "type": "event",
+        "name": name,
+        "anonymous": False,
+        "inputs": [{"name": n, "type": t, "indexed": i} for n, t, i in inputs],
+    }
+
+
+#: Events as ``ContributionLedger`` emitted them before statuses, commitments and disputes.
+LEGACY_EVENTS: tuple[dict[str, Any], ...] = (
+    _event(
+        "RoundRecorded",
+        ("round", "uint256", True),
+        *((name, "bytes32", False) for name in ("aggregateHash", "modelHash", "previousModelHash", "updateMerkleRoot")),
+        ("recordHash", "bytes32", False),
+        ("rewardPool", "uint256", False),
+        ("totalScore", "uint256", False),
+        ("memberCount", "uint256", False),
+        ("treasury", "address", False),
+        ("treasuryAmount", "uint256", False),
+    ),
+    _event(
+        "MemberRecorded",
+        ("round", "uint256", True),
+        ("member", "address", True),
+        *((name, "uint256", False) for name in ("score", "reward", "dpParams", "epsilon")),
+    ),
+)
 
 
 @cache
@@ -107,26 +147,41 @@ def normalize_log(log: Mapping[str, Any]) -> dict[str, Any]:
 class ContractAbi:
     """Decoding tables for one or more contract ABIs (events by topic, errors by selector)."""
 
-    def __init__(self, abis: Iterable[Sequence[Mapping[str, Any]]]) -> None:
+    def __init__(
+        self, abis: Iterable[Sequence[Mapping[str, Any]]], *, legacy_events: Iterable[Mapping[str, Any]] = ()
+    ) -> None:
         self.events: dict[bytes, Mapping[str, Any]] = {}
         self.topics: dict[str, str] = {}
         self.errors: dict[bytes, Mapping[str, Any]] = {}
+        #: Topics of the legacy definitions (decoded under their names; ``topics`` names the current ones).
+        self.legacy_topics: dict[str, str] = {}
+        for item in legacy_events:
+            digest = keccak(text=self._signature(item))
+            self.events[digest] = item
+            self.legacy_topics[str(item["name"])] = "0x" + digest.hex()
         for abi in abis:
             for item in abi:
                 if item["type"] not in ("event", "error"):
                     continue
-                signature = f"{item['name']}({','.join(_canonical_type(i) for i in item['inputs'])})"
-                digest = keccak(text=signature)
+                digest = keccak(text=self._signature(item))
                 if item["type"] == "event":
                     self.events[digest] = item
                     self.topics[str(item["name"])] = "0x" + digest.hex()
                 else:
                     self.errors[digest[:4]] = item
 
+    @staticmethod
+    def _signature(item: Mapping[str, Any]) -> str:
+        return f"{item['name']}({','.join(_canonical_type(i) for i in item['inputs'])})"
+
     @classmethod
     def fedchain(cls) -> ContractAbi:
-        """Tables for both fedchain contracts."""
-        return cls(load_artifact(name)["abi"] for name in CONTRACT_NAMES)
+        """Tables for both fedchain contracts (and the legacy events of older ledgers)."""
+        return cls((load_artifact(name)["abi"] for name in CONTRACT_NAMES), legacy_events=LEGACY_EVENTS)
+
+    def event_topics(self, name: str) -> list[str]:
+        """Every topic an event of this name may carry: the current one, then a legacy one if any."""
+        return [self.topics[name]] + ([self.legacy_topics[name]] if name in self.legacy_topics else [])
 
     def decode_log(self, log: Mapping[str, Any]) -> DecodedEvent | None:
         """Decode a normalized log; None when its event is not in these ABIs."""
@@ -259,6 +314,8 @@ def build_round(server_round: int, header: Mapping[str, Any], events: Iterable[D
         block_number=round_event.block_number,
         tx_hash=round_event.tx_hash,
         members=tuple(members),
+        scalars_commitment=args.get("scalarsCommitment", ZERO_HASH),
+        disputes_at_record=int(args.get("disputes", 0)),
     )
 
 
@@ -273,6 +330,37 @@ def member_from_event(event: DecodedEvent) -> RecordedMember:
         dp_word=int(args["dpParams"]),
         epsilon_fixed=int(args["epsilon"]),
         block_number=event.block_number,
+        tx_hash=event.tx_hash,
+        status_code=int(args.get("status", 0)),
+    )
+
+
+def spend_from_event(event: DecodedEvent) -> RecordedSpend:
+    """Decode one ``SpendRecorded`` event."""
+    args = event.args
+    return RecordedSpend(
+        server_round=int(args["round"]),
+        address=args["member"],
+        dp_word=int(args["dpParams"]),
+        epsilon_fixed=int(args["epsilon"]),
+        status_code=int(args["status"]),
+        spend_id=args["spendId"],
+        block_number=event.block_number,
+        log_index=event.log_index,
+        tx_hash=event.tx_hash,
+    )
+
+
+def dispute_from_event(event: DecodedEvent) -> RecordedDispute:
+    """Decode one ``RoundDisputed`` event."""
+    args = event.args
+    return RecordedDispute(
+        server_round=int(args["round"]),
+        member=args["member"],
+        scalars_commitment=args["scalarsCommitment"],
+        round_recorded=bool(args["roundRecorded"]),
+        block_number=event.block_number,
+        log_index=event.log_index,
         tx_hash=event.tx_hash,
     )
 

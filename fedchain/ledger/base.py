@@ -1,8 +1,10 @@
 """The ``Ledger`` extension point and the records it returns.
 
 A ledger is where rounds are recorded and rewards paid. :class:`LedgerReader` is everything an
-auditor needs (rounds, member history, registrations, privacy budgets, balances); :class:`Ledger`
-adds the writes the admin and the coordinator make. :class:`~fedchain.ledger.Web3Ledger` implements both against any
+auditor needs (rounds, member history, privacy spends recorded after their round, disputes,
+registrations, privacy budgets, balances); :class:`Ledger` adds the writes the admin and the
+coordinator make, and :meth:`Ledger.file_dispute`, which anyone may call with a member's signed
+dispute. :class:`~fedchain.ledger.Web3Ledger` implements both against any
 EVM chain; :class:`~fedchain.ledger.ExportedLedger` implements the reader over an exported run.
 """
 
@@ -13,14 +15,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from fedchain.errors import LedgerError
-from fedchain.ledger.fixedpoint import fixed_to_epsilon, fixed_to_score, unpack_dp
-from fedchain.types import DPParams, Receipt, RoundRecord
+from fedchain.ledger.fixedpoint import code_to_status, fixed_to_epsilon, fixed_to_score, unpack_dp
+from fedchain.types import ZERO_HASH, Dispute, DPParams, MemberRoundRecord, Receipt, RoundRecord
 
 __all__ = [
     "Ledger",
     "LedgerReader",
+    "RecordedDispute",
     "RecordedMember",
     "RecordedRound",
+    "RecordedSpend",
     "RegistrationEvent",
     "RoundConflictError",
 ]
@@ -61,6 +65,8 @@ class RecordedMember:
         epsilon_fixed: cumulative epsilon as recorded (1e18 fixed point, 0 without DP).
         block_number: block of the recording transaction.
         tx_hash: hash of the recording transaction.
+        status_code: the member-round's status code (index in
+            :data:`~fedchain.types.MEMBER_STATUSES`; ``0``, accepted, for ledgers that predate statuses).
     """
 
     server_round: int
@@ -71,6 +77,12 @@ class RecordedMember:
     epsilon_fixed: int
     block_number: int
     tx_hash: str
+    status_code: int = 0
+
+    @property
+    def status(self) -> str:
+        """The status name (``"accepted"``, ``"rejected"``, ...; ``"unknown(N)"`` for a foreign code)."""
+        return code_to_status(self.status_code)
 
     @property
     def score(self) -> float:
@@ -108,6 +120,10 @@ class RecordedRound:
         block_number: block of the recording transaction.
         tx_hash: hash of the recording transaction.
         members: the members' entries in recorded order (ascending address).
+        scalars_commitment: commitment to the scalars the decrypt committee revealed (zero hash
+            when none were, or for ledgers that predate it).
+        disputes_at_record: disputes filed before the round was recorded, as its ``RoundRecorded``
+            event says; when non-zero the contract paid nobody (the whole pool went to the treasury).
     """
 
     server_round: int
@@ -125,11 +141,85 @@ class RecordedRound:
     block_number: int
     tx_hash: str
     members: tuple[RecordedMember, ...]
+    scalars_commitment: str = ZERO_HASH
+    disputes_at_record: int = 0
 
     @property
     def rewards_wei(self) -> dict[str, int]:
         """Reward per member address."""
         return {m.address: m.reward_wei for m in self.members}
+
+    @property
+    def withheld(self) -> bool:
+        """Whether the round's rewards were withheld because it was disputed before it was recorded."""
+        return self.disputes_at_record != 0
+
+
+@dataclass(frozen=True)
+class RecordedSpend:
+    """A privacy spend recorded after its round (``recordSpends``), decoded from ``SpendRecorded``.
+
+    Attributes:
+        server_round: the round the member trained in.
+        address: checksummed member address.
+        dp_word: the packed DP parameters (0 without DP).
+        epsilon_fixed: the member's reported cumulative epsilon after the spend (1e18 fixed point;
+            0 when not reported).
+        status_code: the spend's status code (rejected, late or replayed).
+        spend_id: the batch id (``0x`` hex) that makes a retried batch harmless.
+        block_number: block of the transaction.
+        log_index: position of the event in its block.
+        tx_hash: the transaction.
+    """
+
+    server_round: int
+    address: str
+    dp_word: int
+    epsilon_fixed: int
+    status_code: int
+    spend_id: str
+    block_number: int
+    log_index: int
+    tx_hash: str
+
+    @property
+    def status(self) -> str:
+        """The status name (``"late"``, ``"replayed"``, ``"rejected"``)."""
+        return code_to_status(self.status_code)
+
+    @property
+    def dp(self) -> DPParams | None:
+        """The decoded DP-SGD parameters, or None without DP."""
+        return unpack_dp(self.dp_word)
+
+    @property
+    def epsilon(self) -> float | None:
+        """The reported cumulative epsilon, or None when none was reported."""
+        return fixed_to_epsilon(self.epsilon_fixed)
+
+
+@dataclass(frozen=True)
+class RecordedDispute:
+    """A member's dispute of a round, decoded from ``RoundDisputed``.
+
+    Attributes:
+        server_round: the disputed round.
+        member: checksummed address of the disputing member (the recovered signer).
+        scalars_commitment: the commitment of the revealed scalars the member was shown.
+        round_recorded: whether the round was already recorded when the dispute was filed (its
+            rewards could then not be withheld).
+        block_number: block of the filing transaction.
+        log_index: position of the event in its block.
+        tx_hash: the filing transaction.
+    """
+
+    server_round: int
+    member: str
+    scalars_commitment: str
+    round_recorded: bool
+    block_number: int
+    log_index: int
+    tx_hash: str
 
 
 @dataclass(frozen=True)
@@ -154,7 +244,7 @@ class RegistrationEvent:
 class LedgerReader(ABC):
     """Read access to recorded rounds, registrations and balances.
 
-    Subclasses implement seven reads; :meth:`rounds` and :meth:`was_registered` build on them.
+    Subclasses implement nine reads; :meth:`rounds` and :meth:`was_registered` build on them.
 
     Example:
         >>> from fedchain.ledger import connect, Web3Ledger
@@ -183,6 +273,22 @@ class LedgerReader(ABC):
     @abstractmethod
     def member_history(self, address: str) -> list[RecordedMember]:
         """Return every recorded entry of one member, in round order (empty when none)."""
+
+    @abstractmethod
+    def spends(self, server_round: int | None = None) -> list[RecordedSpend]:
+        """Return the privacy spends recorded after their round (``recordSpends``), in chain order.
+
+        Args:
+            server_round: only the spends of this round (default: all).
+        """
+
+    @abstractmethod
+    def disputes(self, server_round: int | None = None) -> list[RecordedDispute]:
+        """Return the members' disputes (``fileDispute``), in chain order.
+
+        Args:
+            server_round: only the disputes of this round (default: all).
+        """
 
     @abstractmethod
     def registrations(self) -> list[RegistrationEvent]:
@@ -284,8 +390,11 @@ class Ledger(LedgerReader):
         """Record a round and pay its rewards; idempotent for an identical record.
 
         Members are recorded in ascending address order (the order of ``record.members`` does not
-        matter). If the round is already recorded with exactly this payload, the receipt of the
-        original transaction is returned and nothing is paid again.
+        matter), each with its status (:data:`~fedchain.types.MEMBER_STATUSES`): only an
+        ``"accepted"`` member-round may have a non-zero score. If the round is already recorded
+        with exactly this payload (scalars commitment and statuses included), the receipt of the
+        original transaction is returned and nothing is paid again. A round disputed before it is
+        recorded pays nobody (the receipt shows the whole pool going to the treasury).
 
         Args:
             record: the round; ``server_round`` must be ``last_round() + 1`` (or an already recorded
@@ -297,7 +406,66 @@ class Ledger(LedgerReader):
         Raises:
             RoundConflictError: the round is recorded with a different payload.
             TransactionError: the chain refused the record (reason names the custom error, e.g.
-                ``WrongRound(expected=3, got=5)`` or ``UnregisteredMember(member=0x...)``).
+                ``WrongRound(expected=3, got=5)``, ``UnregisteredMember(member=0x...)`` or
+                ``ScoreWithoutAcceptance(member=0x..., status=1)``).
             ChainTimeoutError: no receipt arrived in time.
-            ConfigError: a value cannot be encoded (negative score, bad hash, DP out of range).
+            ConfigError: a value cannot be encoded (negative score, bad hash, DP out of range,
+                unknown status).
+        """
+
+    @abstractmethod
+    def record_spends(
+        self, server_round: int, members: Sequence[MemberRoundRecord], *, spend_id: str | None = None
+    ) -> Receipt:
+        """Record privacy spends found after ``server_round`` was recorded; no tokens move.
+
+        For members that trained in a recorded round but are not in its record with that
+        training: a late reply (``"late"``), a reply refused after recording (``"rejected"``),
+        or training in a run of the round lost to a coordinator crash and replayed
+        (``"replayed"``). Each member's ``dp`` and ``epsilon`` (its reported cumulative epsilon
+        after the spend, or None) are recorded; ``score`` must be 0. The auditor's epsilon
+        recomputation includes every spend.
+
+        Idempotent: the batch is identified by ``spend_id`` (default: a hash of the round and the
+        members' entries, order-independent). Sending a batch whose id is already recorded sends
+        nothing and returns the receipt of the transaction that recorded it, so a coordinator may
+        retry freely. Two genuinely distinct batches with identical contents (same member, round,
+        DP parameters, epsilon and status) need distinct explicit ``spend_id`` values.
+
+        Args:
+            server_round: a recorded round (``1..last_round()``).
+            members: the spends, one entry per member-round (status rejected, late or replayed).
+            spend_id: ``0x`` hex of 32 bytes naming the batch (default: content hash).
+
+        Returns:
+            The receipt (no rewards).
+
+        Raises:
+            ConfigError: no members, a non-zero score, a status that is not a spend's, or a value
+                that cannot be encoded.
+            TransactionError: the chain refused (``UnknownRound(round=N)``,
+                ``UnregisteredMember(member=0x...)``, ``InvalidSpendStatus(...)``).
+            ChainTimeoutError: no receipt arrived in time.
+        """
+
+    @abstractmethod
+    def file_dispute(self, dispute: Dispute) -> Receipt:
+        """Submit a member's signed dispute of a round (anyone may submit it).
+
+        The contract recovers the signer from ``dispute.signature`` over
+        :func:`fedchain.identity.signing.dispute_digest` for this ledger and chain, requires it to
+        be registered, and records one dispute per (round, member). Disputed before it is
+        recorded, the round pays nobody; disputed after, the dispute is on chain (the auditor
+        fails the round) but rewards already credited are not taken back.
+
+        Returns:
+            The receipt of the filing transaction.
+
+        Raises:
+            ConfigError: the signature is malformed or is not ``dispute.member``'s over this
+                ledger's dispute digest (nothing is sent).
+            TransactionError: the chain refused (``UnregisteredDisputer(signer=0x...)``,
+                ``DisputeAlreadyFiled(round=N, member=0x...)``,
+                ``DisputeRoundOutOfRange(round=N, lastRound=M)``).
+            ChainTimeoutError: no receipt arrived in time.
         """

@@ -12,6 +12,13 @@ coordinator calls :func:`export_ledger`, which writes everything an auditor read
 * a snapshot of the state at export (total supply, per-address ERC-20 balance and claimable
   credit, registration blocks, privacy budgets), which a reader can cross-check against the logs.
 
+Member-round statuses (``MemberRecorded.status``), scalar commitments (``RoundRecorded``), privacy
+spends recorded after their round (``SpendRecorded``) and disputes (``RoundDisputed``) travel in the
+logs too; the snapshot adds ``disputeCounts`` (round -> the contract's ``disputeCount``, for rounds
+with disputes) to cross-check the ``RoundDisputed`` logs. Exports written before these existed hold
+the older ``RoundRecorded`` / ``MemberRecorded`` logs, which still decode (every member-round
+accepted, no commitment, no spends, no disputes).
+
 Members' privacy budgets travel as the ``PrivacyBudgetSet`` logs (and, in the snapshot, as
 ``privacyBudgets``: address -> stored ``{"epsilon", "delta"}`` words, present when the contract has
 ``privacyBudget``). An export written before budgets existed has neither: :meth:`ExportedLedger.privacy_budget`
@@ -47,11 +54,20 @@ from fedchain.ledger._abi import (
     ContractAbi,
     DecodedEvent,
     build_round,
+    dispute_from_event,
     load_artifact,
     member_from_event,
     registration_from_event,
+    spend_from_event,
 )
-from fedchain.ledger.base import LedgerReader, RecordedMember, RecordedRound, RegistrationEvent
+from fedchain.ledger.base import (
+    LedgerReader,
+    RecordedDispute,
+    RecordedMember,
+    RecordedRound,
+    RecordedSpend,
+    RegistrationEvent,
+)
 from fedchain.ledger.fixedpoint import fixed_to_budget
 from fedchain.ledger.web3_ledger import Web3Ledger
 
@@ -105,6 +121,8 @@ def export_ledger(ledger: Web3Ledger, path: str | Path) -> Path:
         snapshot["privacyBudgets"] = {
             a: {"epsilon": words[0], "delta": words[1]} for a, words in budgets.items() if words and words[0]
         }
+    disputed = sorted({d.server_round for d in ledger.disputes()})
+    snapshot["disputeCounts"] = {str(n): ledger.dispute_count(n) for n in disputed}
     document = {
         "format": EXPORT_FORMAT,
         "chain": {
@@ -216,6 +234,22 @@ class ExportedLedger(LedgerReader):
             if e.name == "MemberRecorded" and e.args["member"].lower() == wanted
         ]
         return sorted(entries, key=lambda m: m.server_round)
+
+    def spends(self, server_round: int | None = None) -> list[RecordedSpend]:
+        """Privacy spends recorded after their round, in chain order (none in older exports)."""
+        return [
+            spend_from_event(e)
+            for e in self._of(self._ledger)
+            if e.name == "SpendRecorded" and (server_round is None or e.args["round"] == server_round)
+        ]
+
+    def disputes(self, server_round: int | None = None) -> list[RecordedDispute]:
+        """Members' disputes, in chain order (none in older exports)."""
+        return [
+            dispute_from_event(e)
+            for e in self._of(self._ledger)
+            if e.name == "RoundDisputed" and (server_round is None or e.args["round"] == server_round)
+        ]
 
     def registrations(self) -> list[RegistrationEvent]:
         """Every (de)registration, in chain order."""

@@ -39,6 +39,11 @@ Example:
     2500000000000000000
     >>> fixed_to_budget(*budget_to_fixed(8.0, 1e-5))
     (8.0, 1e-05)
+    >>> status_to_code("late"), code_to_status(4)
+    (2, 'replayed')
+
+A member-round's status travels as its index in :data:`fedchain.types.MEMBER_STATUSES`
+(``0`` accepted, ``1`` rejected, ``2`` late, ``3`` skipped, ``4`` replayed).
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ from fractions import Fraction
 
 from fedchain.errors import ConfigError
 from fedchain.rewards import SCORE_SCALE, fixed_to_score, score_to_fixed
-from fedchain.types import DPParams
+from fedchain.types import MEMBER_STATUSES, DPParams
 
 __all__ = [
     "BUDGET_FIELD_LIMIT",
@@ -60,6 +65,7 @@ __all__ = [
     "SCORE_SCALE",
     "budget_to_fixed",
     "bytes32_to_hex",
+    "code_to_status",
     "delta_to_fixed",
     "epsilon_to_fixed",
     "fixed_to_budget",
@@ -69,6 +75,7 @@ __all__ = [
     "hex_to_bytes32",
     "pack_dp",
     "score_to_fixed",
+    "status_to_code",
     "unpack_dp",
 ]
 
@@ -285,3 +292,19 @@ def bytes32_to_hex(value: bytes) -> str:
         True
     """
     return "0x" + bytes(value).hex()
+
+
+def status_to_code(status: str, *, name: str = "status") -> int:
+    """The on-chain code of a member-round status (its index in :data:`~fedchain.types.MEMBER_STATUSES`).
+
+    Raises:
+        ConfigError: ``status`` is not one of :data:`~fedchain.types.MEMBER_STATUSES`.
+    """
+    if status not in MEMBER_STATUSES:
+        raise ConfigError(name, f"one of {', '.join(repr(s) for s in MEMBER_STATUSES)}", status)
+    return MEMBER_STATUSES.index(status)
+
+
+def code_to_status(code: int) -> str:
+    """The status named by an on-chain code; ``"unknown(N)"`` for a code no fedchain contract writes."""
+    return MEMBER_STATUSES[code] if 0 <= code < len(MEMBER_STATUSES) else f"unknown({code})"

@@ -6,6 +6,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
+from eth_abi import encode as abi_encode
+from eth_account import Account
+from eth_account.messages import encode_defunct
 from eth_tester.exceptions import TransactionFailed
 from eth_typing import ChecksumAddress, HexStr
 from eth_utils import keccak, to_checksum_address
@@ -24,13 +27,23 @@ from fedchain.ledger._abi import (
     ContractAbi,
     DecodedEvent,
     build_round,
+    dispute_from_event,
     header_from_tuple,
     load_artifact,
     member_from_event,
     normalize_log,
     registration_from_event,
+    spend_from_event,
 )
-from fedchain.ledger.base import Ledger, RecordedMember, RecordedRound, RegistrationEvent, RoundConflictError
+from fedchain.ledger.base import (
+    Ledger,
+    RecordedDispute,
+    RecordedMember,
+    RecordedRound,
+    RecordedSpend,
+    RegistrationEvent,
+    RoundConflictError,
+)
 from fedchain.ledger.chain import Chain
 from fedchain.ledger.fixedpoint import (
     budget_to_fixed,
@@ -39,8 +52,9 @@ from fedchain.ledger.fixedpoint import (
     hex_to_bytes32,
     pack_dp,
     score_to_fixed,
+    status_to_code,
 )
-from fedchain.types import Receipt, RoundRecord
+from fedchain.types import MEMBER_STATUSES, Dispute, MemberRoundRecord, Receipt, RoundRecord
 
 __all__ = ["Web3Ledger"]
 
@@ -69,6 +83,29 @@ def _checksum(address: str, name: str) -> ChecksumAddress:
         return to_checksum_address(address)
     except (TypeError, ValueError):
         raise ConfigError(name, "a 20-byte hex address", address) from None
+
+
+def _round_number(value: int, name: str = "server_round") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(name, "an int in [1, inf)", value)
+    return value
+
+
+#: Statuses a spend recorded after its round may have (``recordSpends``).
+SPEND_STATUSES = ("rejected", "late", "replayed")
+
+
+def _member_status(member: MemberRoundRecord, score_fixed: int, *, allowed: tuple[str, ...] = MEMBER_STATUSES) -> int:
+    """The status code of a member-round; refuses an unknown status and a score without acceptance."""
+    name = f"members[{member.address}].status"
+    if member.status not in allowed:
+        raise ConfigError(name, f"one of {', '.join(repr(s) for s in allowed)}", member.status)
+    code = status_to_code(member.status, name=name)
+    if member.status != "accepted" and score_fixed != 0:
+        raise ConfigError(
+            f"members[{member.address}].score", f"0 for a member-round with status {member.status!r}", member.score
+        )
+    return code
 
 
 class Web3Ledger(Ledger):
@@ -279,6 +316,95 @@ class Web3Ledger(Ledger):
         )
         return result
 
+    def record_spends(
+        self, server_round: int, members: Sequence[MemberRoundRecord], *, spend_id: str | None = None
+    ) -> Receipt:
+        """Record privacy spends after their round was recorded (see :meth:`Ledger.record_spends`).
+
+        Example:
+            >>> from fedchain.ledger import Web3Ledger, connect
+            >>> from fedchain.types import DPParams, MemberRoundRecord, RoundRecord, ZERO_HASH
+            >>> ledger = Web3Ledger.deploy(connect("embedded"))
+            >>> member = "0x" + "11" * 20
+            >>> ledger.register_members([member])
+            >>> _ = ledger.record_round(RoundRecord(1, "aa" * 32, "bb" * 32, ZERO_HASH, (), 0))
+            >>> dp = DPParams(noise_multiplier=1.1, sample_rate=0.02, steps=150, max_grad_norm=1.0, delta=1e-5)
+            >>> late = MemberRoundRecord(member, 0.0, dp=dp, epsilon=0.6, status="late")
+            >>> receipt = ledger.record_spends(1, [late])
+            >>> ledger.record_spends(1, [late]) == receipt  # a retry records nothing twice
+            True
+            >>> [(s.server_round, s.status, s.epsilon) for s in ledger.spends()]
+            [(1, 'late', 0.6)]
+        """
+        args = self.encode_spends(server_round, members, spend_id=spend_id)
+        batch = _hex(args[1])
+        existing = self._existing_spends(batch)
+        if existing is not None:
+            return existing
+        call = self._ledger.functions.recordSpends(*args)
+        try:
+            receipt = self._send(call, f"recordSpends(round={server_round}, {len(args[2])} members)")
+        except TransactionError as exc:
+            # Another process may have recorded the same batch between our check and send.
+            if exc.reason and exc.reason.startswith("SpendsAlreadyRecorded"):
+                existing = self._existing_spends(batch)
+                if existing is not None:
+                    return existing
+            raise
+        result = self._receipt(receipt)
+        logger.info(
+            "recorded %d privacy spends of round %d (batch %s), tx %s, gas %d",
+            len(args[2]),
+            server_round,
+            batch,
+            result.tx_hash,
+            result.gas_used,
+        )
+        return result
+
+    def file_dispute(self, dispute: Dispute) -> Receipt:
+        """Submit a member's signed dispute (see :meth:`Ledger.file_dispute`); any account may send it.
+
+        Example:
+            >>> from eth_account import Account
+            >>> from fedchain.identity.signing import dispute_digest, sign_digest
+            >>> from fedchain.ledger import Web3Ledger, connect
+            >>> from fedchain.types import Dispute
+            >>> ledger = Web3Ledger.deploy(connect("embedded"))
+            >>> key = bytes(range(1, 33))
+            >>> member = Account.from_key(key).address
+            >>> ledger.register_members([member])
+            >>> commitment = "0x" + "cc" * 32
+            >>> digest = dispute_digest(chain_id=ledger.chain_id, ledger_address=ledger.address,
+            ...     server_round=1, scalars_commitment=commitment)
+            >>> _ = ledger.file_dispute(Dispute(1, member, commitment, sign_digest(key, digest)))
+            >>> ledger.dispute_count(1), [d.member == member for d in ledger.disputes(1)]
+            (1, [True])
+        """
+        server_round = _round_number(dispute.server_round, "dispute.server_round")
+        member = _checksum(dispute.member, "dispute.member")
+        commitment = hex_to_bytes32(dispute.scalars_commitment, name="dispute.scalars_commitment")
+        try:
+            text = dispute.signature
+            signature = bytes.fromhex(text[2:] if text.startswith("0x") else text)
+        except (AttributeError, TypeError, ValueError):
+            raise ConfigError("dispute.signature", "a 65-byte 0x-hex signature", dispute.signature) from None
+        digest = bytes(self._ledger.functions.disputeDigest(server_round, commitment).call())
+        try:
+            signer = Account.recover_message(encode_defunct(primitive=digest), signature=signature)
+        except Exception:  # malformed signature: eth_account raises several types
+            raise ConfigError("dispute.signature", "a 65-byte 0x-hex signature", dispute.signature) from None
+        if signer != member:
+            raise ConfigError(
+                "dispute.signature",
+                f"{member}'s EIP-191 signature of this ledger's dispute digest for round {server_round}",
+                f"a signature by {signer}",
+            )
+        call = self._ledger.functions.fileDispute(server_round, commitment, signature)
+        receipt = self._receipt(self._send(call, f"fileDispute(round={server_round}, member={member})"))
+        logger.warning("round %d disputed by %s (tx %s)", server_round, member, receipt.tx_hash)
+        return receipt
+
     # ---- encoding ------------------------------------------------------------------------------
 
     @staticmethod
@@ -294,9 +420,7 @@ class Web3Ledger(Ledger):
             >>> args[0][0], args[1]
             (1, [])
         """
-        round_number = record.server_round
-        if isinstance(round_number, bool) or not isinstance(round_number, int) or round_number < 1:
-            raise ConfigError("server_round", "an int in [1, inf)", round_number)
+        round_number = _round_number(record.server_round)
         pool = record.reward_pool_wei
         if isinstance(pool, bool) or not isinstance(pool, int) or not 0 <= pool < 2**128:
             raise ConfigError("reward_pool_wei", "an int in [0, 2**128)", pool)
@@ -306,27 +430,62 @@ class Web3Ledger(Ledger):
             hex_to_bytes32(record.model_hash, name="model_hash"),
             hex_to_bytes32(record.previous_model_hash, name="previous_model_hash"),
             hex_to_bytes32(record.update_merkle_root, name="update_merkle_root"),
+            hex_to_bytes32(record.scalars_commitment, name="scalars_commitment"),
             pool,
         )
-        rows = sorted(
-            (
+        rows = []
+        for m in record.members:
+            score_fixed = score_to_fixed(m.score)
+            rows.append(
                 (
                     _checksum(m.address, "members.address"),
-                    score_to_fixed(m.score),
+                    score_fixed,
                     pack_dp(m.dp),
                     epsilon_to_fixed(m.epsilon),
+                    _member_status(m, score_fixed),
                 )
-                for m in record.members
-            ),
-            key=lambda row: int(row[0], 16),
-        )
-        return (
-            header,
-            [r[0] for r in rows],
-            [r[1] for r in rows],
-            [r[2] for r in rows],
-            [r[3] for r in rows],
-        )
+            )
+        rows.sort(key=lambda row: int(row[0], 16))
+        return (header, *([r[i] for r in rows] for i in range(5)))
+
+    @staticmethod
+    def encode_spends(
+        server_round: int, members: Sequence[MemberRoundRecord], *, spend_id: str | None = None
+    ) -> tuple[Any, ...]:
+        """The ``recordSpends`` arguments: ``(round, spendId, members, dpParams, epsilons, statuses)``.
+
+        Entries are sorted (address, then values), so the default ``spendId`` (keccak256 of the
+        encoded round and entries) does not depend on their order.
+
+        Raises:
+            ConfigError: no members, a non-zero score, a status other than rejected/late/replayed,
+                or a value that cannot be encoded.
+
+        Example:
+            >>> from fedchain.types import MemberRoundRecord
+            >>> args = Web3Ledger.encode_spends(2, [MemberRoundRecord("0x" + "11" * 20, 0.0, status="late")])
+            >>> args[0], args[5], len(args[1])
+            (2, [2], 32)
+        """
+        round_number = _round_number(server_round)
+        if isinstance(members, str) or not isinstance(members, Sequence) or not members:
+            raise ConfigError("members", "a non-empty sequence of MemberRoundRecord", members)
+        rows = []
+        for m in members:
+            score_fixed = score_to_fixed(m.score)
+            status = _member_status(m, score_fixed, allowed=SPEND_STATUSES)
+            rows.append((_checksum(m.address, "members.address"), pack_dp(m.dp), epsilon_to_fixed(m.epsilon), status))
+        rows.sort(key=lambda row: (int(row[0], 16), row[1], row[2], row[3]))
+        columns = [[r[i] for r in rows] for i in range(4)]
+        if spend_id is None:
+            encoded = abi_encode(
+                ["string", "uint256", "address[]", "uint256[]", "uint256[]", "uint256[]"],
+                ["fedchain-spends-v1", round_number, *columns],
+            )
+            batch = keccak(encoded)
+        else:
+            batch = hex_to_bytes32(spend_id, name="spend_id")
+        return (round_number, batch, *columns)
 
     def record_hash(self, record: RoundRecord) -> str:
         """keccak256 of the ``recordRound`` calldata for a record: what the chain stores as ``recordHash``."""
@@ -356,9 +515,30 @@ class Web3Ledger(Ledger):
     def member_history(self, address: str) -> list[RecordedMember]:
         """Every recorded entry of a member, in round order."""
         member = _checksum(address, "address")
-        logs = self._logs([self._abi.topics["MemberRecorded"], None, _address_topic(member)])
+        logs = self._logs([self._abi.event_topics("MemberRecorded"), None, _address_topic(member)])
         entries = [member_from_event(e) for e in self._decode(logs)]
         return sorted(entries, key=lambda m: m.server_round)
+
+    def spends(self, server_round: int | None = None) -> list[RecordedSpend]:
+        """Privacy spends recorded after their round, in chain order (see :meth:`LedgerReader.spends`)."""
+        round_topic = None if server_round is None else _uint_topic(server_round)
+        events = self._decode(self._logs([self._abi.topics["SpendRecorded"], round_topic]))
+        events.sort(key=lambda e: (e.block_number, e.log_index))
+        return [spend_from_event(e) for e in events]
+
+    def disputes(self, server_round: int | None = None) -> list[RecordedDispute]:
+        """Members' disputes, in chain order (see :meth:`LedgerReader.disputes`)."""
+        round_topic = None if server_round is None else _uint_topic(server_round)
+        events = self._decode(self._logs([self._abi.topics["RoundDisputed"], round_topic]))
+        events.sort(key=lambda e: (e.block_number, e.log_index))
+        return [dispute_from_event(e) for e in events]
+
+    def dispute_count(self, server_round: int) -> int:
+        """Disputes filed against a round, as the contract counts them (0 for a ledger without disputes)."""
+        try:
+            return int(self._ledger.functions.disputeCount(server_round).call())
+        except (*_REVERTS, BadFunctionCallOutput):
+            return 0
 
     def registrations(self) -> list[RegistrationEvent]:
         """Every (de)registration, in chain order."""
@@ -460,7 +640,7 @@ class Web3Ledger(Ledger):
                 "address": self._ledger.address,
                 "fromBlock": block,
                 "toBlock": block,
-                "topics": [self._abi.topics["RoundRecorded"], _uint_topic(server_round)],
+                "topics": [self._abi.event_topics("RoundRecorded"), _uint_topic(server_round)],
             }
         )
         if not logs:
@@ -468,6 +648,16 @@ class Web3Ledger(Ledger):
         tx_hash = logs[0]["transactionHash"]
         receipt = self._receipt(self.chain.w3.eth.get_transaction_receipt(tx_hash))
         logger.info("round %d already recorded identically in tx %s; nothing sent", server_round, receipt.tx_hash)
+        return receipt
+
+    def _existing_spends(self, spend_id: str) -> Receipt | None:
+        if not self._ledger.functions.spendsRecorded(hex_to_bytes32(spend_id, name="spend_id")).call():
+            return None
+        logs = self._logs([self._abi.topics["SpendRecorded"], None, None, spend_id])
+        if not logs:  # an empty batch has no events: nothing to point at, and nothing to record again
+            raise LedgerError(f"spend batch {spend_id} is recorded but has no SpendRecorded event")
+        receipt = self._receipt(self.chain.w3.eth.get_transaction_receipt(logs[0]["transactionHash"]))
+        logger.info("spend batch %s already recorded in tx %s; nothing sent", spend_id, receipt.tx_hash)
         return receipt
 
     def _receipt(self, receipt: Any) -> Receipt:

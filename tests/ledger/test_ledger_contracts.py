@@ -24,7 +24,9 @@ def revert_name(call: Any, sender: str) -> str:
     return ABI.revert_reason(info.value)
 
 
-def record_args(ledger: Web3Ledger, members: list[str], scores: list[int], **header: Any) -> list[Any]:
+def record_args(
+    ledger: Web3Ledger, members: list[str], scores: list[int], statuses: list[int] | None = None, **header: Any
+) -> list[Any]:
     n = ledger.last_round() + 1
     previous = ledger.get_round(n - 1).model_hash if n > 1 else "0x" + "00" * 32
     values = {
@@ -33,6 +35,7 @@ def record_args(ledger: Web3Ledger, members: list[str], scores: list[int], **hea
         "model": h(f"m{n}"),
         "previous": previous,
         "root": h("r"),
+        "commitment": h("c"),
         "pool": 1000,
     }
     values.update(header)
@@ -42,10 +45,11 @@ def record_args(ledger: Web3Ledger, members: list[str], scores: list[int], **hea
         hex_to_bytes32(values["model"]),
         hex_to_bytes32(values["previous"]),
         hex_to_bytes32(values["root"]),
+        hex_to_bytes32(values["commitment"]),
         values["pool"],
     )
     k = len(members)
-    return [head, members, scores, [0] * k, [0] * k]
+    return [head, members, scores, [0] * k, [0] * k, statuses if statuses is not None else [0] * k]
 
 
 def sorted_members(members: list[str], k: int) -> list[str]:
