@@ -66,9 +66,13 @@ def run(
     delta: Annotated[float, typer.Option(help="Each member's delta.")] = 1e-5,
     he: Annotated[bool, typer.Option("--he/--no-he", help="Homomorphic (CKKS) aggregation.")] = True,
     he_scoring: Annotated[
-        bool,
-        typer.Option("--he-scoring/--no-he-scoring", help="CKKS keys for encrypted scoring (cosine, norm bound)."),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--he-scoring/--no-he-scoring",
+            help="CKKS keys for encrypted norms and scores (norm bound, cosine); default: on when HE needs them.",
+            show_default="auto",
+        ),
+    ] = None,
     norm_bound: Annotated[float, typer.Option(help="Largest update norm accepted; 0 turns the bound off.")] = 20.0,
     committee_size: Annotated[int, typer.Option(help="Members that decrypt scoring scalars (HE).")] = 2,
     strategy: Annotated[str, typer.Option(help="Strategy: registry name or dotted path.")] = "fedavg",

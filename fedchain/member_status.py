@@ -42,6 +42,10 @@ class ChainStatus:
         recorded_epsilon: its cumulative epsilon as last recorded, None without DP.
         rewards_wei: the sum of the rewards those rounds credited to it.
         balance_wei: what it holds now (tokens plus unclaimed credit).
+        token_balance_wei: its plain ERC-20 balance (what a wallet shows); None when the reader
+            cannot tell (an exported run without token balances).
+        claimable_wei: credit not yet claimed into that balance (``fedchain member claim``); None
+            when the reader cannot tell.
         model_matches_chain: whether the model its node holds has the hash the chain recorded for
             that round; None when the node holds no model round (plaintext mode) or the round
             is not recorded.
@@ -55,6 +59,8 @@ class ChainStatus:
     rewards_wei: int
     balance_wei: int
     model_matches_chain: bool | None
+    token_balance_wei: int | None = None
+    claimable_wei: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,9 @@ class MemberStatus:
         if self.chain is not None:
             data["chain"]["rewards_wei"] = str(self.chain.rewards_wei)
             data["chain"]["balance_wei"] = str(self.chain.balance_wei)
+            for key in ("token_balance_wei", "claimable_wei"):
+                if data["chain"][key] is not None:
+                    data["chain"][key] = str(data["chain"][key])
         return data
 
 
@@ -170,4 +179,12 @@ def _chain_status(ledger: LedgerReader, address: str, status: MemberStatus) -> C
         rewards_wei=sum(entry.reward_wei for entry in history),
         balance_wei=ledger.balance_of(address),
         model_matches_chain=matches,
+        token_balance_wei=_optional_wei(ledger, "token_balance_of", address),
+        claimable_wei=_optional_wei(ledger, "claimable_of", address),
     )
+
+
+def _optional_wei(ledger: LedgerReader, method: str, address: str) -> int | None:
+    """``ledger.method(address)`` for readers that have it (a live ledger), else None."""
+    read = getattr(ledger, method, None)
+    return None if read is None else int(read(address))

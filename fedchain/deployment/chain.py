@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedchain.errors import FedChainError, LedgerError
+from fedchain.errors import LedgerError
 
 __all__ = [
     "ANVIL_CHAIN_ID",
@@ -173,7 +173,8 @@ def setup_ledger(
         ConfigError: ``privacy_budget`` is out of range (epsilon in (0, inf), delta in (0, 1)).
         LedgerError: the chain refused a transaction.
     """
-    from fedchain.ledger import Web3Ledger, connect
+    from fedchain.ledger import connect
+    from fedchain.ledger.admin import setup_federation_ledger
     from fedchain.ledger.fixedpoint import budget_to_fixed
 
     if privacy_budget is not None:  # validated before anything is sent
@@ -181,14 +182,16 @@ def setup_ledger(
     chain = connect(rpc_url, private_key=admin_key)
     if coordinator_funding_wei:
         fund(chain, federation.coordinator_address, coordinator_funding_wei, timeout_s=timeout_s)
-    ledger = Web3Ledger.deploy(chain, recorder=federation.coordinator_address, timeout_s=timeout_s)
     members = tuple(bundle.address for bundle in federation.members)
-    ledger.register_members(list(members))
-    missing = [address for address in members if not ledger.is_registered(address)]
-    if missing:
-        raise FedChainError(f"members not registered on chain: {missing}")
-    if privacy_budget is not None:
-        ledger.set_privacy_budgets(dict.fromkeys(members, privacy_budget))
+    # The same code as `fedchain chain deploy/register/budgets`: the admin keeps DEFAULT_ADMIN_ROLE,
+    # the coordinator wallet gets RECORDER_ROLE only.
+    ledger = setup_federation_ledger(
+        chain,
+        recorder=federation.coordinator_address,
+        members=members,
+        privacy_budget=privacy_budget,
+        timeout_s=timeout_s,
+    ).ledger
     log.info("ledger %s on %s: %d members registered", ledger.address, rpc_url, len(members))
     return ChainSetup(
         rpc_url=rpc_url,
