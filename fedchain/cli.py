@@ -271,6 +271,10 @@ from fedchain.member_cli import member_app  # noqa: E402
 
 app.add_typer(member_app, name="member")
 
+from fedchain.chain_cli import chain_app  # noqa: E402
+
+app.add_typer(chain_app, name="chain")
+
 
 class _ProvisionGroup(TyperGroup):
     """``fedchain provision DIR --members N``; ``fedchain provision keys DIR`` stays the CKKS-only command."""
