@@ -23,6 +23,7 @@ BENCHMARKS = {
     "load": "bench.bench_load",
     "scoring": "bench.bench_scoring",
     "he_round": "bench.bench_he_round",
+    "noise": "bench.bench_noise",
 }
 
 

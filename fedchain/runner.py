@@ -26,6 +26,7 @@ from typing import Any
 from fedchain.config import FedChainConfig
 from fedchain.errors import FederationError
 from fedchain.progress import listening
+from fedchain.simulation import SIMULATION_ENV
 
 __all__ = ["flower_environment", "run_simulation"]
 
@@ -92,6 +93,7 @@ def run_simulation(
     if not config.out_dir:
         raise FederationError("run_simulation needs config.out_dir")
     os.environ.update(flower_environment())
+    os.environ[SIMULATION_ENV] = "1"  # simulated members may take testing hooks (fedchain.simulation)
     out_dir = Path(config.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     config = config.replace(out_dir=str(out_dir))

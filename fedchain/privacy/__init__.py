@@ -33,6 +33,7 @@ from fedchain.privacy.accounting import (
 from fedchain.privacy.config import DPConfig, PrivacyBudget, check_delta, federation_dp_config
 from fedchain.privacy.ledger import PrivacyLedger
 from fedchain.privacy.noise_cache import NoiseCache
+from fedchain.privacy.randomness import PrivacyRandomness, SecureRandomness, SeededRandomness
 from fedchain.privacy.training import TrainResult, incompatible_layers, train_plain, train_private
 
 __all__ = [
@@ -43,6 +44,9 @@ __all__ = [
     "NoiseCache",
     "PrivacyBudget",
     "PrivacyLedger",
+    "PrivacyRandomness",
+    "SecureRandomness",
+    "SeededRandomness",
     "TrainResult",
     "calibrate_noise_multiplier",
     "check_delta",

@@ -42,12 +42,13 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from fedchain.errors import PrivacyError
+from fedchain.privacy.randomness import PrivacyRandomness
 
 __all__ = ["FusedDPStep", "expected_batch_size", "fused_incompatibilities", "poisson_epoch", "steps_per_epoch"]
 
 
 def poisson_epoch(
-    num_examples: int, sample_rate: float, steps: int, generator: torch.Generator
+    num_examples: int, sample_rate: float, steps: int, generator: torch.Generator | PrivacyRandomness
 ) -> tuple[torch.Tensor, list[int]]:
     """One epoch of Poisson batches, drawn as Opacus's ``DPDataLoader`` draws them: ``(indices, sizes)``.
 
@@ -57,9 +58,15 @@ def poisson_epoch(
     one call, which yields the same numbers in the same order (CPU ``uniform_`` fills serially):
     a seed gives the very batches of the Opacus path. Batch ``k`` is
     ``indices.split(sizes)[k]`` (ascending example indices, possibly empty).
+
+    Given a :class:`~fedchain.privacy.randomness.PrivacyRandomness` instead of a generator, the
+    masks are its :meth:`~fedchain.privacy.randomness.PrivacyRandomness.poisson_masks`.
     """
-    torch.empty((), dtype=torch.int64).random_(generator=generator)  # the DataLoader iterator's seed
-    masks = torch.rand((steps, num_examples), generator=generator) < sample_rate
+    if isinstance(generator, PrivacyRandomness):
+        masks = generator.poisson_masks(steps, num_examples, sample_rate)
+    else:
+        torch.empty((), dtype=torch.int64).random_(generator=generator)  # the DataLoader iterator's seed
+        masks = torch.rand((steps, num_examples), generator=generator) < sample_rate
     sizes: list[int] = masks.sum(dim=1).tolist()
     return masks.nonzero()[:, 1], sizes
 
@@ -213,7 +220,8 @@ class FusedDPStep:
         noise_multiplier: sigma.
         max_grad_norm: the clipping norm C.
         expected_batch_size: Opacus's ``int(n * q)`` (the noisy sum is divided by it).
-        noise_generator: the generator the Gaussian noise is drawn from.
+        noise_generator: where the Gaussian noise is drawn from: a ``torch.Generator`` (Opacus's
+            draws, for a seeded round) or a :class:`~fedchain.privacy.randomness.PrivacyRandomness`.
         criterion: per-example loss with ``reduction="sum"``.
     """
 
@@ -225,7 +233,7 @@ class FusedDPStep:
         noise_multiplier: float,
         max_grad_norm: float,
         expected_batch_size: int,
-        noise_generator: torch.Generator,
+        noise_generator: torch.Generator | PrivacyRandomness,
         criterion: nn.Module,
     ) -> None:
         self.params = [p for p in model.parameters() if p.requires_grad]
@@ -260,7 +268,10 @@ class FusedDPStep:
     def _noise(self) -> None:
         """``flat = N(0, (sigma C / E)^2)``, drawn per parameter in order, as ``DPOptimizer.add_noise`` does."""
         for slot in self.slots:
-            torch.normal(0.0, self.noise_std, slot.shape, generator=self.generator, out=slot)
+            if isinstance(self.generator, PrivacyRandomness):
+                slot.copy_(self.generator.normal(slot.shape, std=self.noise_std, dtype=slot.dtype))
+            else:
+                torch.normal(0.0, self.noise_std, slot.shape, generator=self.generator, out=slot)
 
     def first_layer_factors(self, x: torch.Tensor) -> torch.Tensor | None:
         """Per-row ``||x_i||^2 (+ 1 for a bias)`` of the data, when :attr:`first_is_input`; else None.

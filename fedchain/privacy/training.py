@@ -84,6 +84,8 @@ import numpy as np
 import torch
 from opacus import PrivacyEngine
 from opacus.accountants import create_accountant
+from opacus.optimizers.optimizer import _check_processed_flag, _mark_as_processed
+from opacus.utils.uniform_sampler import UniformWithReplacementSampler
 from opacus.validators import ModuleValidator
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -101,6 +103,7 @@ from fedchain.privacy._quiet import quiet_opacus
 from fedchain.privacy.accounting import plan_round
 from fedchain.privacy.config import DPConfig, check_delta, positive_float
 from fedchain.privacy.ledger import PrivacyLedger
+from fedchain.privacy.randomness import PrivacyRandomness, SecureRandomness, SeededRandomness
 from fedchain.types import DPParams
 
 __all__ = ["TrainResult", "incompatible_layers", "train_plain", "train_private"]
@@ -127,6 +130,9 @@ class TrainResult:
         epsilon: the member's cumulative epsilon after the round (None without DP).
         grad_sample_mode: how per-sample gradients were computed: ``"fused"`` or an Opacus
             mode (what ``"auto"`` resolved to); None without DP.
+        secure_noise: True when the round's DP sampling and noise came from the CSPRNG
+            (:class:`~fedchain.privacy.randomness.SecureRandomness`), False for a seeded round
+            (reproducible by whoever knows the seed); None without DP.
     """
 
     model: nn.Module
@@ -137,6 +143,7 @@ class TrainResult:
     dp: DPParams | None = None
     epsilon: float | None = None
     grad_sample_mode: str | None = None
+    secure_noise: bool | None = None
 
 
 class _Rows(Dataset[tuple[torch.Tensor, torch.Tensor]]):
@@ -198,11 +205,22 @@ def _device_of(model: nn.Module) -> torch.device:
 
 
 def _seeds(seed: int | None) -> tuple[int, int, int]:
-    """Independent seeds for sampling, noise and torch's global RNG (from OS entropy if None)."""
+    """Independent seeds for shuffling and torch's global RNG in plain training (OS entropy if None)."""
     if seed is not None:
         seed = Interval(int, 0, None, closed="left").check("seed", seed)
     sampling, noise, global_ = np.random.SeedSequence(seed).generate_state(3)
     return int(sampling), int(noise), int(global_)
+
+
+def _randomness(seed: int | None, randomness: PrivacyRandomness | None) -> PrivacyRandomness:
+    """The round's DP randomness: ``randomness``, seeded from ``seed`` (testing), or the CSPRNG."""
+    if randomness is not None:
+        if seed is not None:
+            raise ConfigError("seed", "None when randomness is given (the randomness decides the draws)", seed)
+        if not isinstance(randomness, PrivacyRandomness):
+            raise ConfigError("randomness", "a PrivacyRandomness", randomness)
+        return randomness
+    return SecureRandomness() if seed is None else SeededRandomness(seed)
 
 
 @contextmanager
@@ -295,8 +313,7 @@ class _Round:
     learning_rate: float
     momentum: float
     accountant: str
-    sampling_seed: int
-    noise_seed: int
+    randomness: PrivacyRandomness
     proximal_mu: float = 0.0
 
     def attach_proximal(self, optimizer: Any) -> None:
@@ -331,14 +348,17 @@ def _train_fused(job: _Round, taken: list[tuple[float, float, int]]) -> tuple[to
     optimizer = torch.optim.SGD(trainable, lr=job.learning_rate, momentum=job.momentum)
     job.attach_proximal(optimizer)
     accountant = create_accountant(job.accountant)
-    sampling = torch.Generator().manual_seed(job.sampling_seed)
+    randomness = job.randomness
+    sampling: torch.Generator | PrivacyRandomness = (
+        randomness.sampling if isinstance(randomness, SeededRandomness) else randomness
+    )
     step = FusedDPStep(
         job.model,
         optimizer,
         noise_multiplier=plan.noise_multiplier,
         max_grad_norm=plan.max_grad_norm,
         expected_batch_size=expected_batch_size(n, plan.sample_rate),
-        noise_generator=torch.Generator(device=x.device).manual_seed(job.noise_seed),
+        noise_generator=randomness.noise if isinstance(randomness, SeededRandomness) else randomness,
         criterion=nn.CrossEntropyLoss(reduction="sum"),
     )
     factors = step.first_layer_factors(x)
@@ -364,15 +384,54 @@ def _train_fused(job: _Round, taken: list[tuple[float, float, int]]) -> tuple[to
     return loss_sum, seen
 
 
+class _SecurePoissonSampler(UniformWithReplacementSampler):
+    """Opacus's Poisson sampler drawing its masks from a :class:`PrivacyRandomness`."""
+
+    randomness: PrivacyRandomness
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for _ in range(self.steps):
+            mask = self.randomness.poisson_masks(1, self.num_samples, self.sample_rate)[0]
+            yield mask.nonzero(as_tuple=False).reshape(-1).tolist()
+
+
+def _draw_from(randomness: PrivacyRandomness, optimizer: Any, loader: Any) -> None:
+    """Make Opacus's loader and optimizer draw their Poisson masks and noise from ``randomness``.
+
+    Opacus draws both from ``torch.Generator`` objects (its own secure mode needs torchcsprng);
+    this swaps the sampler's draw for ``randomness`` and the optimizer's ``add_noise`` for the
+    same computation (``p.grad = summed_grad + N(0, (sigma C)^2)``) over ``randomness``.
+    """
+    sampler = loader.batch_sampler
+    if type(sampler) is not UniformWithReplacementSampler:
+        raise PrivacyError(  # pragma: no cover - guards against Opacus changes
+            f"Opacus's Poisson loader uses {type(sampler).__name__}; cannot draw its masks securely"
+        )
+    sampler.__class__ = _SecurePoissonSampler
+    sampler.randomness = randomness
+
+    def add_noise() -> None:
+        multiplier = getattr(optimizer, "_adjusted_noise_multiplier", optimizer.noise_multiplier)
+        std = multiplier * optimizer.max_grad_norm
+        for p in optimizer.params:
+            _check_processed_flag(p.summed_grad)
+            noise = randomness.normal(p.summed_grad.shape, std=std, dtype=p.summed_grad.dtype)
+            p.grad = (p.summed_grad + noise.to(p.summed_grad.device)).view_as(p)
+            _mark_as_processed(p.summed_grad)
+
+    optimizer.add_noise = add_noise
+
+
 def _train_opacus(job: _Round, mode: str, taken: list[tuple[float, float, int]]) -> tuple[torch.Tensor, int]:
     """Opacus's path: ``PrivacyEngine.make_private`` in ``mode``; appends the accounted steps to ``taken``."""
     plan, model = job.plan, job.model
     ghost = mode == "ghost"
+    seeded = job.randomness if isinstance(job.randomness, SeededRandomness) else None
     loader = DataLoader(
         _Rows(job.x, job.y),
         batch_size=job.batch_size,
         collate_fn=_whole_batch,
-        generator=torch.Generator().manual_seed(job.sampling_seed),
+        generator=seeded.sampling if seeded is not None else None,
     )
     optimizer = torch.optim.SGD(model.parameters(), lr=job.learning_rate, momentum=job.momentum)
     job.attach_proximal(optimizer)  # on the torch optimizer: runs after Opacus clipped and noised
@@ -393,7 +452,7 @@ def _train_opacus(job: _Round, mode: str, taken: list[tuple[float, float, int]])
                 max_grad_norm=plan.max_grad_norm,
                 poisson_sampling=True,
                 grad_sample_mode=mode,
-                noise_generator=torch.Generator().manual_seed(job.noise_seed),
+                noise_generator=seeded.noise if seeded is not None else None,
             )
         except (ValueError, NotImplementedError) as exc:
             raise PrivacyError(f"Opacus cannot make this model private in {mode!r} mode: {exc}") from exc
@@ -401,6 +460,8 @@ def _train_opacus(job: _Round, mode: str, taken: list[tuple[float, float, int]])
             dp_model, dp_optimizer, criterion, dp_loader = wrapped
         else:
             dp_model, dp_optimizer, dp_loader = wrapped
+        if seeded is None:
+            _draw_from(job.randomness, dp_optimizer, dp_loader)
         if dp_loader.sample_rate != plan.sample_rate or len(dp_loader) * job.epochs != plan.steps:
             raise PrivacyError(  # pragma: no cover - guards the plan against Opacus changes
                 f"Opacus samples at rate {dp_loader.sample_rate} for {len(dp_loader)} steps per "
@@ -443,6 +504,7 @@ def train_private(
     config: DPConfig,
     ledger: PrivacyLedger,
     seed: int | None = None,
+    randomness: PrivacyRandomness | None = None,
     proximal_mu: float = 0.0,
 ) -> TrainResult:
     """Train ``model`` in place for one round with DP-SGD and record the round in ``ledger``.
@@ -465,7 +527,10 @@ def train_private(
         momentum: SGD momentum in [0, 1).
         config: the member's DP config.
         ledger: the member's lifetime ledger; must use ``config.accountant``.
-        seed: makes the round reproducible (see the module docstring); None for OS entropy.
+        seed: makes the round reproducible (testing only: whoever knows the seed can replay the
+            noise; see :mod:`fedchain.privacy.randomness`); None (the default) draws sampling and
+            noise from the CSPRNG.
+        randomness: the round's DP randomness, instead of ``seed``.
         proximal_mu: FedProx's ``mu`` (0: off). Its gradient ``mu * (w - w_start)`` is added after
             clipping and noise: it depends on no example, so epsilon is unchanged
             (:mod:`fedchain.aggregation.proximal`).
@@ -521,7 +586,8 @@ def train_private(
     if not any(p.requires_grad for p in model.parameters()):
         raise PrivacyError("the model has no trainable parameters")
     mode = _resolve_mode(config.grad_sample_mode, model, x)
-    seeds = _seeds(seed)
+    source = _randomness(seed, randomness)
+    global_seed = source.global_seed if isinstance(source, SeededRandomness) else _seeds(None)[2]
     round_ = _Round(
         model=model,
         x=x,
@@ -532,12 +598,11 @@ def train_private(
         learning_rate=learning_rate,
         momentum=momentum,
         accountant=config.accountant,
-        sampling_seed=seeds[0],
-        noise_seed=seeds[1],
+        randomness=source,
         proximal_mu=proximal_mu,
     )
     taken: list[tuple[float, float, int]] = []
-    with quiet_opacus(), _round_rng(seeds[2]):
+    with quiet_opacus(), _round_rng(global_seed):
         try:
             if mode == "fused":
                 loss_sum, seen = _train_fused(round_, taken)
@@ -578,6 +643,7 @@ def train_private(
         dp=dp,
         epsilon=epsilon,
         grad_sample_mode=mode,
+        secure_noise=source.secure,
     )
 
 
