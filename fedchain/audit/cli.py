@@ -14,6 +14,7 @@ Example::
     fedchain audit --run runs/demo
     fedchain audit --rpc http://127.0.0.1:8545 --ledger 0x5FbD... --json
     fedchain audit --run runs/demo --model runs/demo/model.safetensors --round 10 --csv audit-csv
+    fedchain audit --run runs/demo --html runs/demo/audit-html
     fedchain audit prove --run runs/demo --member 0xAbC... --round 3 --digest 0x... --proof-file proof.json
     fedchain report runs/demo
 """
@@ -255,6 +256,10 @@ def audit(
         Path | None, typer.Option("--csv", help="Write member_history.csv, rounds.csv, findings.csv here.")
     ] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings (unverifiable items) fail the audit.")] = False,
+    html_dir: Annotated[
+        Path | None,
+        typer.Option("--html", help="Write a self-contained HTML report (DIR/index.html) to open in a browser."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show library logs.")] = False,
 ) -> None:
     """Verify every recorded round from chain data alone (exit 0: pass, 1: a check failed, 2: bad option).
@@ -311,12 +316,22 @@ def audit(
             write_csv(report, csv_dir)
         except OSError as exc:
             raise _fail(f"cannot write CSV files to {csv_dir}: {exc}") from None
+    html_path = None
+    if html_dir is not None:
+        from fedchain.audit.html import write_html
+
+        try:
+            html_path = write_html(report, html_dir)
+        except OSError as exc:
+            raise _fail(f"cannot write the HTML report to {html_dir}: {exc}") from None
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
         _print_report(report)
         if csv_dir is not None:
             _console.print(f"CSV: {csv_dir}/member_history.csv, rounds.csv, findings.csv", highlight=False)
+        if html_path is not None:
+            _console.print(f"HTML report: {html_path}", highlight=False)
     raise typer.Exit(EXIT_OK if report.ok else EXIT_FAILED)
 
 
