@@ -275,11 +275,15 @@ class LedgerReader(ABC):
         """Return every recorded entry of one member, in round order (empty when none)."""
 
     @abstractmethod
-    def spends(self, server_round: int | None = None) -> list[RecordedSpend]:
+    def spends(self, server_round: int | None = None, *, address: str | None = None) -> list[RecordedSpend]:
         """Return the privacy spends recorded after their round (``recordSpends``), in chain order.
+
+        These are not in :meth:`member_history` (which holds the entries of round records): a
+        member's full privacy history is both.
 
         Args:
             server_round: only the spends of this round (default: all).
+            address: only this member's spends (default: all members).
         """
 
     @abstractmethod
@@ -435,7 +439,9 @@ class Ledger(LedgerReader):
         Args:
             server_round: a recorded round (``1..last_round()``).
             members: the spends, one entry per member-round (status rejected, late or replayed).
-            spend_id: ``0x`` hex of 32 bytes naming the batch (default: content hash).
+            spend_id: names the batch: ``0x`` hex of 32 bytes is used as is, any other text is
+                hashed (keccak256 of its UTF-8), e.g. ``f"late-{round}-{k}"``. Default: a hash of
+                the round and the entries.
 
         Returns:
             The receipt (no rewards).

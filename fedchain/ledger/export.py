@@ -235,12 +235,15 @@ class ExportedLedger(LedgerReader):
         ]
         return sorted(entries, key=lambda m: m.server_round)
 
-    def spends(self, server_round: int | None = None) -> list[RecordedSpend]:
+    def spends(self, server_round: int | None = None, *, address: str | None = None) -> list[RecordedSpend]:
         """Privacy spends recorded after their round, in chain order (none in older exports)."""
+        wanted = None if address is None else address.lower()
         return [
             spend_from_event(e)
             for e in self._of(self._ledger)
-            if e.name == "SpendRecorded" and (server_round is None or e.args["round"] == server_round)
+            if e.name == "SpendRecorded"
+            and (server_round is None or e.args["round"] == server_round)
+            and (wanted is None or e.args["member"].lower() == wanted)
         ]
 
     def disputes(self, server_round: int | None = None) -> list[RecordedDispute]:

@@ -483,8 +483,12 @@ class Web3Ledger(Ledger):
                 ["fedchain-spends-v1", round_number, *columns],
             )
             batch = keccak(encoded)
-        else:
+        elif not isinstance(spend_id, str) or not spend_id:
+            raise ConfigError("spend_id", "a non-empty str (0x hex of 32 bytes, or a label to hash)", spend_id)
+        elif len(spend_id) == 66 and spend_id.startswith("0x"):
             batch = hex_to_bytes32(spend_id, name="spend_id")
+        else:
+            batch = keccak(text=spend_id)
         return (round_number, batch, *columns)
 
     def record_hash(self, record: RoundRecord) -> str:
@@ -519,10 +523,11 @@ class Web3Ledger(Ledger):
         entries = [member_from_event(e) for e in self._decode(logs)]
         return sorted(entries, key=lambda m: m.server_round)
 
-    def spends(self, server_round: int | None = None) -> list[RecordedSpend]:
+    def spends(self, server_round: int | None = None, *, address: str | None = None) -> list[RecordedSpend]:
         """Privacy spends recorded after their round, in chain order (see :meth:`LedgerReader.spends`)."""
         round_topic = None if server_round is None else _uint_topic(server_round)
-        events = self._decode(self._logs([self._abi.topics["SpendRecorded"], round_topic]))
+        member_topic = None if address is None else _address_topic(_checksum(address, "address"))
+        events = self._decode(self._logs([self._abi.topics["SpendRecorded"], round_topic, member_topic]))
         events.sort(key=lambda e: (e.block_number, e.log_index))
         return [spend_from_event(e) for e in events]
 
