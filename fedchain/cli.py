@@ -96,6 +96,21 @@ def run(
         list[str] | None,
         typer.Option("--set", help="Any run-config option as KEY=VALUE (repeatable), e.g. --set server-eta=0.05."),
     ] = None,
+    admin_keystore: Annotated[
+        Path | None,
+        typer.Option(
+            "--admin-keystore",
+            help="With --chain URL: the admin's keystore, which deploys the ledger and registers members "
+            "(default $FEDCHAIN_ADMIN_KEYSTORE or $FEDCHAIN_ADMIN_PRIVATE_KEY). The coordinator signs with "
+            "$FEDCHAIN_KEYSTORE or $FEDCHAIN_PRIVATE_KEY and holds only RECORDER_ROLE.",
+        ),
+    ] = None,
+    treasury: Annotated[
+        str | None,
+        typer.Option(
+            "--treasury", envvar="FEDCHAIN_TREASURY", help="With --chain URL: the treasury (default: the admin)."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print result.json instead of tables.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Flower and Ray logs.")] = False,
 ) -> None:
@@ -136,6 +151,9 @@ def run(
 
             if not Checkpoint.exists(out):
                 raise ConfigError("resume", f"used with an --out holding a checkpoint ({out} has none)", True)
+        from fedchain.chain_cli import deploy_run_ledger
+
+        config = deploy_run_ledger(config, admin_keystore=admin_keystore, treasury=treasury)
     except ConfigError as exc:
         raise _fail(exc.cli_message()) from None
     except FedChainError as exc:
@@ -277,7 +295,7 @@ app.add_typer(chain_app, name="chain")
 
 
 class _ProvisionGroup(TyperGroup):
-    """``fedchain provision DIR --members N``; ``fedchain provision keys DIR`` stays the CKKS-only command."""
+    """``fedchain provision DIR --members N``; ``keys``, ``collect`` and ``relay`` are subcommands."""
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -289,8 +307,9 @@ class _ProvisionGroup(TyperGroup):
 
 provision_app = typer.Typer(
     cls=_ProvisionGroup,
-    help="Create a federation's key material: `fedchain provision DIR --members N` (TLS, SuperNode keys, "
-    "CKKS, wallets, manifest.json) or `fedchain provision keys DIR` (the CKKS contexts only).",
+    help="The admin's side: `fedchain provision DIR --members N` (TLS, SuperNode keys, the coordinator's "
+    "wallet, manifest.json; no CKKS key, no member wallet), then `collect DIR ENROLLMENT...` and `relay DIR OUT` "
+    "to relay the members' key ceremony. `keys DIR`: both CKKS contexts in one place, for one-machine simulations.",
     no_args_is_help=True,
 )
 app.add_typer(provision_app, name="provision")
@@ -308,7 +327,7 @@ def provision_federation_command(
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace an already provisioned directory.")] = False,
 ) -> None:
-    """TLS CA + SuperLink certificate, SuperNode keys, CKKS contexts, one wallet per member, manifest.json."""
+    """TLS CA + SuperLink certificate, SuperNode keys, coordinator wallet, manifest.json (members enroll next)."""
     from fedchain.provision import DEFAULT_ADDRESSES, provision_federation
 
     try:
@@ -327,6 +346,49 @@ def provision_federation_command(
         table.add_row(recipient, entry.get("address", ""), ", ".join(Path(f).name for f in entry["files"]))
     console.print(table)
     console.print(f"who gets which file: {federation.manifest_path}")
+    console.print(
+        f"federation id {federation.federation_id}: each member runs `fedchain member enroll MEMBER_DIR` and "
+        f"sends enrollment.json; then `fedchain provision collect {directory} ENROLLMENT...`"
+    )
+
+
+@provision_app.command("collect")
+def provision_collect_command(
+    directory: Annotated[Path, typer.Argument(help="The provisioned federation directory.")],
+    enrollments: Annotated[list[Path], typer.Argument(help="enrollment.json files the members sent.")],
+) -> None:
+    """Check members' signed enrollments; record their addresses; stage them for the key holder."""
+    from fedchain.provision import record_enrollments
+
+    try:
+        federation = record_enrollments(directory, enrollments)
+    except ConfigError as exc:
+        raise _fail(exc.cli_message({"directory": "DIR argument"})) from None
+    except (FedChainError, OSError) as exc:
+        raise _fail(str(exc), code=1) from None
+    for bundle in federation.members:
+        console.print(f"member-{bundle.member_id}  {bundle.address or '(not enrolled)'}")
+    if federation.enrolled:
+        console.print(f"send {federation.ceremony_dir / 'enrollments'} to the key holder (`fedchain member keygen`)")
+
+
+@provision_app.command("relay")
+def provision_relay_command(
+    directory: Annotated[Path, typer.Argument(help="The provisioned federation directory.")],
+    published: Annotated[Path, typer.Argument(help="The key holder's keygen --out directory.")],
+) -> None:
+    """Install the key holder's public context for the coordinator and stage each member's sealed share."""
+    from fedchain.provision import relay_federation_key
+
+    try:
+        federation = relay_federation_key(directory, published)
+    except ConfigError as exc:
+        raise _fail(exc.cli_message({"directory": "DIR argument"})) from None
+    except (FedChainError, OSError) as exc:
+        raise _fail(str(exc), code=1) from None
+    console.print(f"coordinator gets {federation.coordinator_context}  (public: cannot decrypt)")
+    for share in sorted((federation.ceremony_dir / "shares").glob("*.share.json")):
+        console.print(f"send {share} to {share.name.removesuffix('.share.json')} (`fedchain member open-key`)")
 
 
 deploy_app = typer.Typer(
@@ -390,7 +452,11 @@ def provision_keys_command(
         bool, typer.Option("--scoring/--no-scoring", help="Parameters for encrypted scoring (one multiplication).")
     ] = False,
 ) -> None:
-    """CKKS contexts: member.ckks (secret key, 0600, members only) and coordinator.ckks (public)."""
+    """One-machine simulations only: member.ckks (secret, 0600) and coordinator.ckks (public) side by side.
+
+    Whoever runs this holds the secret key. A federation of organizations uses the member key
+    ceremony instead (`fedchain member enroll / keygen / open-key`), where the admin never does.
+    """
     from fedchain.provision import provision_keys
 
     try:

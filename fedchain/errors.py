@@ -14,6 +14,7 @@ counted per reason), never exceptions.
     ├── PrivacyError                      differential privacy cannot be applied as configured
     │   └── BudgetExhaustedError          the next round would exceed a member's budget
     ├── CryptoError                       homomorphic encryption failed or a context is wrong
+    │   └── CeremonyError                 a key-ceremony file is forged, altered or not for this member
     ├── StrategyError                     a strategy cannot run as configured
     ├── LedgerError                       the chain refused or lost a record
     │   ├── TransactionError              a transaction reverted or failed (carries the tx hash)
@@ -38,6 +39,7 @@ from typing import Any
 __all__ = [
     "AuditError",
     "BudgetExhaustedError",
+    "CeremonyError",
     "ChainTimeoutError",
     "ConfigError",
     "CryptoError",
@@ -140,6 +142,14 @@ class BudgetExhaustedError(PrivacyError):
 
 class CryptoError(FedChainError):
     """Homomorphic encryption failed, or a context is of the wrong kind."""
+
+
+class CeremonyError(CryptoError):
+    """A key-ceremony file (enrollment, sealed share, transport key) is refused.
+
+    It was signed by someone else than it claims, altered after signing, sealed for another member
+    or another federation, or its password is wrong. The message names the file's party and why.
+    """
 
 
 class StrategyError(FedChainError):

@@ -1,4 +1,7 @@
-"""``fedchain member status``: a member organization's view of its node, its privacy budget and rewards.
+"""``fedchain member``: a member organization's commands.
+
+``status``: its view of its node, its privacy budget and rewards. ``enroll``, ``keygen`` and
+``open-key``: its steps of the CKKS key ceremony (:mod:`fedchain.keyceremony`), run on its own machine.
 
 Example (a simulated run's member 0, with the run's exported chain)::
 
@@ -24,7 +27,9 @@ from fedchain.member_status import MemberStatus, member_status
 __all__ = ["member_app"]
 
 member_app = typer.Typer(
-    help="A member organization's view: privacy spent, budget left, rewards.", no_args_is_help=True
+    help="A member organization's commands: status (privacy spent, budget left, rewards) and the CKKS key "
+    "ceremony (enroll, keygen, open-key).",
+    no_args_is_help=True,
 )
 
 _WEI_PER_TOKEN = 10**18
@@ -161,3 +166,132 @@ def claim_command(
         f"ERC-20 balance: {balance:.6f} {symbol}; still claimable: {result.claimable_wei / _WEI_PER_TOKEN:.6f}",
         highlight=False,
     )
+
+
+# ---------------------------------------------------------------------------------- key ceremony
+
+_PASSWORD_ENV_HELP = "Environment variable holding the wallet password (default: wallet.password in MEMBER_DIR)."
+
+
+def _ceremony_failure(err: Console, exc: Exception) -> typer.Exit:
+    if isinstance(exc, ConfigError):
+        names = {
+            "member directory": "MEMBER_DIR argument",
+            "wallet password": "wallet password",
+            "wallet-keystore": "wallet keystore (wallet.json)",
+            "federation.json": "federation.json",
+            "enrollment": "enrollment",
+            "preset": "'--scoring/--no-scoring' option",
+        }
+        err.print(f"[bold red]error:[/] {exc.cli_message(names)}", highlight=False, soft_wrap=True)
+        return typer.Exit(2)
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+@member_app.command("enroll")
+def enroll_command(
+    member_dir: Annotated[Path, typer.Argument(help="This member's directory (with the admin's ca.crt).")],
+    federation_id: Annotated[
+        str | None, typer.Option(help="The federation id, if MEMBER_DIR has no ca.crt (SHA-256 of it).")
+    ] = None,
+    member_id: Annotated[int | None, typer.Option(help="The member number the admin gave you.")] = None,
+    wallet_password_env: Annotated[str | None, typer.Option(help=_PASSWORD_ENV_HELP)] = None,
+) -> None:
+    """Create this member's wallet (if none) and transport key; write enrollment.json for the admin."""
+    from fedchain.keyceremony import enroll
+
+    err = Console(stderr=True)
+    try:
+        enrollment = enroll(
+            member_dir, federation_id=federation_id, member_id=member_id, password_env=wallet_password_env
+        )
+    except (FedChainError, OSError) as exc:
+        raise _ceremony_failure(err, exc) from None
+    out = Console()
+    out.print(f"address        {enrollment.address}")
+    out.print(f"transport key  {enrollment.transport_key}")
+    out.print(f"federation     {enrollment.federation_id}")
+    out.print(f"send {member_dir / 'enrollment.json'} to the admin; tell the key holder your address out of band")
+
+
+@member_app.command("keygen")
+def keygen_command(
+    member_dir: Annotated[Path, typer.Argument(help="The key holder's member directory (after enroll).")],
+    enrollments: Annotated[
+        list[Path], typer.Option("--enrollment", help="An enrollment the admin relayed (repeatable), or a directory.")
+    ],
+    out: Annotated[Path, typer.Option(help="Where to write coordinator.ckks and shares/ for the admin.")],
+    member: Annotated[
+        list[str] | None,
+        typer.Option("--member", help="Address of an expected member, known out of band (repeatable)."),
+    ] = None,
+    members_file: Annotated[
+        Path | None, typer.Option(help="File of expected member addresses, one a line (e.g. from the chain).")
+    ] = None,
+    scoring: Annotated[
+        bool | None,
+        typer.Option("--scoring/--no-scoring", help="CKKS parameters (default: the federation's, federation.json)."),
+    ] = None,
+    wallet_password_env: Annotated[str | None, typer.Option(help=_PASSWORD_ENV_HELP)] = None,
+) -> None:
+    """Key holder: generate the federation's CKKS key here and seal it to each enrolled member."""
+    from fedchain.keyceremony import generate_key
+
+    err = Console(stderr=True)
+    expected = list(member or [])
+    try:
+        if members_file is not None:
+            lines = members_file.read_text("utf-8").splitlines()
+            expected += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        files: list[Path] = []
+        for path in enrollments:
+            files += sorted(path.glob("*.json")) if path.is_dir() else [path]
+        publication = generate_key(
+            member_dir,
+            enrollments=files,
+            out_dir=out,
+            expected_members=expected or None,
+            preset=None if scoring is None else ("scoring" if scoring else "aggregation"),
+            password_env=wallet_password_env,
+        )
+    except (FedChainError, OSError) as exc:
+        raise _ceremony_failure(err, exc) from None
+    if not expected:
+        err.print(
+            "[yellow]warning:[/] no --member/--members-file: every correctly signed enrollment was accepted. "
+            "Check these addresses with each organization:",
+            highlight=False,
+        )
+    out_console = Console()
+    for address, path in publication.shares.items():
+        out_console.print(f"sealed to {address}  {path}")
+    out_console.print(f"public context  {publication.coordinator_context}  sha256 {publication.public_context_sha256}")
+    out_console.print(f"key holder      {publication.key_holder}  (members pass it to open-key --key-holder)")
+    relay = f"fedchain provision relay DIR {publication.directory}"
+    out_console.print(f"give {publication.directory} to the admin (`{relay}`)")
+
+
+@member_app.command("open-key")
+def open_key_command(
+    member_dir: Annotated[Path, typer.Argument(help="This member's directory (after enroll).")],
+    share: Annotated[Path, typer.Option(help="The sealed share the admin relayed to you.")],
+    public_context: Annotated[Path, typer.Option(help="The coordinator.ckks published with it.")],
+    key_holder: Annotated[str, typer.Option(help="The key holder's address, as you know it out of band.")],
+    wallet_password_env: Annotated[str | None, typer.Option(help=_PASSWORD_ENV_HELP)] = None,
+) -> None:
+    """Check the key holder's signature and the public context, open the share: writes member.ckks (0600)."""
+    from fedchain.keyceremony import open_key
+
+    err = Console(stderr=True)
+    try:
+        path = open_key(
+            member_dir,
+            share=share,
+            public_context=public_context,
+            key_holder=key_holder,
+            password_env=wallet_password_env,
+        )
+    except (FedChainError, OSError) as exc:
+        raise _ceremony_failure(err, exc) from None
+    Console().print(f"the federation's CKKS key is in {path} (secret, 0600): node config ckks-context")

@@ -1,31 +1,40 @@
-"""Provisioning: every key, certificate and wallet a federation needs, in one step.
+"""Provisioning: the admin's side of a federation (TLS, SuperNode keys, the coordinator's wallet).
 
-:func:`provision_federation` is what an organization's admin runs once
+:func:`provision_federation` is what the federation's admin runs once
 (``fedchain provision DIR --members N``). It writes, with owner-only permissions for secrets
 (files ``0600``, directories ``0700``) and never printing or logging a secret:
 
 * a TLS certificate authority and the SuperLink's server certificate, whose subject alternative
-  names are the addresses nodes will dial (IP addresses and DNS names);
+  names are the addresses nodes will dial (IP addresses and DNS names); the federation id is the
+  SHA-256 of the CA certificate (:func:`federation_id_of`);
 * one SuperNode authentication key pair per member (ECDSA P-384 in OpenSSH format, which
   ``flower-supernode --auth-supernode-private-key`` and ``flwr supernode register`` read);
-* the federation's CKKS contexts: the secret member context (one copy per member) and the
-  coordinator's public context, which cannot decrypt;
-* one chain wallet per member and one for the coordinator: an encrypted JSON keystore (scrypt)
-  and a generated password file beside it;
+* the coordinator's chain wallet: an encrypted JSON keystore (scrypt) and a password file;
 * ``manifest.json``: which file goes to whom (admin, SuperLink, coordinator, each member), each
-  file's purpose, mode and whether it is secret, and the public facts (wallet addresses, SuperNode
-  public keys, certificate SANs). The manifest holds no secret.
+  file's purpose, mode and whether it is secret, and the public facts (SuperNode public keys,
+  certificate SANs, the federation id, the CKKS preset; member addresses once they enroll). The
+  manifest holds no secret.
 
-Layout::
+The admin creates **no CKKS key and no member wallet**. Each member generates its own wallet and
+transport key and enrolls (``fedchain member enroll``); one member, the key holder, generates the
+federation's CKKS key (``fedchain member keygen``) and seals it to each enrolled member; the admin
+only relays what the members publish (:func:`record_enrollments`, :func:`relay_federation_key`;
+see :mod:`fedchain.keyceremony` and docs/joining.md). The admin's and coordinator's directories
+hold enrollments, sealed shares and the public ``coordinator.ckks``: nothing that decrypts.
+
+Layout (a member's files travel to that member; the local launcher keeps them side by side)::
 
     DIR/manifest.json
     DIR/admin/ca.key, ca.crt                                   keeps the CA key offline
     DIR/superlink/ca.crt, server.crt, server.key               flower-superlink --ssl-*
-    DIR/coordinator/coordinator.ckks, wallet.json, wallet.password
-    DIR/members/member-<i>/ca.crt, supernode.key, supernode.pub, member.ckks,
-                           wallet.json, wallet.password
+    DIR/coordinator/wallet.json, wallet.password               + coordinator.ckks (relayed)
+    DIR/ceremony/enrollments/member-<i>.json                   relayed to the key holder
+    DIR/ceremony/shares/member-<i>.share.json                  relayed to member i
+    DIR/members/member-<i>/ca.crt, supernode.key, supernode.pub, federation.json
+        (the member adds wallet.json, wallet.password, transport.key, enrollment.json, member.ckks)
 
-:func:`provision_keys` (``fedchain provision keys DIR``) creates only the two CKKS contexts.
+:func:`provision_keys` (``fedchain provision keys DIR``) creates both CKKS contexts in one place: for
+simulations on one machine only, where one party plays every member.
 
 Example::
 
@@ -59,11 +68,17 @@ __all__ = [
     "DEFAULT_ADDRESSES",
     "MANIFEST_FILENAME",
     "MANIFEST_FORMAT",
+    "MEMBER_FEDERATION_FILENAME",
     "MemberBundle",
     "ProvisionedFederation",
+    "create_wallet",
+    "federation_id_of",
     "provision_federation",
     "provision_keys",
     "read_wallet",
+    "record_enrollments",
+    "relay_federation_key",
+    "wallet_password",
 ]
 
 log = logging.getLogger(__name__)
@@ -71,7 +86,9 @@ log = logging.getLogger(__name__)
 #: Subject alternative names of the SuperLink certificate unless told otherwise: loopback.
 DEFAULT_ADDRESSES: tuple[str, ...] = ("127.0.0.1", "localhost")
 MANIFEST_FILENAME = "manifest.json"
-MANIFEST_FORMAT = "fedchain-provision/1"
+MANIFEST_FORMAT = "fedchain-provision/2"
+#: The public file in each member's directory: federation id, member id, CKKS preset.
+MEMBER_FEDERATION_FILENAME = "federation.json"
 #: scrypt work factor of the wallet keystores (geth's "standard" setting: about 0.7 s to open).
 SCRYPT_N = 2**18
 _SECRET_MODE = 0o600
@@ -84,6 +101,10 @@ _DNS_NAME = re.compile(
 
 def provision_keys(directory: str | Path, *, scoring: bool = False) -> dict[str, Path]:
     """Create ``member.ckks`` (secret, 0600) and ``coordinator.ckks`` (public) in ``directory``.
+
+    For simulations on one machine only (``fedchain run``, ``flwr run .``): whoever runs this holds
+    the secret key. A federation of organizations uses the member key ceremony instead
+    (:mod:`fedchain.keyceremony`), in which the admin never holds it.
 
     Args:
         directory: where to write; created with mode 0700 if missing.
@@ -99,13 +120,14 @@ def provision_keys(directory: str | Path, *, scoring: bool = False) -> dict[str,
         paths["coordinator"]  # runs/keys/coordinator.ckks
     """
     from fedchain import crypto
+    from fedchain.crypto.ceremony import generate_federation_context
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
-    secret = crypto.create_secret_context(crypto.SCORING if scoring else crypto.AGGREGATION)
+    secret, public = generate_federation_context(crypto.SCORING if scoring else crypto.AGGREGATION)
     paths = {"member": directory / "member.ckks", "coordinator": directory / "coordinator.ckks"}
-    crypto.write_context(paths["member"], crypto.export_secret_context(secret), secret=True)
-    crypto.write_context(paths["coordinator"], crypto.export_public_context(secret), secret=False)
+    crypto.write_context(paths["member"], secret, secret=True)
+    crypto.write_context(paths["coordinator"], public, secret=False)
     return paths
 
 
@@ -114,18 +136,20 @@ def provision_keys(directory: str | Path, *, scoring: bool = False) -> dict[str,
 
 @dataclass(frozen=True)
 class MemberBundle:
-    """What one member organization receives (all paths inside its own directory).
+    """One member organization's directory (all paths inside it).
 
     Attributes:
         member_id: the member's stable number (its ``member-id`` node config).
         directory: ``DIR/members/member-<id>``; everything below goes to this member only.
-        address: the member's chain address (public; the admin registers it on chain).
+        address: the member's chain address from its verified enrollment (public; the admin
+            registers it on chain); ``""`` until the member has enrolled.
         ca_certificate: the federation CA certificate (``--root-certificates``).
         supernode_key: SuperNode authentication private key, OpenSSH format (secret).
         supernode_public_key: its public key (``flwr supernode register``).
-        ckks_context: the federation's secret CKKS context (``ckks-context`` node config; secret).
-        wallet_keystore: encrypted JSON keystore of the member's chain key (secret).
-        wallet_password_file: the keystore's password (secret).
+        ckks_context: the federation's secret CKKS context (``ckks-context`` node config; secret),
+            written by the member itself when it opens its share (or generates the key).
+        wallet_keystore: encrypted JSON keystore of the member's chain key (secret; the member's own).
+        wallet_password_file: the keystore's password (secret; the member's own).
     """
 
     member_id: int
@@ -137,6 +161,21 @@ class MemberBundle:
     ckks_context: Path
     wallet_keystore: Path
     wallet_password_file: Path
+
+    @property
+    def enrollment(self) -> Path:
+        """``enrollment.json``: the member's signed address and transport key (public; goes to the admin)."""
+        return self.directory / "enrollment.json"
+
+    @property
+    def transport_key(self) -> Path:
+        """``transport.key``: the member's X25519 key, encrypted with its wallet password (secret)."""
+        return self.directory / "transport.key"
+
+    @property
+    def federation_file(self) -> Path:
+        """``federation.json``: federation id, member id and CKKS preset, from the admin (public)."""
+        return self.directory / MEMBER_FEDERATION_FILENAME
 
 
 @dataclass(frozen=True)
@@ -152,11 +191,14 @@ class ProvisionedFederation:
         superlink_ca_certificate: ``DIR/superlink/ca.crt`` (``--ssl-ca-certfile``).
         superlink_certificate: ``DIR/superlink/server.crt`` (``--ssl-certfile``).
         superlink_key: ``DIR/superlink/server.key`` (``--ssl-keyfile``; secret).
-        coordinator_context: ``DIR/coordinator/coordinator.ckks`` (public CKKS context).
+        coordinator_context: ``DIR/coordinator/coordinator.ckks`` (public CKKS context, published by
+            the key holder and relayed by the admin).
         coordinator_address: the coordinator's chain address (gets the recorder role).
         coordinator_keystore: ``DIR/coordinator/wallet.json`` (secret).
         coordinator_password_file: ``DIR/coordinator/wallet.password`` (secret).
         members: one bundle per member, by member id.
+        federation_id: SHA-256 (hex) of the CA certificate; enrollments and shares are bound to it.
+        ckks_preset: ``"aggregation"`` or ``"scoring"``: the parameters the key holder must use.
     """
 
     directory: Path
@@ -172,6 +214,23 @@ class ProvisionedFederation:
     coordinator_keystore: Path
     coordinator_password_file: Path
     members: tuple[MemberBundle, ...]
+    federation_id: str = ""
+    ckks_preset: str = "aggregation"
+
+    @property
+    def ceremony_dir(self) -> Path:
+        """``DIR/ceremony``: enrollments and sealed shares the admin relays (public material only)."""
+        return self.directory / "ceremony"
+
+    @property
+    def enrolled(self) -> bool:
+        """Whether every member's enrollment is recorded (their addresses are known)."""
+        return all(bundle.address for bundle in self.members)
+
+    @property
+    def keyed(self) -> bool:
+        """Whether the key ceremony is complete: public context relayed, every member holds the key."""
+        return self.coordinator_context.is_file() and all(b.ckks_context.is_file() for b in self.members)
 
     @property
     def coordinator_dir(self) -> Path:
@@ -201,7 +260,13 @@ class ProvisionedFederation:
                 str(root),
             ) from None
         if manifest.get("format") != MANIFEST_FORMAT:
-            raise ConfigError("manifest format", repr(MANIFEST_FORMAT), manifest.get("format"))
+            raise ConfigError(
+                "manifest format",
+                repr(MANIFEST_FORMAT),
+                manifest.get("format"),
+                hint="Provisioned by an older fedchain, whose admin generated the CKKS key: provision again "
+                "(--force) and run the member key ceremony.",
+            )
         return _from_manifest(root, manifest)
 
 
@@ -217,7 +282,9 @@ def provision_federation(
     valid_days: int = 365,
     overwrite: bool = False,
 ) -> ProvisionedFederation:
-    """Create a federation's TLS, SuperNode, CKKS and wallet material and its manifest.
+    """Create the admin's material of a federation (TLS, SuperNode keys, coordinator wallet) and its manifest.
+
+    No CKKS key and no member wallet: members create theirs and enroll (:mod:`fedchain.keyceremony`).
 
     Args:
         directory: where to write (created 0700). It must not already hold a manifest unless
@@ -225,8 +292,9 @@ def provision_federation(
         members: number of member organizations (member ids ``0 .. members-1``).
         addresses: the addresses nodes use to reach the SuperLink: IP addresses and DNS names,
             written as the server certificate's subject alternative names.
-        scoring: CKKS parameters with one multiplicative level (encrypted scoring) instead of
-            the cheaper addition-only ones.
+        scoring: ask the key holder for CKKS parameters with one multiplicative level (encrypted
+            scoring) instead of the cheaper addition-only ones (recorded in the manifest and in
+            each member's ``federation.json``).
         valid_days: validity of the CA and server certificates, in days.
         overwrite: replace an existing provisioned directory (every key is new; directories of
             members beyond ``members`` are deleted).
@@ -281,66 +349,56 @@ def provision_federation(
         root / "superlink/server.key", _key_pem(server_key), recipient="superlink", secret=True, purpose="--ssl-keyfile"
     )
 
-    # CKKS: one secret context for all members, a public one for the coordinator.
-    from fedchain import crypto
-
-    context = crypto.create_secret_context(crypto.SCORING if scoring else crypto.AGGREGATION)
-    public_bytes = crypto.export_public_context(context)
-    secret_bytes = crypto.export_secret_context(context)
+    federation_id = federation_id_of(ca_pem)
+    preset = "scoring" if scoring else "aggregation"
     coordinator_dir = root / "coordinator"
     coordinator_dir.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
-    coordinator_ckks = coordinator_dir / "coordinator.ckks"
-    crypto.write_context(coordinator_ckks, public_bytes, secret=False)
-    files.append(_file_entry(root, coordinator_ckks, "coordinator", False, "public CKKS context (he-keys-dir)"))
-
+    # overwrite: the public context of the previous federation must not survive
+    (coordinator_dir / "coordinator.ckks").unlink(missing_ok=True)
     coordinator_wallet = _write_wallet(root, coordinator_dir, "coordinator", files)
+    if (root / "ceremony").exists():
+        shutil.rmtree(root / "ceremony")
+    for sub in ("ceremony", "ceremony/enrollments", "ceremony/shares"):
+        (root / sub).mkdir(exist_ok=True, mode=_DIR_MODE)
 
     members_dir = root / "members"
     members_dir.mkdir(exist_ok=True, mode=_DIR_MODE)
     wanted = {f"member-{member_id}" for member_id in range(members)}
-    for stale in sorted(members_dir.glob("member-*")):  # overwrite: members beyond the new count go too
-        if stale.name not in wanted and stale.is_dir():
+    for stale in sorted(members_dir.glob("member-*")):  # overwrite: every member starts afresh
+        if stale.is_dir() and (overwrite or stale.name not in wanted):
             shutil.rmtree(stale)
     bundles: list[MemberBundle] = []
     for member_id in range(members):
         recipient = f"member-{member_id}"
         home = members_dir / recipient
         home.mkdir(exist_ok=True, mode=_DIR_MODE)
-        ca_copy = write(home / "ca.crt", ca_pem, recipient=recipient, secret=False, purpose="--root-certificates")
+        write(home / "ca.crt", ca_pem, recipient=recipient, secret=False, purpose="--root-certificates")
         private_ssh, public_ssh = _make_supernode_keys(comment=f"fedchain-{recipient}")
-        key_path = write(
+        write(
             home / "supernode.key",
             private_ssh,
             recipient=recipient,
             secret=True,
             purpose="--auth-supernode-private-key",
         )
-        pub_path = write(
+        write(
             home / "supernode.pub",
             public_ssh,
             recipient=recipient,
             secret=False,
             purpose="flwr supernode register (the admin registers it)",
         )
-        ckks_path = home / "member.ckks"
-        crypto.write_context(ckks_path, secret_bytes, secret=True)
-        files.append(_file_entry(root, ckks_path, recipient, True, "secret CKKS context (ckks-context node config)"))
-        wallet = _write_wallet(root, home, recipient, files)
-        bundles.append(
-            MemberBundle(
-                member_id=member_id,
-                directory=home,
-                address=wallet[0],
-                ca_certificate=ca_copy,
-                supernode_key=key_path,
-                supernode_public_key=pub_path,
-                ckks_context=ckks_path,
-                wallet_keystore=wallet[1],
-                wallet_password_file=wallet[2],
-            )
+        about = {"federation_id": federation_id, "member_id": member_id, "ckks": preset}
+        write(
+            home / MEMBER_FEDERATION_FILENAME,
+            (json.dumps(about, indent=2) + "\n").encode(),
+            recipient=recipient,
+            secret=False,
+            purpose="federation id, member id and CKKS preset (fedchain member enroll / keygen read it)",
         )
+        bundles.append(_bundle(home, member_id, ""))
 
-    manifest = _manifest(sans, scoring, valid_days, coordinator_wallet[0], bundles, files)
+    manifest = _manifest(sans, scoring, valid_days, coordinator_wallet[0], bundles, files, federation_id)
     manifest_path = root / MANIFEST_FILENAME
     atomic_write_json(manifest_path, manifest, mode=_PUBLIC_MODE)
     log.info("provisioned %d members in %s", members, root)
@@ -353,12 +411,83 @@ def provision_federation(
         superlink_ca_certificate=sl_ca,
         superlink_certificate=sl_cert,
         superlink_key=sl_key,
-        coordinator_context=coordinator_ckks,
+        coordinator_context=coordinator_dir / "coordinator.ckks",
         coordinator_address=coordinator_wallet[0],
         coordinator_keystore=coordinator_wallet[1],
         coordinator_password_file=coordinator_wallet[2],
         members=tuple(bundles),
+        federation_id=federation_id,
+        ckks_preset=preset,
     )
+
+
+def federation_id_of(ca_certificate: bytes | str | Path) -> str:
+    """The federation id: SHA-256 (hex) of the CA certificate's DER encoding.
+
+    Every member holds the CA certificate, so each computes the id itself; enrollments and sealed
+    key shares are bound to it and cannot be replayed into another federation.
+
+    Args:
+        ca_certificate: the PEM bytes, or the path of ``ca.crt``.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    pem = ca_certificate if isinstance(ca_certificate, bytes) else Path(ca_certificate).read_bytes()
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        raise ConfigError("ca-certificate", "a PEM X.509 certificate (the federation's ca.crt)", None) from None
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def create_wallet(home: str | Path, *, password: str | None = None) -> tuple[str, Path, Path, bytes]:
+    """A fresh chain key in ``home``: ``wallet.json`` (scrypt keystore) and ``wallet.password`` (both 0600).
+
+    A member runs this on its own machine (``fedchain member enroll`` does when it finds no
+    wallet): its key is never seen by the admin.
+
+    Args:
+        home: the directory (created 0700).
+        password: the keystore password; a random one is generated when None.
+
+    Returns:
+        ``(address, keystore path, password file, private key bytes)``.
+    """
+    from eth_account import Account
+
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+    account = Account.create()
+    secret = password or secrets.token_urlsafe(24)
+    keystore = Account.encrypt(account.key, secret, kdf="scrypt", iterations=SCRYPT_N)
+    keystore_path = home / "wallet.json"
+    password_path = home / "wallet.password"
+    atomic_write_json(keystore_path, keystore, mode=_SECRET_MODE)
+    atomic_write_bytes(password_path, (secret + "\n").encode(), mode=_SECRET_MODE)
+    return str(account.address), keystore_path, password_path, bytes(account.key)
+
+
+def wallet_password(keystore: str | Path, *, password: str | None = None, password_env: str | None = None) -> str:
+    """The password of ``keystore``: ``password``, else ``$password_env``, else ``wallet.password`` beside it.
+
+    Raises:
+        ConfigError: no password is available.
+    """
+    if password is not None:
+        return password
+    if password_env:
+        secret = os.environ.get(password_env)
+        if secret is None:
+            raise ConfigError("wallet-password-env", "the name of a set environment variable", password_env)
+        return secret
+    password_file = Path(keystore).with_name("wallet.password")
+    try:
+        return password_file.read_text("utf-8").strip()
+    except OSError:
+        raise ConfigError(
+            "wallet password", f"given, in an environment variable, or in {password_file}", None
+        ) from None
 
 
 def read_wallet(keystore: str | Path, *, password: str | None = None, password_env: str | None = None) -> Any:
@@ -390,24 +519,152 @@ def read_wallet(keystore: str | Path, *, password: str | None = None, password_e
         keyfile = json.loads(path.read_text("utf-8"))
     except (OSError, ValueError):
         raise ConfigError("wallet-keystore", "a readable JSON keystore file", str(path)) from None
-    secret = password
-    if secret is None and password_env:
-        secret = os.environ.get(password_env)
-        if secret is None:
-            raise ConfigError("wallet-password-env", "the name of a set environment variable", password_env)
-    if secret is None:
-        password_file = path.with_name("wallet.password")
-        try:
-            secret = password_file.read_text("utf-8").strip()
-        except OSError:
-            raise ConfigError(
-                "wallet password", f"given, in an environment variable, or in {password_file}", None
-            ) from None
+    secret = wallet_password(path, password=password, password_env=password_env)
     try:
         key = Account.decrypt(keyfile, secret)
     except ValueError:
         raise ConfigError("wallet password", "the keystore's password", "<hidden>") from None
     return Account.from_key(key)
+
+
+# ------------------------------------------------------------------- the admin relays the key ceremony
+
+
+def record_enrollments(directory: str | Path, enrollments: Sequence[str | Path]) -> ProvisionedFederation:
+    """Check members' enrollments and record their addresses (the admin's step; nothing secret).
+
+    Each enrollment must be for this federation, signed by the address it names, and name a
+    provisioned member id; an address may hold one member slot only, and a recorded member cannot be
+    re-enrolled under another address (provision again to replace a member). Accepted enrollments are
+    copied to ``DIR/ceremony/enrollments/member-<id>.json`` (relayed to the key holder) and their
+    addresses written into the manifest (the ledger registers them).
+
+    Args:
+        directory: the provisioned federation directory.
+        enrollments: ``enrollment.json`` files the members sent.
+
+    Returns:
+        The federation, reloaded.
+
+    Raises:
+        CeremonyError: an enrollment is forged, altered or for another federation.
+        ConfigError: an enrollment names no provisioned member, or takes another member's slot.
+    """
+    from fedchain.crypto.ceremony import Enrollment, verify_enrollment
+
+    federation = ProvisionedFederation.load(directory)
+    manifest = json.loads(federation.manifest_path.read_text("utf-8"))
+    recipients = manifest["recipients"]
+    taken = {
+        r["address"].lower(): name for name, r in recipients.items() if name.startswith("member-") and r["address"]
+    }
+    for source in enrollments:
+        enrollment = verify_enrollment(
+            Enrollment.from_json(_read_json(Path(source), "enrollment")), federation_id=federation.federation_id
+        )
+        slot = f"member-{enrollment.member_id}"
+        if enrollment.member_id is None or slot not in recipients:
+            raise ConfigError("enrollment member_id", f"a provisioned member id (0..{manifest['members'] - 1})", slot)
+        owner = taken.get(enrollment.address.lower())
+        recorded = recipients[slot]["address"]
+        if (owner is not None and owner != slot) or (recorded and recorded.lower() != enrollment.address.lower()):
+            raise ConfigError(
+                "enrollment",
+                f"one address per member slot ({slot} is {recorded or 'free'}; {enrollment.address} holds "
+                f"{owner or 'none'})",
+                enrollment.address,
+                hint="Re-enrolling a member under a new address needs a new provisioning (--force).",
+            )
+        target = federation.ceremony_dir / "enrollments" / f"{slot}.json"
+        atomic_write_json(target, enrollment.to_json(), mode=_PUBLIC_MODE)
+        recipients[slot]["address"] = enrollment.address
+        recipients[slot]["transport_key"] = enrollment.transport_key
+        taken[enrollment.address.lower()] = slot
+        purpose = f"{slot}'s enrollment (relayed to the key holder)"
+        _upsert_file(manifest, federation.directory, target, "admin", purpose)
+    atomic_write_json(federation.manifest_path, manifest, mode=_PUBLIC_MODE)
+    log.info("recorded %d enrollments in %s", len(enrollments), federation.directory)
+    return ProvisionedFederation.load(directory)
+
+
+def relay_federation_key(directory: str | Path, published: str | Path) -> ProvisionedFederation:
+    """Install what the key holder published: the public context for the coordinator, a sealed share per member.
+
+    ``published`` holds ``coordinator.ckks`` and ``shares/*.share.json`` (``fedchain member keygen
+    --out``). The public context must hold no secret key; each share must be for this federation, for
+    an enrolled member's address and transport key, and sealed with this public context. Shares go to
+    ``DIR/ceremony/shares/member-<id>.share.json`` (the admin sends each to its member), the public
+    context to ``DIR/coordinator/coordinator.ckks``. The admin can open none of them.
+
+    Returns:
+        The federation, reloaded.
+
+    Raises:
+        CryptoError: ``coordinator.ckks`` holds a secret key or is not a context.
+        CeremonyError: a share is for another federation, an unknown member, or another public context.
+    """
+    from fedchain import crypto
+    from fedchain.crypto.ceremony import SealedShare, context_fingerprint
+    from fedchain.errors import CeremonyError
+
+    federation = ProvisionedFederation.load(directory)
+    source = Path(published)
+    public = crypto.read_context(source / "coordinator.ckks")
+    crypto.load_coordinator_context(public)  # refuses a context that carries a secret key
+    fingerprint = context_fingerprint(public)
+    manifest = json.loads(federation.manifest_path.read_text("utf-8"))
+    members = {
+        r["address"].lower(): (name, r.get("transport_key"))
+        for name, r in manifest["recipients"].items()
+        if name.startswith("member-") and r.get("address")
+    }
+    shares: dict[str, SealedShare] = {}
+    key_holders = set()
+    for path in sorted((source / "shares").glob("*.share.json")):
+        share = SealedShare.from_json(_read_json(path, "sealed share"))
+        if share.federation_id != federation.federation_id or share.public_context_sha256 != fingerprint:
+            raise CeremonyError(f"{path.name}: sealed for another federation or another public context")
+        slot, transport = members.get(share.recipient.lower(), (None, None))
+        if slot is None or transport != share.recipient_key:
+            raise CeremonyError(f"{path.name}: sealed to {share.recipient}, which is not an enrolled member's key")
+        shares[slot] = share
+        key_holders.add(share.sender)
+    if len(key_holders) > 1:
+        raise CeremonyError(f"shares from several key holders: {sorted(key_holders)}")
+    shares_dir = federation.ceremony_dir / "shares"
+    for stale in shares_dir.glob("*.share.json"):
+        stale.unlink()
+    for slot, share in sorted(shares.items()):
+        target = shares_dir / f"{slot}.share.json"
+        atomic_write_json(target, share.to_json(), mode=_PUBLIC_MODE)
+        _upsert_file(manifest, federation.directory, target, "admin", f"{slot}'s sealed CKKS key (relay to {slot})")
+    crypto.write_context(federation.coordinator_context, public, secret=False)
+    purpose = "public CKKS context (he-keys-dir), published by the key holder"
+    _upsert_file(manifest, federation.directory, federation.coordinator_context, "coordinator", purpose)
+    manifest["ckks_key"] = {
+        "key_holder": next(iter(key_holders), None),
+        "public_context_sha256": fingerprint,
+        "shares": sorted(shares),
+    }
+    atomic_write_json(federation.manifest_path, manifest, mode=_PUBLIC_MODE)
+    log.info("relayed the federation key: %d sealed shares, public context %s", len(shares), fingerprint[:16])
+    return ProvisionedFederation.load(directory)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        raise ConfigError(what, "a readable JSON file", str(path)) from None
+
+
+def _upsert_file(manifest: dict[str, Any], root: Path, path: Path, recipient: str, purpose: str) -> None:
+    entry = _file_entry(root, path, recipient, False, purpose)
+    files = [e for e in manifest["files"] if e["path"] != entry["path"]]
+    manifest["files"] = [*files, entry]
+    owned = manifest["recipients"][recipient]["files"]
+    if entry["path"] not in owned:
+        owned.append(entry["path"])
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -443,18 +700,24 @@ def _file_entry(root: Path, path: Path, recipient: str, secret: bool, purpose: s
 
 def _write_wallet(root: Path, home: Path, recipient: str, files: list[dict[str, Any]]) -> tuple[str, Path, Path]:
     """A fresh chain key as an encrypted keystore plus its generated password (both 0600)."""
-    from eth_account import Account
-
-    account = Account.create()
-    password = secrets.token_urlsafe(24)
-    keystore = Account.encrypt(account.key, password, kdf="scrypt", iterations=SCRYPT_N)
-    keystore_path = home / "wallet.json"
-    password_path = home / "wallet.password"
-    atomic_write_json(keystore_path, keystore, mode=_SECRET_MODE)
-    atomic_write_bytes(password_path, (password + "\n").encode(), mode=_SECRET_MODE)
+    address, keystore_path, password_path, _ = create_wallet(home)
     files.append(_file_entry(root, keystore_path, recipient, True, "chain wallet (encrypted keystore, scrypt)"))
     files.append(_file_entry(root, password_path, recipient, True, "the wallet keystore's password"))
-    return str(account.address), keystore_path, password_path
+    return address, keystore_path, password_path
+
+
+def _bundle(home: Path, member_id: int, address: str) -> MemberBundle:
+    return MemberBundle(
+        member_id=member_id,
+        directory=home,
+        address=address,
+        ca_certificate=home / "ca.crt",
+        supernode_key=home / "supernode.key",
+        supernode_public_key=home / "supernode.pub",
+        ckks_context=home / "member.ckks",
+        wallet_keystore=home / "wallet.json",
+        wallet_password_file=home / "wallet.password",
+    )
 
 
 def _manifest(
@@ -464,13 +727,15 @@ def _manifest(
     coordinator_address: str,
     bundles: list[MemberBundle],
     files: list[dict[str, Any]],
+    federation_id: str,
 ) -> dict[str, Any]:
     def owned(recipient: str) -> list[str]:
         return [entry["path"] for entry in files if entry["recipient"] == recipient]
 
     recipients: dict[str, Any] = {
         "admin": {
-            "role": "runs the provisioner; keeps the CA key offline; registers SuperNode keys and wallets",
+            "role": "runs the provisioner; keeps the CA key offline; registers SuperNode keys and the members' "
+            "enrolled wallets; relays enrollments and sealed CKKS shares (holds no CKKS secret)",
             "files": owned("admin"),
         },
         "superlink": {
@@ -486,9 +751,9 @@ def _manifest(
     for bundle in bundles:
         recipient = f"member-{bundle.member_id}"
         recipients[recipient] = {
-            "role": "a member organization's SuperNode",
+            "role": "a member organization's SuperNode (creates its own wallet, transport key and enrollment)",
             "member_id": bundle.member_id,
-            "address": bundle.address,
+            "address": bundle.address or None,
             "supernode_public_key": bundle.supernode_public_key.read_text("utf-8").strip(),
             "files": owned(recipient),
         }
@@ -496,6 +761,7 @@ def _manifest(
         "format": MANIFEST_FORMAT,
         "created": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
         "members": len(bundles),
+        "federation_id": federation_id,
         "tls": {"subject_alternative_names": sans, "valid_days": valid_days},
         "ckks": "scoring" if scoring else "aggregation",
         "recipients": recipients,
@@ -505,22 +771,12 @@ def _manifest(
 
 def _from_manifest(root: Path, manifest: dict[str, Any]) -> ProvisionedFederation:
     recipients = manifest["recipients"]
-    bundles = []
-    for member_id in range(int(manifest["members"])):
-        home = root / "members" / f"member-{member_id}"
-        bundles.append(
-            MemberBundle(
-                member_id=member_id,
-                directory=home,
-                address=recipients[f"member-{member_id}"]["address"],
-                ca_certificate=home / "ca.crt",
-                supernode_key=home / "supernode.key",
-                supernode_public_key=home / "supernode.pub",
-                ckks_context=home / "member.ckks",
-                wallet_keystore=home / "wallet.json",
-                wallet_password_file=home / "wallet.password",
-            )
+    bundles = [
+        _bundle(
+            root / "members" / f"member-{member_id}", member_id, recipients[f"member-{member_id}"].get("address") or ""
         )
+        for member_id in range(int(manifest["members"]))
+    ]
     return ProvisionedFederation(
         directory=root,
         manifest_path=root / MANIFEST_FILENAME,
@@ -535,6 +791,8 @@ def _from_manifest(root: Path, manifest: dict[str, Any]) -> ProvisionedFederatio
         coordinator_keystore=root / "coordinator/wallet.json",
         coordinator_password_file=root / "coordinator/wallet.password",
         members=tuple(bundles),
+        federation_id=manifest["federation_id"],
+        ckks_preset=manifest["ckks"],
     )
 
 

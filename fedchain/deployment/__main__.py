@@ -47,7 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    provision = commands.add_parser("provision", help="create TLS, SuperNode, CKKS and wallet material")
+    provision = commands.add_parser(
+        "provision", help="the admin's material: TLS, SuperNode keys, coordinator wallet (no CKKS key)"
+    )
     provision.add_argument("directory", type=Path)
     provision.add_argument("--members", type=int, required=True)
     provision.add_argument(
@@ -56,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     provision.add_argument("--scoring", action="store_true", help="CKKS parameters for encrypted scoring")
     provision.add_argument("--force", action="store_true", help="replace an existing provisioned directory")
     provision.add_argument("--if-missing", action="store_true", help="do nothing if DIR is provisioned already")
+    provision.add_argument(
+        "--local-ceremony",
+        action="store_true",
+        help="demo on one machine: also play every member's key-ceremony steps, each in its own member directory",
+    )
 
     up = commands.add_parser("up", help="start a federation on this machine and run the app")
     up.add_argument("directory", type=Path)
@@ -126,20 +133,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _provision(args: argparse.Namespace) -> int:
-    from fedchain.provision import DEFAULT_ADDRESSES, MANIFEST_FILENAME, provision_federation
+    from fedchain.provision import DEFAULT_ADDRESSES, MANIFEST_FILENAME, ProvisionedFederation, provision_federation
 
     if args.if_missing and (args.directory / MANIFEST_FILENAME).exists():
         sys.stdout.write(f"{args.directory} is provisioned already\n")
-        return 0
-    federation = provision_federation(
-        args.directory,
-        members=args.members,
-        addresses=args.address or DEFAULT_ADDRESSES,
-        scoring=args.scoring,
-        overwrite=args.force,
-    )
-    sys.stdout.write(f"provisioned {len(federation.members)} members in {federation.directory}\n")
-    sys.stdout.write(f"manifest (who gets which file; no secrets): {federation.manifest_path}\n")
+        federation = ProvisionedFederation.load(args.directory)
+    else:
+        federation = provision_federation(
+            args.directory,
+            members=args.members,
+            addresses=args.address or DEFAULT_ADDRESSES,
+            scoring=args.scoring,
+            overwrite=args.force,
+        )
+        sys.stdout.write(f"provisioned {len(federation.members)} members in {federation.directory}\n")
+        sys.stdout.write(f"manifest (who gets which file; no secrets): {federation.manifest_path}\n")
+    if args.local_ceremony and not (federation.enrolled and federation.keyed):
+        from fedchain.keyceremony import run_local_ceremony
+
+        federation = run_local_ceremony(args.directory)
+        sys.stdout.write(
+            f"key ceremony: {len(federation.members)} members enrolled, member 0 generated the CKKS key, "
+            f"public context {federation.coordinator_context}\n"
+        )
     return 0
 
 
@@ -230,6 +246,13 @@ def _setup(args: argparse.Namespace) -> int:
 
         args.app_dir = default_app_dir()
     federation = ProvisionedFederation.load(args.directory)
+    if not federation.enrolled:
+        raise ConfigError(
+            "directory",
+            "a federation whose members have enrolled (their addresses are registered on chain)",
+            str(args.directory),
+            hint="Members run `fedchain member enroll`; the admin `fedchain provision collect DIR ENROLLMENT...`.",
+        )
     flower.write_connection(args.flwr_home, address=args.superlink, root_certificates=federation.ca_certificate)
     env = flower.flower_env(args.flwr_home)
     node_ids: dict[str, int] = {}

@@ -2,11 +2,15 @@
 
 :class:`LocalFederation` brings up, in order:
 
-1. provisioning (``fedchain.provision``) unless the directory is provisioned already, and demo
-   data (one CSV per member from the digits data set) unless data files are given;
+1. provisioning (``fedchain.provision``) unless the directory is provisioned already, then the
+   CKKS key ceremony (:func:`fedchain.keyceremony.run_local_ceremony`) unless every member holds
+   the key: each simulated organization enrolls in its own member directory (its own wallet and
+   transport key), member 0 generates the key and seals it to the others, the admin's side only
+   relays enrollments, sealed shares and the public ``coordinator.ckks``; and demo data (one CSV
+   per member from the digits data set) unless data files are given;
 2. anvil (npm ``@foundry-rs/anvil``) on loopback, the ledger deployed with anvil's development
    key as admin, the provisioned coordinator wallet as recorder (funded for gas) and every
-   member's provisioned wallet registered;
+   member's enrolled wallet registered;
 3. a Flower SuperLink with TLS and ``--enable-supernode-auth``, a ``$FLWR_HOME/config.toml``
    connection to it, and each member's SuperNode public key registered;
 4. each member's metrics exporter and SuperNode (its own data file, keys, state directory and
@@ -454,6 +458,7 @@ class LocalFederation:
         return self.federation
 
     def _provision(self) -> ProvisionedFederation:
+        from fedchain.keyceremony import run_local_ceremony
         from fedchain.provision import MANIFEST_FILENAME, provision_federation
 
         spec = self.spec
@@ -473,6 +478,10 @@ class LocalFederation:
                 "an address in the SuperLink certificate's SANs (" + ", ".join(federation.addresses) + ")",
                 spec.host,
             )
+        if not (federation.enrolled and federation.keyed):
+            started = time.perf_counter()
+            federation = run_local_ceremony(spec.directory)
+            self.timings["ceremony_s"] = time.perf_counter() - started
         return federation
 
     def _allocate_ports(self) -> None:

@@ -1,4 +1,4 @@
-"""Provisioning: TLS, SuperNode keys, CKKS contexts and wallets, with a manifest and safe modes."""
+"""Provisioning: TLS, SuperNode keys and the coordinator wallet, with a manifest and safe modes; members enroll."""
 
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+#: What a member creates in its own directory during the key ceremony (never the admin's, never listed).
+MEMBER_MADE = {"wallet.json", "wallet.password", "transport.key", "enrollment.json", "member.ckks", "ckks-key.json"}
+
+
 def test_every_file_is_in_the_manifest_with_its_recipient_and_mode(federation: ProvisionedFederation) -> None:
     manifest = json.loads(federation.manifest_path.read_text())
     assert manifest["format"] == MANIFEST_FORMAT and manifest["members"] == 3
@@ -52,8 +56,14 @@ def test_every_file_is_in_the_manifest_with_its_recipient_and_mode(federation: P
         for p in federation.directory.rglob("*")
         if p.is_file() and p.name != "manifest.json"
     }
+    made_by_members = {
+        path
+        for path in on_disk
+        if path.startswith("members/") and (path.split("/")[2] in MEMBER_MADE or "/published/" in path)
+    }
+    assert len(made_by_members) >= 3 * len(MEMBER_MADE)
     listed = {entry["path"]: entry for entry in manifest["files"]}
-    assert set(listed) == on_disk
+    assert set(listed) == on_disk - made_by_members
     for path, entry in listed.items():
         mode = _mode(federation.directory / path)
         assert oct(mode) == entry["mode"]
@@ -67,10 +77,12 @@ def test_every_file_is_in_the_manifest_with_its_recipient_and_mode(federation: P
     secrets = {e["path"] for e in manifest["files"] if e["secret"]}
     assert {"admin/ca.key", "superlink/server.key", "coordinator/wallet.json", "coordinator/wallet.password"} <= secrets
     for member in range(3):
-        for name in ("supernode.key", "member.ckks", "wallet.json", "wallet.password"):
-            assert f"members/member-{member}/{name}" in secrets
+        assert f"members/member-{member}/supernode.key" in secrets
+        for name in MEMBER_MADE:  # the admin never wrote a member's wallet or CKKS key
+            assert f"members/member-{member}/{name}" not in listed
     for directory in [federation.directory, *[p for p in federation.directory.rglob("*") if p.is_dir()]]:
-        assert _mode(directory) == 0o700, directory
+        if "published" not in directory.parts:  # the key holder's outbox: public files only
+            assert _mode(directory) == 0o700, directory
 
 
 def test_the_manifest_holds_no_secret(federation: ProvisionedFederation, accounts: dict[int, Any]) -> None:
@@ -139,6 +151,7 @@ def test_wallets_open_with_their_password_and_match_the_manifest(
 def test_ckks_custody_members_hold_the_secret_the_coordinator_cannot_decrypt(
     federation: ProvisionedFederation,
 ) -> None:
+    # Attacks on the ceremony itself (forged enrollments, tampered shares): tests/crypto/test_key_ceremony.py.
     secret = crypto.load_member_context(crypto.read_context(federation.members[0].ckks_context))
     public = crypto.load_coordinator_context(crypto.read_context(federation.coordinator_context))
     assert not public.has_secret_key()
@@ -146,8 +159,23 @@ def test_ckks_custody_members_hold_the_secret_the_coordinator_cannot_decrypt(
     with pytest.raises(CryptoError):
         crypto.load_member_context(crypto.read_context(federation.coordinator_context))
     contexts = {bundle.ckks_context.read_bytes() for bundle in federation.members}
-    assert len(contexts) == 1  # one federation key, a copy per member
+    assert len(contexts) == 1  # one federation key: member 0 generated it, the others opened their shares
     assert secret.has_secret_key()
+    manifest = json.loads(federation.manifest_path.read_text())
+    assert manifest["ckks_key"]["key_holder"] == federation.members[0].address
+    assert manifest["ckks_key"]["shares"] == ["member-1", "member-2"]
+
+
+def test_a_freshly_provisioned_directory_has_no_ckks_key_and_no_member_wallet(tmp_path: Path) -> None:
+    fresh = provision_federation(tmp_path / "fed", members=2)
+    assert not fresh.enrolled and not fresh.keyed
+    assert [bundle.address for bundle in fresh.members] == ["", ""]
+    names = {p.name for p in fresh.directory.rglob("*") if p.is_file()}
+    assert not names & {"member.ckks", "coordinator.ckks", "transport.key"}
+    assert [p.parent.name for p in fresh.directory.rglob("wallet.json")] == ["coordinator"]
+    about = json.loads(fresh.members[1].federation_file.read_text())
+    assert about == {"federation_id": fresh.federation_id, "member_id": 1, "ckks": "aggregation"}
+    assert len(fresh.federation_id) == 64
 
 
 def test_load_reads_back_what_was_provisioned(federation: ProvisionedFederation) -> None:
@@ -175,14 +203,17 @@ def test_invalid_options_are_named(tmp_path: Path, kwargs: dict, message: str) -
     assert not (tmp_path / "x").exists()  # nothing written before validation passed
 
 
-def test_provision_keys_still_writes_the_two_contexts(tmp_path: Path) -> None:
+def test_provision_keys_still_writes_the_two_contexts_for_simulations(tmp_path: Path) -> None:
     paths = provision_keys(tmp_path / "keys", scoring=False)
     assert _mode(paths["member"]) == 0o600 and _mode(paths["coordinator"]) == 0o644
 
 
 def test_the_script_provisions_and_prints_no_secret(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "fedchain.deployment", "provision", str(tmp_path / "fed"), "--members", "2"],
+        [
+            *(sys.executable, "-m", "fedchain.deployment", "provision", str(tmp_path / "fed"), "--members", "2"),
+            "--local-ceremony",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -191,7 +222,8 @@ def test_the_script_provisions_and_prints_no_secret(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     federation = ProvisionedFederation.load(tmp_path / "fed")
     output = done.stdout + done.stderr
-    assert "manifest" in output
+    assert "manifest" in output and "key ceremony" in output
+    assert federation.enrolled and federation.keyed
     for bundle in federation.members:
         assert bundle.wallet_password_file.read_text().strip() not in output
         assert bundle.supernode_key.read_text().splitlines()[1] not in output
@@ -208,9 +240,11 @@ def test_the_script_provisions_and_prints_no_secret(tmp_path: Path) -> None:
 def test_overwrite_replaces_every_key_and_drops_members_beyond_the_new_count(tmp_path: Path) -> None:
     first = provision_federation(tmp_path / "fed", members=2)
     old_ca = first.ca_certificate.read_bytes()
+    old_supernode = first.members[0].supernode_key.read_bytes()
     second = provision_federation(tmp_path / "fed", members=1, overwrite=True)
     assert not (tmp_path / "fed" / "members" / "member-1").exists()
-    assert second.members[0].address != first.members[0].address
+    assert second.members[0].supernode_key.read_bytes() != old_supernode
+    assert second.federation_id != first.federation_id
     assert second.ca_certificate.read_bytes() != old_ca
     manifest = json.loads(second.manifest_path.read_text())
     on_disk = {p.relative_to(second.directory).as_posix() for p in second.directory.rglob("*") if p.is_file()}
