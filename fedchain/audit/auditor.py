@@ -4,7 +4,7 @@ Example:
     >>> from fedchain.ledger import Web3Ledger, connect
     >>> report = audit_ledger(Web3Ledger.deploy(connect("embedded")))
     >>> report.ok, [f.check for f in report.findings]
-    (True, ['rounds.contiguous', 'token.supply'])
+    (True, ['rounds.contiguous', 'rounds.disputes', 'token.supply'])
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from typing import Any
 
 from fedchain.audit.checks import (
     MemberBudget,
+    check_disputes,
     check_export_snapshot,
     check_inclusion,
     check_lineage,
+    check_member_statuses,
     check_model_bytes,
     check_privacy_budget,
     check_privacy_epsilon,
@@ -31,6 +33,7 @@ from fedchain.audit.checks import (
     check_round_sequence,
     check_token_supply,
     check_update_roots,
+    check_withheld,
     member_rows,
     privacy_history,
     round_rows,
@@ -180,8 +183,11 @@ def audit_ledger(
     findings += check_round_sequence(snapshot)
     findings += check_recorders(snapshot)
     findings += check_round_members(snapshot)
+    findings += check_disputes(snapshot)
     findings += check_registration(snapshot)
     findings += check_rewards(snapshot)
+    findings += check_member_statuses(snapshot)
+    findings += check_withheld(snapshot)
     findings += check_token_supply(snapshot)
     findings += check_export_snapshot(snapshot)
     findings += check_lineage(snapshot)

@@ -8,8 +8,13 @@ Nothing here reads the chain or a file: the reading is in :mod:`fedchain.audit.s
 The rules are the ones the contract publishes and the privacy accountant defines:
 
 * rewards: :func:`fedchain.rewards.proportional_rewards` (the contract's integer rule, to the wei);
+  only ``"accepted"`` member-rounds may score or earn; a round disputed before it was recorded pays
+  nobody;
+* disputes: every member's dispute of a round's revealed scalars fails that round (a dispute filed
+  after the round was recorded cannot claw back what was credited: the finding says how much);
 * privacy: :func:`fedchain.privacy.epsilon_curve` (Opacus's RDP or PRV accountant) over each member's
-  recorded DP parameters in round order, compared with the reported cumulative epsilon within
+  recorded DP parameters in round order (every member-round whatever its status, plus the spends
+  recorded after their round), compared with the reported cumulative epsilon within
   :data:`EPSILON_TOLERANCE`, and against the member's budget with no tolerance. The budget is the
   one set on chain (``setPrivacyBudgets``) when there is one; a budget given off chain (options,
   a run's config) is the fallback for members without one, and must agree with the chain's.
@@ -34,18 +39,20 @@ from fedchain.audit.findings import AuditFinding, MemberRoundAudit, RoundAudit
 from fedchain.audit.source import LedgerSnapshot, RoleChange
 from fedchain.errors import ConfigError, PrivacyError
 from fedchain.identity.merkle import update_leaf, verify_proof
-from fedchain.ledger import RecordedRound, RegistrationEvent
+from fedchain.ledger import RecordedDispute, RecordedRound, RegistrationEvent
 from fedchain.privacy import ACCOUNTANT_NAMES, epsilon_curve
 from fedchain.rewards import proportional_rewards
-from fedchain.types import ZERO_HASH, DPParams
+from fedchain.types import MEMBER_STATUSES, ZERO_HASH, DPParams
 
 __all__ = [
     "EPSILON_TOLERANCE",
     "MemberBudget",
     "PrivacyEntry",
+    "check_disputes",
     "check_export_snapshot",
     "check_inclusion",
     "check_lineage",
+    "check_member_statuses",
     "check_model_bytes",
     "check_privacy_budget",
     "check_privacy_epsilon",
@@ -57,6 +64,7 @@ __all__ = [
     "check_round_sequence",
     "check_token_supply",
     "check_update_roots",
+    "check_withheld",
     "member_rows",
     "privacy_history",
     "round_rows",
@@ -112,6 +120,8 @@ class PrivacyEntry:
         epsilon_recorded: the reported cumulative epsilon (None without DP).
         epsilon_recomputed: cumulative epsilon recomputed up to this round (None when not computable).
         error: why it could not be recomputed, if so.
+        status: the member-round's recorded status (``"accepted"``, ``"rejected"``, ``"late"``, ...).
+        source: ``"round"`` (an entry of the round's record) or ``"spend"`` (``recordSpends``).
     """
 
     server_round: int
@@ -119,6 +129,8 @@ class PrivacyEntry:
     epsilon_recorded: float | None
     epsilon_recomputed: float | None
     error: str = ""
+    status: str = "accepted"
+    source: str = "round"
 
 
 def _finding(check: str, ok: bool, **kwargs: object) -> AuditFinding:
@@ -361,7 +373,30 @@ def check_registration(snapshot: LedgerSnapshot) -> list[AuditFinding]:
 # ---- money -------------------------------------------------------------------------------------
 
 
-def _expected_rewards(recorded: RecordedRound) -> list[int] | None:
+def _disputes_before(snapshot: LedgerSnapshot, recorded: RecordedRound) -> list[RecordedDispute]:
+    """The disputes of a round filed before it was recorded, by their position in the chain."""
+    position = snapshot.round_log_index.get(recorded.server_round)
+    before = []
+    for dispute in snapshot.disputes:
+        if dispute.server_round != recorded.server_round:
+            continue
+        if position is None:  # no raw logs: the event's own flag says
+            earlier = not dispute.round_recorded
+        else:
+            earlier = (dispute.block_number, dispute.log_index) < (recorded.block_number, position)
+        if earlier:
+            before.append(dispute)
+    return before
+
+
+def _withheld(snapshot: LedgerSnapshot, recorded: RecordedRound) -> bool:
+    """Whether the round's rewards are due to nobody: disputed before it was recorded."""
+    return recorded.disputes_at_record != 0 or bool(_disputes_before(snapshot, recorded))
+
+
+def _expected_rewards(recorded: RecordedRound, *, withheld: bool = False) -> list[int] | None:
+    if withheld:
+        return [0] * len(recorded.members)
     try:
         rewards, _ = proportional_rewards([m.score_fixed for m in recorded.members], recorded.reward_pool_wei)
     except ConfigError:
@@ -369,19 +404,25 @@ def _expected_rewards(recorded: RecordedRound) -> list[int] | None:
     return rewards
 
 
-def _reward_column(recorded: RecordedRound) -> list[int | None]:
-    rewards = _expected_rewards(recorded)
+def _reward_column(recorded: RecordedRound, *, withheld: bool = False) -> list[int | None]:
+    rewards = _expected_rewards(recorded, withheld=withheld)
     if rewards is None:
         return [None] * len(recorded.members)
     return list(rewards)
 
 
 def check_rewards(snapshot: LedgerSnapshot) -> list[AuditFinding]:
-    """Rewards follow the published rule; the stored total score and the pool add up."""
+    """Rewards follow the published rule (nothing in a withheld round); the total score and the pool add up."""
     findings: list[AuditFinding] = []
     for recorded in snapshot.rounds:
         n = recorded.server_round
-        expected = _reward_column(recorded)
+        withheld = _withheld(snapshot, recorded)
+        expected = _reward_column(recorded, withheld=withheld)
+        rule = (
+            "nothing is due in a round disputed before it was recorded"
+            if withheld
+            else "reward differs from pool * score // total_score"
+        )
         for member, reward in zip(recorded.members, expected, strict=True):
             ok = reward == member.reward_wei
             findings.append(
@@ -393,7 +434,7 @@ def check_rewards(snapshot: LedgerSnapshot) -> list[AuditFinding]:
                     field="reward_wei",
                     expected=reward,
                     actual=member.reward_wei,
-                    message="" if ok else "reward differs from pool * score // total_score",
+                    message="" if ok else rule,
                 )
             )
         total = sum(m.score_fixed for m in recorded.members)
@@ -425,6 +466,163 @@ def check_rewards(snapshot: LedgerSnapshot) -> list[AuditFinding]:
             )
         )
     return findings
+
+
+def check_member_statuses(snapshot: LedgerSnapshot) -> list[AuditFinding]:
+    """Only accepted member-rounds score or earn; every status code is a known one.
+
+    One failure per offending member-round (naming the field: ``status``, ``score`` or
+    ``reward_wei``), else one pass per round listing its statuses.
+    """
+    check = "rewards.status"
+    findings: list[AuditFinding] = []
+    for recorded in snapshot.rounds:
+        n = recorded.server_round
+        bad: list[AuditFinding] = []
+        for member in recorded.members:
+            status = member.status
+            if status not in MEMBER_STATUSES:
+                bad.append(
+                    _finding(
+                        check,
+                        False,
+                        round=n,
+                        member=member.address,
+                        field="status",
+                        expected=f"a code in 0..{len(MEMBER_STATUSES) - 1}",
+                        actual=member.status_code,
+                        message=f"{status} is not a member-round status ({', '.join(MEMBER_STATUSES)})",
+                    )
+                )
+                continue
+            if status == "accepted":
+                continue
+            if member.score_fixed != 0:
+                bad.append(
+                    _finding(
+                        check,
+                        False,
+                        round=n,
+                        member=member.address,
+                        field="score",
+                        expected=0,
+                        actual=member.score_fixed,
+                        message=f"a {status} member-round was given a score",
+                    )
+                )
+            if member.reward_wei != 0:
+                bad.append(
+                    _finding(
+                        check,
+                        False,
+                        round=n,
+                        member=member.address,
+                        field="reward_wei",
+                        expected=0,
+                        actual=member.reward_wei,
+                        message=f"a {status} member-round was paid {member.reward_wei} wei",
+                    )
+                )
+        findings += bad
+        if not bad:
+            findings.append(
+                _finding(
+                    check,
+                    True,
+                    round=n,
+                    field="status",
+                    actual=_status_counts(recorded),
+                    message="only accepted member-rounds scored",
+                )
+            )
+    return findings
+
+
+def check_withheld(snapshot: LedgerSnapshot) -> list[AuditFinding]:
+    """A round disputed before it was recorded says so in its event (and paid nobody: ``rewards.rule``).
+
+    Only rounds with disputes filed before their recording, or whose ``RoundRecorded`` reports
+    some, get a finding.
+    """
+    check = "rewards.withheld"
+    findings: list[AuditFinding] = []
+    for recorded in snapshot.rounds:
+        before = _disputes_before(snapshot, recorded)
+        if not before and recorded.disputes_at_record == 0:
+            continue
+        paid = sum(m.reward_wei for m in recorded.members)
+        ok = recorded.disputes_at_record == len(before) and paid == 0
+        if recorded.disputes_at_record != len(before):
+            message = (
+                f"RoundRecorded reports {recorded.disputes_at_record} disputes filed before recording; "
+                f"the chain holds {len(before)} RoundDisputed events before it"
+            )
+        elif paid:
+            message = f"disputed before it was recorded, yet {paid} wei was paid to members"
+        else:
+            message = f"disputed before recording by {len(before)} member(s): the whole pool went to the treasury"
+        findings.append(
+            _finding(
+                check,
+                ok,
+                round=recorded.server_round,
+                field="disputes",
+                expected=len(before),
+                actual=recorded.disputes_at_record,
+                message=message,
+            )
+        )
+    return findings
+
+
+def check_disputes(snapshot: LedgerSnapshot) -> list[AuditFinding]:
+    """Every dispute on chain fails its round, naming the member and the commitment it disputes.
+
+    A dispute filed before the round was recorded withheld the round's rewards; one filed after
+    could not take back what was credited (the message says how much). With no disputes, one pass.
+    """
+    check = "rounds.disputes"
+    by_round = {r.server_round: r for r in snapshot.rounds}
+    findings: list[AuditFinding] = []
+    for dispute in snapshot.disputes:
+        recorded = by_round.get(dispute.server_round)
+        if recorded is None:
+            message = "disputed the scalars revealed about it; the round is not recorded yet (it will pay nobody)"
+            expected = None
+        else:
+            expected = recorded.scalars_commitment
+            before = dispute in _disputes_before(snapshot, recorded)
+            if before:
+                message = "disputed the scalars revealed about it before the round was recorded: rewards withheld"
+            else:
+                paid = sum(m.reward_wei for m in recorded.members)
+                message = (
+                    "disputed the scalars revealed about it after the round was recorded: "
+                    f"{paid} wei already credited could not be withheld"
+                )
+            if expected.lower() != dispute.scalars_commitment.lower():
+                message += " (the commitment it was shown differs from the recorded one)"
+        findings.append(
+            _finding(
+                check,
+                False,
+                round=dispute.server_round,
+                member=dispute.member,
+                field="scalars_commitment",
+                expected=expected,
+                actual=dispute.scalars_commitment,
+                message=message,
+            )
+        )
+    if not findings:
+        findings.append(_finding(check, True, field="disputes", actual=0, message="no disputes filed"))
+    return findings
+
+
+def _status_counts(recorded: RecordedRound) -> str:
+    counts = Counter(m.status for m in recorded.members)
+    known = [s for s in MEMBER_STATUSES if s in counts] + sorted(set(counts) - set(MEMBER_STATUSES))
+    return " ".join(f"{s}={counts[s]}" for s in known)
 
 
 def check_token_supply(snapshot: LedgerSnapshot) -> list[AuditFinding]:
@@ -497,6 +695,23 @@ def check_export_snapshot(snapshot: LedgerSnapshot) -> list[AuditFinding]:
                         expected=logged_words,
                         actual=stored_words,
                         message="chain.json's stored privacy budget disagrees with its PrivacyBudgetSet logs",
+                    )
+                )
+    stored_disputes = exported.get("disputeCounts")  # absent from exports written before disputes
+    logged_disputes = recomputed.get("disputeCounts", {})
+    if stored_disputes is not None:
+        for server_round in sorted(set(stored_disputes) | set(logged_disputes), key=int):
+            stored_count, logged_count = stored_disputes.get(server_round, 0), logged_disputes.get(server_round, 0)
+            if stored_count != logged_count:
+                findings.append(
+                    _finding(
+                        check,
+                        False,
+                        round=int(server_round),
+                        field="disputeCount",
+                        expected=logged_count,
+                        actual=stored_count,
+                        message="chain.json's stored dispute count disagrees with its RoundDisputed logs",
                     )
                 )
     if not findings:
@@ -715,25 +930,39 @@ def check_model_bytes(
 
 
 def privacy_history(snapshot: LedgerSnapshot, *, accountant: str = "rdp") -> dict[str, list[PrivacyEntry]]:
-    """Each member's recorded DP history in round order, with cumulative epsilon recomputed.
+    """Each member's recorded DP history in training order, with cumulative epsilon recomputed.
 
-    The recomputation runs :func:`fedchain.privacy.epsilon_curve` over the member's DP rounds at the
-    delta recorded in its first DP round. A history that cannot be recomputed (malformed
-    parameters) gets ``epsilon_recomputed=None`` and the reason in ``error``.
+    Every spend counts, whatever its status: the member-rounds of each round's record (accepted,
+    rejected, late, skipped, replayed) and the spends recorded after their round
+    (``recordSpends``). Training order is round order; within a round, a ``"replayed"`` spend (a
+    run of the round lost to a coordinator crash) comes before the round's record, other spends
+    after it, ties in chain order. The recomputation runs :func:`fedchain.privacy.epsilon_curve`
+    over the member's DP entries at the delta recorded in its first one. A history that cannot be
+    recomputed (malformed parameters) gets ``epsilon_recomputed=None`` and the reason in ``error``.
 
     Raises:
         ConfigError: ``accountant`` is not one of :data:`fedchain.privacy.ACCOUNTANT_NAMES`.
     """
     if accountant not in ACCOUNTANT_NAMES:
         raise ConfigError("accountant", f"one of {', '.join(repr(a) for a in ACCOUNTANT_NAMES)}", accountant)
-    rows: dict[str, list[tuple[int, DPParams | None, float | None]]] = {}
+    # (order key, round, dp, reported epsilon, status, source) per member
+    rows: dict[str, list[tuple[tuple[int, int, int, int], int, DPParams | None, float | None, str, str]]] = {}
     for recorded in snapshot.rounds:
+        key = (recorded.server_round, 1, recorded.block_number, snapshot.round_log_index.get(recorded.server_round, 0))
         for member in recorded.members:
-            rows.setdefault(member.address, []).append((recorded.server_round, member.dp, member.epsilon))
+            rows.setdefault(member.address, []).append(
+                (key, recorded.server_round, member.dp, member.epsilon, member.status, "round")
+            )
+    for spend in snapshot.spends:
+        rank = 0 if spend.status == "replayed" else 1
+        key = (spend.server_round, rank, spend.block_number, spend.log_index)
+        rows.setdefault(spend.address, []).append(
+            (key, spend.server_round, spend.dp, spend.epsilon, spend.status, "spend")
+        )
     history: dict[str, list[PrivacyEntry]] = {}
     for address, entries in rows.items():
         entries.sort(key=lambda e: e[0])
-        private = [dp for _, dp, _ in entries if dp is not None]
+        private = [e[2] for e in entries if e[2] is not None]
         curve: list[float] | None = None
         error = ""
         if private:
@@ -743,12 +972,14 @@ def privacy_history(snapshot: LedgerSnapshot, *, accountant: str = "rdp") -> dic
                 error = str(exc)
         out: list[PrivacyEntry] = []
         index = 0
-        for server_round, dp, epsilon in entries:
+        for _, server_round, dp, epsilon, status, source in entries:
             recomputed = None
             if dp is not None:
                 recomputed = curve[index] if curve is not None else None
                 index += 1
-            out.append(PrivacyEntry(server_round, dp, epsilon, recomputed, error if dp is not None else ""))
+            out.append(
+                PrivacyEntry(server_round, dp, epsilon, recomputed, error if dp is not None else "", status, source)
+            )
         history[address] = out
     return history
 
@@ -758,7 +989,8 @@ def check_privacy_records(history: Mapping[str, Sequence[PrivacyEntry]]) -> list
 
     A member with no DP in any round gets one warning (there is no privacy claim to verify); a
     member that trained with DP in some rounds and without it in others fails for each round
-    without DP.
+    without DP. A spend recorded after its round may omit the reported epsilon (the coordinator
+    may not have it); its DP parameters still count in the recomputation.
     """
     check = "privacy.record"
     findings: list[AuditFinding] = []
@@ -794,6 +1026,18 @@ def check_privacy_records(history: Mapping[str, Sequence[PrivacyEntry]]) -> list
                         else "no DP parameters recorded while the member's other rounds are private",
                     )
                 )
+            elif entry.epsilon_recorded is None and entry.source == "spend":
+                findings.append(
+                    _finding(
+                        check,
+                        True,
+                        round=entry.server_round,
+                        member=address,
+                        field="dp",
+                        message=f"{entry.status} spend recorded after its round, without a reported epsilon: "
+                        "counted in the recomputation",
+                    )
+                )
             elif entry.epsilon_recorded is None:
                 findings.append(
                     _finding(
@@ -821,7 +1065,16 @@ def check_privacy_records(history: Mapping[str, Sequence[PrivacyEntry]]) -> list
                     )
                 )
             else:
-                findings.append(_finding(check, True, round=entry.server_round, member=address, field="dp"))
+                findings.append(
+                    _finding(
+                        check,
+                        True,
+                        round=entry.server_round,
+                        member=address,
+                        field="dp",
+                        message="" if entry.source == "round" else f"{entry.status} spend recorded after its round",
+                    )
+                )
     return findings
 
 
@@ -1019,7 +1272,8 @@ def check_privacy_budget(
 
 
 def round_rows(snapshot: LedgerSnapshot) -> tuple[RoundAudit, ...]:
-    """One :class:`RoundAudit` per readable round."""
+    """One :class:`RoundAudit` per readable round (with its member statuses and disputes)."""
+    disputes = Counter(d.server_round for d in snapshot.disputes)
     return tuple(
         RoundAudit(
             server_round=r.server_round,
@@ -1033,6 +1287,10 @@ def round_rows(snapshot: LedgerSnapshot) -> tuple[RoundAudit, ...]:
             model_hash=r.model_hash,
             previous_model_hash=r.previous_model_hash,
             update_merkle_root=r.update_merkle_root,
+            scalars_commitment=r.scalars_commitment,
+            member_statuses=_status_counts(r),
+            disputes=disputes[r.server_round],
+            withheld=_withheld(snapshot, r),
         )
         for r in snapshot.rounds
     )
@@ -1048,19 +1306,25 @@ def member_rows(
 ) -> tuple[MemberRoundAudit, ...]:
     """One :class:`MemberRoundAudit` per member-round, in round then address order.
 
+    Spends recorded after their round follow that round's entries (``source="spend"``, never paid).
     A member's budget column is its on-chain budget when it has one, else the given one.
     """
     events = sorted(snapshot.registrations, key=lambda e: (e.block_number, e.log_index))
-    recomputed = {(a, e.server_round): e for a, entries in history.items() for e in entries}
+    recomputed = {(a, e.server_round, e.source): e for a, entries in history.items() for e in entries}
+    spends_by_round: dict[int, list[Any]] = {}
+    for spend in snapshot.spends:
+        spends_by_round.setdefault(spend.server_round, []).append(spend)
+
+    def budget_of(address: str) -> MemberBudget | None:
+        return _budget_for(chain_budgets or {}, None, address) or _budget_for(budgets or {}, default_budget, address)
+
     rows: list[MemberRoundAudit] = []
     for recorded in snapshot.rounds:
-        expected = _reward_column(recorded)
+        expected = _reward_column(recorded, withheld=_withheld(snapshot, recorded))
         position = snapshot.round_log_index.get(recorded.server_round)
         for member, reward in zip(recorded.members, expected, strict=True):
-            entry = recomputed.get((member.address, recorded.server_round))
-            budget = _budget_for(chain_budgets or {}, None, member.address) or _budget_for(
-                budgets or {}, default_budget, member.address
-            )
+            entry = recomputed.get((member.address, recorded.server_round, "round"))
+            budget = budget_of(member.address)
             rows.append(
                 MemberRoundAudit(
                     server_round=recorded.server_round,
@@ -1074,6 +1338,27 @@ def member_rows(
                     epsilon_recomputed=None if entry is None else entry.epsilon_recomputed,
                     epsilon_budget=None if budget is None or member.dp is None else budget.epsilon,
                     block_number=recorded.block_number,
+                    member_status=member.status,
+                )
+            )
+        for spend in spends_by_round.get(recorded.server_round, []):
+            entry = recomputed.get((spend.address, spend.server_round, "spend"))
+            budget = budget_of(spend.address)
+            rows.append(
+                MemberRoundAudit(
+                    server_round=spend.server_round,
+                    address=spend.address,
+                    score=0.0,
+                    reward_wei=0,
+                    expected_reward_wei=0,
+                    registered=_registered(events, spend.address, spend.block_number, spend.log_index),
+                    dp=spend.dp,
+                    epsilon_recorded=spend.epsilon,
+                    epsilon_recomputed=None if entry is None else entry.epsilon_recomputed,
+                    epsilon_budget=None if budget is None or spend.dp is None else budget.epsilon,
+                    block_number=spend.block_number,
+                    member_status=spend.status,
+                    source="spend",
                 )
             )
     return tuple(rows)

@@ -160,7 +160,7 @@ def _short(text: str) -> str:
 
 def _round_table(report: AuditReport) -> Table:
     table = Table(title=f"rounds of ledger {report.ledger_address}")
-    for column in ("round", "block", "members", "pool (FED)", "model hash"):
+    for column in ("round", "block", "members", "statuses", "pool (FED)", "disputes", "model hash"):
         table.add_column(column, justify="right")
     table.add_column("verdict")
     for row in report.rounds:
@@ -169,7 +169,9 @@ def _round_table(report: AuditReport) -> Table:
             str(row.server_round),
             str(row.block_number),
             str(row.member_count),
+            row.member_statuses or "-",
             _fed(row.reward_pool_wei),
+            f"{row.disputes} (withheld)" if row.withheld else str(row.disputes),
             _short(row.model_hash),
             _verdict(about),
         )
@@ -185,11 +187,11 @@ def _member_table(report: AuditReport) -> Table:
     for row in report.members:
         members.setdefault(row.address, []).append(row)
     for address, rows in members.items():
-        last = max(rows, key=lambda r: r.server_round)
+        last = max(rows, key=lambda r: (r.server_round, r.source == "spend"))
         about = [f for f in report.findings if f.member is not None and f.member.lower() == address.lower()]
         table.add_row(
             _short(address),
-            str(len(rows)),
+            str(sum(1 for r in rows if r.source == "round")),
             _fed(sum(r.reward_wei for r in rows)),
             _eps(last.epsilon_recorded),
             _eps(last.epsilon_recomputed),

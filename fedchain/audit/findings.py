@@ -39,16 +39,27 @@ CHECKS: Mapping[str, str] = {
     "rounds.contiguous": "recorded round numbers are 1, 2, ..., last, each recorded once, in order",
     "rounds.recorder": "each round was recorded by an account holding RECORDER_ROLE at that block",
     "rounds.members": "each round's member count matches its events and no member appears twice",
+    "rounds.disputes": (
+        "no member disputed the scalars the decrypt committee revealed about it (every dispute on chain fails "
+        "its round)"
+    ),
     "members.registered": "every recorded (paid) member was registered when the round was recorded",
     "rewards.rule": "each reward equals pool * score // total_score (the published rule) to the wei",
     "rewards.total_score": "the stored total score equals the sum of the recorded scores",
     "rewards.pool": "rewards plus the treasury remainder equal the round's pool",
+    "rewards.status": "only accepted member-rounds score or earn (rejected, late, skipped, replayed ones earn 0)",
+    "rewards.withheld": (
+        "a round disputed before it was recorded paid nobody, and its RoundRecorded event counts those disputes"
+    ),
     "token.supply": "FedToken total supply equals the sum of every recorded pool (everything ever paid)",
     "export.snapshot": "the state snapshot in chain.json agrees with the exported logs",
     "lineage.previous": "each round's previous-model hash is the prior round's model hash (zero for round 1)",
     "lineage.model": "each round records a non-zero model hash",
     "privacy.record": "DP parameters and epsilon are recorded together, with one delta per member",
-    "privacy.epsilon": "cumulative epsilon recomputed from the recorded DP parameters matches the reported one",
+    "privacy.epsilon": (
+        "cumulative epsilon recomputed from every recorded spend (all member-round statuses, and spends recorded "
+        "after their round) matches the reported one"
+    ),
     "privacy.budget": (
         "each member's recomputed cumulative epsilon never exceeds its budget (the on-chain one when set; "
         "a budget given off chain must agree with it)"
@@ -146,6 +157,10 @@ class MemberRoundAudit:
         epsilon_recomputed: the auditor's recomputation (None without DP or when it failed).
         epsilon_budget: the member's budget (None when unknown).
         block_number: block of the recording transaction.
+        member_status: the member-round's recorded status (``"accepted"``, ``"rejected"``, ``"late"``,
+            ``"skipped"``, ``"replayed"``).
+        source: ``"round"`` (an entry of the round's record) or ``"spend"`` (recorded after the
+            round with ``recordSpends``; never paid).
     """
 
     server_round: int
@@ -159,6 +174,8 @@ class MemberRoundAudit:
     epsilon_recomputed: float | None
     epsilon_budget: float | None
     block_number: int
+    member_status: str = "accepted"
+    source: str = "round"
 
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON/CSV-ready dict (wei as decimal strings)."""
@@ -179,6 +196,8 @@ class MemberRoundAudit:
             "max_grad_norm": None if dp is None else dp.max_grad_norm,
             "delta": None if dp is None else dp.delta,
             "block_number": self.block_number,
+            "member_status": self.member_status,
+            "source": self.source,
         }
 
 
@@ -198,6 +217,10 @@ class RoundAudit:
         model_hash: the round's model hash.
         previous_model_hash: the previous model hash it names.
         update_merkle_root: the signed-update Merkle root.
+        scalars_commitment: the committed decrypt-committee scalars (zero hash when none).
+        member_statuses: count of member-rounds per status, e.g. ``"accepted=3 rejected=1"``.
+        disputes: disputes filed against the round (before or after it was recorded).
+        withheld: whether the round was disputed before it was recorded (its rewards withheld).
     """
 
     server_round: int
@@ -211,6 +234,10 @@ class RoundAudit:
     model_hash: str
     previous_model_hash: str
     update_merkle_root: str
+    scalars_commitment: str = "0x" + "00" * 32
+    member_statuses: str = ""
+    disputes: int = 0
+    withheld: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/CSV-ready dict (wei as decimal strings)."""
@@ -226,6 +253,10 @@ class RoundAudit:
             "model_hash": self.model_hash,
             "previous_model_hash": self.previous_model_hash,
             "update_merkle_root": self.update_merkle_root,
+            "scalars_commitment": self.scalars_commitment,
+            "member_statuses": self.member_statuses,
+            "disputes": self.disputes,
+            "withheld": self.withheld,
         }
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +33,14 @@ from fedchain.ledger import (
     EXPORT_FILENAME,
     ExportedLedger,
     LedgerReader,
+    RecordedDispute,
     RecordedRound,
+    RecordedSpend,
     RegistrationEvent,
     Web3Ledger,
     connect,
 )
+from fedchain.ledger._abi import ContractAbi
 
 __all__ = [
     "RECORDER_ROLE",
@@ -57,12 +61,12 @@ _TOPICS = {
     for name, signature in {
         "RoleGranted": "RoleGranted(bytes32,address,address)",
         "RoleRevoked": "RoleRevoked(bytes32,address,address)",
-        "RoundRecorded": (
-            "RoundRecorded(uint256,bytes32,bytes32,bytes32,bytes32,bytes32,uint256,uint256,uint256,address,uint256)"
-        ),
-        "MemberRecorded": "MemberRecorded(uint256,address,uint256,uint256,uint256,uint256)",
     }.items()
 }
+# RoundRecorded / MemberRecorded as emitted now and by ledgers that predate statuses and disputes.
+_ABI = ContractAbi.fedchain()
+_ROUND_TOPICS = frozenset(_ABI.event_topics("RoundRecorded"))
+_RECORD_TOPICS = _ROUND_TOPICS | frozenset(_ABI.event_topics("MemberRecorded"))
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class LedgerSnapshot:
         recomputed_state: the same figures recomputed from the logs (None for a live chain).
         budgets: member address -> lifetime ``(epsilon, delta)`` budget set on chain, for every
             recorded or registered member that has one (empty for a ledger without budgets).
+        spends: privacy spends recorded after their round (``recordSpends``), in chain order.
+        disputes: members' disputes (``fileDispute``), in chain order.
     """
 
     target: str
@@ -123,6 +129,8 @@ class LedgerSnapshot:
     exported_state: Mapping[str, Any] | None = None
     recomputed_state: Mapping[str, Any] | None = None
     budgets: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    spends: tuple[RecordedSpend, ...] = ()
+    disputes: tuple[RecordedDispute, ...] = ()
 
 
 def open_rpc(url: str, ledger_address: str, *, request_timeout_s: float = 30.0) -> Web3Ledger:
@@ -218,10 +226,10 @@ def _log_tables(
             continue
         topics = [str(t).lower() for t in log["topics"]]
         block, index = int(log["blockNumber"]), int(log["logIndex"])
-        if topics[0] in (_TOPICS["RoundRecorded"], _TOPICS["MemberRecorded"]) and len(topics) > 1:
+        if topics[0] in _RECORD_TOPICS and len(topics) > 1:
             key = (_topic_int(topics[1]), block)
             first_index[key] = min(first_index.get(key, index), index)
-            if topics[0] == _TOPICS["RoundRecorded"]:
+            if topics[0] in _ROUND_TOPICS:
                 round_events.append((_topic_int(topics[1]), block, index))
         elif (
             topics[0] in (_TOPICS["RoleGranted"], _TOPICS["RoleRevoked"])
@@ -272,7 +280,13 @@ def read_snapshot(reader: LedgerReader, *, target: str | None = None) -> LedgerS
         registrations = tuple(reader.registrations())
         total_supply = reader.total_supply()
         logs = _raw_logs(reader)
-        members = {m.address for r in rounds for m in r.members} | {e.address for e in registrations}
+        spends = tuple(reader.spends())
+        disputes = tuple(reader.disputes())
+        members = (
+            {m.address for r in rounds for m in r.members}
+            | {e.address for e in registrations}
+            | {s.address for s in spends}
+        )
         budgets = {a: b for a in sorted(members) if (b := reader.privacy_budget(a)) is not None}
     except FedChainError as exc:
         raise AuditError(f"cannot read the ledger {reader.address}: {exc}") from exc
@@ -306,6 +320,7 @@ def read_snapshot(reader: LedgerReader, *, target: str | None = None) -> LedgerS
             "totalSupply": total_supply,
             "balances": {address: reader.balance_of(address) for address in accounts},
             "privacyBudgets": reader.privacy_budget_words(),
+            "disputeCounts": {str(n): c for n, c in sorted(Counter(d.server_round for d in disputes).items())},
         }
     logger.info("read ledger %s: %d rounds (%d unreadable)", reader.address, last, len(unreadable))
     return LedgerSnapshot(
@@ -324,4 +339,6 @@ def read_snapshot(reader: LedgerReader, *, target: str | None = None) -> LedgerS
         exported_state=exported,
         recomputed_state=recomputed,
         budgets=budgets,
+        spends=spends,
+        disputes=disputes,
     )

@@ -25,6 +25,8 @@ FLAW_NO_REGISTRATION = 4
 FLAW_ANY_ROUND = 8
 FLAW_ANYONE_RECORDS = 16
 FLAW_EXTRA_MINT = 32
+FLAW_PAY_ANY_STATUS = 64
+FLAW_PAY_DISPUTED = 128
 
 #: A noise multiplier with more digits than the chain keeps (1e-9), so the audit meets the rounding.
 SIGMA = 1.0987654321987

@@ -56,7 +56,16 @@ def test_tamper_ledger_keeps_the_ledger_abi() -> None:
         "function flaws",
         *(
             f"function FLAW_{n}"
-            for n in ("EQUAL_SPLIT", "NO_LINEAGE", "NO_REGISTRATION", "ANY_ROUND", "ANYONE_RECORDS", "EXTRA_MINT")
+            for n in (
+                "EQUAL_SPLIT",
+                "NO_LINEAGE",
+                "NO_REGISTRATION",
+                "ANY_ROUND",
+                "ANYONE_RECORDS",
+                "EXTRA_MINT",
+                "PAY_ANY_STATUS",
+                "PAY_DISPUTED",
+            )
         ),
     }
     assert variant("TamperLedger")["settings"]["evmVersion"] == "prague"
