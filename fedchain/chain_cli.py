@@ -402,3 +402,66 @@ def _print_show(info: dict[str, Any]) -> None:
             _fmt_wei(int(row["token_balance_wei"])),
         )
     _out.print(members)
+
+
+# ---- fedchain run --chain URL ------------------------------------------------------------------
+
+
+def deploy_run_ledger(config: Any, *, admin_keystore: Path | None = None, treasury: str | None = None) -> Any:
+    """Before ``fedchain run --chain URL``: the admin deploys the run's ledger; the coordinator only records.
+
+    The admin's key (``admin_keystore``, ``$FEDCHAIN_ADMIN_KEYSTORE`` or ``$FEDCHAIN_ADMIN_PRIVATE_KEY``;
+    never the coordinator's) deploys the ledger, keeps ``DEFAULT_ADMIN_ROLE``, registers the simulated
+    members and sets their budgets (with DP); the coordinator's address (``$FEDCHAIN_KEYSTORE`` or
+    ``$FEDCHAIN_PRIVATE_KEY``, as the ServerApp signs) gets ``RECORDER_ROLE`` only; the treasury is
+    ``treasury`` (default: the admin). Returns ``config`` attached to the new ledger; unchanged for the
+    embedded chain, no chain, a resumed run or a given ``ledger-address``.
+
+    Raises:
+        ConfigError: a key is missing, or the admin's key is the coordinator's.
+        UnfundedAccountError: the coordinator (or admin) cannot pay for gas.
+        LedgerError: the chain refused a transaction.
+    """
+    if not str(config.chain).startswith(("http://", "https://")) or config.resume or config.ledger_address:
+        return config
+    from fedchain.ledger import connect
+    from fedchain.ledger.admin import (
+        ADMIN_KEY_ENV,
+        ADMIN_KEYSTORE_ENV,
+        ensure_funded,
+        setup_federation_ledger,
+        signer_chain,
+    )
+    from strategies.server_app import simulated_members
+
+    coordinator = connect(config.chain)  # the key the ServerApp will sign with
+    admin = signer_chain(
+        config.chain,
+        keystore=admin_keystore,
+        key_env=ADMIN_KEY_ENV,
+        keystore_env=ADMIN_KEYSTORE_ENV,
+        generic_fallback=False,
+    )
+    if admin.address == coordinator.address:
+        raise ConfigError(
+            "admin_keystore",
+            "another key than the coordinator's ($FEDCHAIN_PRIVATE_KEY / $FEDCHAIN_KEYSTORE): "
+            "the coordinator holds only RECORDER_ROLE",
+            admin.address,
+        )
+    ensure_funded(coordinator, coordinator.address, "recording rounds (the coordinator's key)")
+    deployed = setup_federation_ledger(
+        admin,
+        recorder=coordinator.address,
+        treasury=treasury,
+        members=simulated_members(config),
+        privacy_budget=(config.epsilon, config.delta) if config.dp else None,
+    )
+    logging.getLogger(__name__).info(
+        "ledger %s deployed by admin %s; recorder %s; treasury %s",
+        deployed.ledger.address,
+        admin.address,
+        coordinator.address,
+        deployed.ledger.treasury,
+    )
+    return config.replace(ledger_address=deployed.ledger.address)

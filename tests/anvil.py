@@ -13,10 +13,13 @@ import pytest
 
 from fedchain.deployment import anvil_binary
 
-__all__ = ["ANVIL_KEY_0", "free_port", "running_anvil", "start_anvil", "stop_anvil"]
+__all__ = ["ANVIL_KEY_0", "ANVIL_KEY_1", "ANVIL_KEY_2", "free_port", "running_anvil", "start_anvil", "stop_anvil"]
 
 # anvil's first default account: a public, well-known development key (never holds real funds).
 ANVIL_KEY_0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+# Its second and third default accounts (separate admin / coordinator / treasury keys in tests).
+ANVIL_KEY_1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
+ANVIL_KEY_2 = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3d71c3c5f8dda6f0"
 
 
 def free_port() -> int:

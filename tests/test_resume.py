@@ -15,7 +15,7 @@ import pytest
 
 from fedchain.coordinator import KILLED_EXIT_CODE
 from fedchain.ledger import Web3Ledger, connect
-from tests.anvil import ANVIL_KEY_0, running_anvil
+from tests.anvil import ANVIL_KEY_0, ANVIL_KEY_1, running_anvil
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -30,7 +30,9 @@ def anvil_url(tmp_path: Path) -> Iterator[str]:
 def _fedchain_run(out: Path, url: str, he: bool, *extra: str) -> subprocess.CompletedProcess[str]:
     args = ["run", "--out", str(out), "--members", "2", "--rounds", "2", "--no-dp", "--chain", url]
     args += ["--he" if he else "--no-he", *extra]
-    env = dict(os.environ, FEDCHAIN_PRIVATE_KEY=ANVIL_KEY_0, PYTHONUNBUFFERED="1")
+    # The admin (anvil's second dev key) deploys; the coordinator's key holds only RECORDER_ROLE.
+    env = dict(os.environ, FEDCHAIN_PRIVATE_KEY=ANVIL_KEY_0, FEDCHAIN_ADMIN_PRIVATE_KEY=ANVIL_KEY_1)
+    env["PYTHONUNBUFFERED"] = "1"
     return subprocess.run(
         [sys.executable, "-m", "fedchain.cli", *args], capture_output=True, text=True, timeout=600, cwd=ROOT, env=env
     )

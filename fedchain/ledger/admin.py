@@ -228,12 +228,13 @@ def signer_chain(
     keystore_env: str | None = None,
     password_env: str = KEYSTORE_PASSWORD_ENV,
     expected_chain_id: int | None = None,
+    generic_fallback: bool = True,
 ) -> Chain:
     """Connect to ``target`` with a key from a keystore or the environment only.
 
     The key is, in order: ``keystore`` (password in ``$password_env``), ``$keystore_env``,
-    ``$key_env``, then :func:`~fedchain.ledger.connect`'s ``$FEDCHAIN_KEYSTORE`` /
-    ``$FEDCHAIN_PRIVATE_KEY``.
+    ``$key_env``, then (with ``generic_fallback``) :func:`~fedchain.ledger.connect`'s
+    ``$FEDCHAIN_KEYSTORE`` / ``$FEDCHAIN_PRIVATE_KEY``.
 
     Raises:
         ConfigError: no key is available, or a keystore cannot be opened.
@@ -247,8 +248,9 @@ def signer_chain(
         chain = connect(target, keystore=os.environ[keystore_env], password=password)
     elif key_env and os.environ.get(key_env):
         chain = connect(target, private_key=os.environ[key_env])
-    elif target != "embedded" and not (os.environ.get(KEY_ENV) or os.environ.get(KEYSTORE_ENV)):
-        names = [f"${n}" for n in (keystore_env, key_env) if n] + [f"${KEYSTORE_ENV}", f"${KEY_ENV}"]
+    elif target != "embedded" and not (generic_fallback and (os.environ.get(KEY_ENV) or os.environ.get(KEYSTORE_ENV))):
+        names = [f"${n}" for n in (keystore_env, key_env) if n]
+        names += [f"${KEYSTORE_ENV}", f"${KEY_ENV}"] if generic_fallback else []
         raise ConfigError("keystore", f"given, or a key named by {', '.join(names)}", None)
     else:
         chain = connect(target, password=password)

@@ -22,13 +22,10 @@ from fedchain.ledger import Web3Ledger, connect
 from fedchain.ledger.admin import ADMIN_KEY_ENV, ChainAdmin, MissingRoleError, UnfundedAccountError
 from fedchain.member_status import member_status
 from fedchain.types import ZERO_HASH, MemberRoundRecord, RoundRecord
-from tests.anvil import ANVIL_KEY_0, running_anvil
+from tests.anvil import ANVIL_KEY_0, ANVIL_KEY_1, ANVIL_KEY_2, running_anvil
 
 pytestmark = pytest.mark.integration
 
-# anvil's second and third default accounts: public, well-known development keys.
-ANVIL_KEY_1 = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
-ANVIL_KEY_2 = "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3d71c3c5f8dda6f0"
 
 # The standard ERC-20 ABI (EIP-20): balanceOf, symbol, decimals, totalSupply and the Transfer event.
 ERC20_ABI = [

@@ -13,7 +13,7 @@ import pytest
 from fedchain.errors import TransactionError
 from fedchain.ledger import Web3Ledger, connect
 from fedchain.rewards import proportional_rewards, score_to_fixed
-from tests.anvil import ANVIL_KEY_0, running_anvil
+from tests.anvil import ANVIL_KEY_0, ANVIL_KEY_1, running_anvil
 
 from .helpers import member_addresses, next_record
 
@@ -64,7 +64,7 @@ def test_fedchain_run_records_every_round_on_anvil(anvil_url: str, tmp_path: Pat
     """The whole flow: a simulated federation through `fedchain run --chain URL` records on anvil."""
     import json
 
-    env = dict(os.environ, FEDCHAIN_PRIVATE_KEY=ANVIL_KEY_0)
+    env = dict(os.environ, FEDCHAIN_PRIVATE_KEY=ANVIL_KEY_0, FEDCHAIN_ADMIN_PRIVATE_KEY=ANVIL_KEY_1)
     out = tmp_path / "run"
     done = subprocess.run(
         [
