@@ -44,8 +44,13 @@ from fedchain.contribution import (
 from fedchain.contribution.base import Evaluate
 from fedchain.contribution.bounds import dp_update_bound
 from fedchain.contribution.committee import (
+    CommitteeRequest,
     CommitteeVerdict,
+    RevealedExchange,
+    RevealedScalars,
+    SignedAnswer,
     build_scalar_requests,
+    canonical_json,
     reconcile,
     select_committee,
 )
@@ -58,14 +63,29 @@ from fedchain.errors import (
     StrategyError,
 )
 from fedchain.identity.merkle import merkle_proof, merkle_root, update_leaf
-from fedchain.identity.signing import NO_LEDGER, SigningDomain, recover_signer, update_digest
+from fedchain.identity.signing import (
+    NO_LEDGER,
+    SigningDomain,
+    dispute_digest,
+    recover_signer,
+    scalars_digest,
+    update_digest,
+)
 from fedchain.ledger.base import RoundConflictError
-from fedchain.protocol import ERROR_BUDGET_EXHAUSTED, chunks_to_record, record_to_chunks, record_to_weights
+from fedchain.protocol import (
+    ERROR_COMMITTEE_REFUSED,
+    TRAIN_ERROR_REASONS,
+    chunks_to_record,
+    record_to_chunks,
+    record_to_weights,
+)
 from fedchain.results import RoundSummary, RunResult
 from fedchain.serialization import Weights, check_weights, flatten, model_hash
 from fedchain.types import (
+    MEMBER_STATUSES,
     ZERO_HASH,
     Aggregate,
+    Dispute,
     DPParams,
     MemberRound,
     MemberRoundRecord,
@@ -130,6 +150,7 @@ class ScoringEvidence:
         flagged: why the committee flagged the round ("" if it did not).
         base_weights: plaintext mode: the global model the round started from.
         excluded: members left out by the norm bound (score 0).
+        revealed: HE mode: every scalar the committee revealed, with its signed answers.
     """
 
     deltas: dict[str, Any] | None = None
@@ -137,6 +158,7 @@ class ScoringEvidence:
     flagged: str = ""
     base_weights: Weights | None = None
     excluded: list[MemberRound] = field(default_factory=list)
+    revealed: RevealedScalars | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +169,8 @@ class AcceptedUpdate:
     member: MemberRound
     weights: Weights | None = None
     chunks: list[bytes] | None = None
+    #: The member's whole privacy spend so far, ``(sigma, q, steps)`` per DP round, this one last.
+    spend_history: tuple[tuple[float, float, int], ...] = ()
 
 
 @dataclass
@@ -186,6 +210,14 @@ class Coordinator:
     #: (:class:`~fedchain.identity.signing.SigningDomain`).
     chain_id: int = 0
     run_id: int = 0
+    #: DP spends the chain holds per member address (read once from the ledger, then counted).
+    _spend_counts: dict[str, int] = field(init=False, default_factory=dict, repr=False)
+    #: The first round run after :meth:`restore` (its unrecorded spends are ``replayed``).
+    _resumed_at: int = field(init=False, default=0, repr=False)
+    #: Per round: the scalars the committee revealed (sent to members, committed on chain) and the
+    #: valid disputes members returned with their evaluation.
+    _revealed: dict[int, RevealedScalars] = field(init=False, default_factory=dict, repr=False)
+    _disputes: dict[int, list[tuple[Dispute, str]]] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.config.he and self.public_context is None:
@@ -255,6 +287,7 @@ class Coordinator:
             raise FederationError(
                 f"cannot resume: the chain's last round is {last()}, the checkpoint's is {len(self.history)}"
             )
+        self._resumed_at = len(self.history) + 1
         log.info("resuming after round %d", len(self.history))
 
     @contextlib.contextmanager
@@ -276,14 +309,19 @@ class Coordinator:
         config = ConfigRecord(
             {"model-round": server_round - 1, "ledger-address": self.ledger_address or "", "chain-id": self.chain_id}
         )
-        instructions = self._with_aggregates(self.strategy.configure_train(server_round, self.weights, config, grid))
+        sampled = _announce_cohort(self.strategy.configure_train(server_round, self.weights, config, grid))
+        instructions = self._with_aggregates(sampled)
         with self._timed("train", summary):
             replies = list(grid.send_and_receive(instructions, timeout=self.config.round_timeout_s))
         self._maybe_die("replies", server_round)
 
-        # 2. Validate: keep well-formed updates, count the rest by reason.
+        # 2. Validate: keep well-formed updates, count the rest by reason. Every signed update is a
+        #    privacy spend the chain must show, whatever becomes of it (accepted, rejected, skipped),
+        #    and so is any earlier spend the member reports that the chain lacks (a late reply).
         with self._timed("validate", summary):
             accepted = self._validate(server_round, replies, summary)
+        trained = list(accepted)
+        late_spends = self._unrecorded_spends(server_round, trained)
         if self.metrics is not None:
             failed = dict(summary.rejections)
             if len(replies) < len(instructions):
@@ -303,7 +341,7 @@ class Coordinator:
             with self._timed("aggregate", summary):
                 accepted, aggregate, evidence = self._aggregate(grid, server_round, accepted, summary)
         if len(accepted) < self.config.min_members:
-            return self._skip(summary, len(accepted), started)
+            return self._skip(summary, trained, evidence.excluded, started, late_spends)
         self._maybe_die("aggregated", server_round)
         summary.aggregate_hash = aggregate.digest
 
@@ -312,6 +350,7 @@ class Coordinator:
             scores = self._score(server_round, accepted, evidence)
         summary.flagged = evidence.flagged
         summary.members = [replace(u.member, score=scores[u.member.address]) for u in accepted] + evidence.excluded
+        summary.members += _unused(trained, summary.members, status="rejected:invalid")
 
         # 5. Evaluate the new global model on members; under HE they also report its hash.
         with self._timed("evaluate", summary):
@@ -320,10 +359,11 @@ class Coordinator:
             reported_hash = self.model_hash
         summary.model_hash = reported_hash or ZERO_HASH
         self.model_hash = summary.model_hash
+        self._settle_disputes(summary)
 
         # 6. Reward and record (staged in the checkpoint first, so a crash cannot lose the round).
         summary.seconds = time.perf_counter() - started
-        self._finish(summary, self.config.reward_pool_wei)
+        self._finish(summary, self.config.reward_pool_wei, late_spends)
         log.info(
             "round %d: accuracy %s, %d accepted, %.2f s",
             server_round,
@@ -333,18 +373,87 @@ class Coordinator:
         )
         return summary
 
-    def _skip(self, summary: RoundSummary, accepted: int, started: float) -> RoundSummary:
-        """Too few usable updates: the model stays, nobody is paid, and the chain records the skip."""
+    def _skip(
+        self,
+        summary: RoundSummary,
+        trained: list[AcceptedUpdate],
+        excluded: list[MemberRound],
+        started: float,
+        late_spends: list[MemberRoundRecord],
+    ) -> RoundSummary:
+        """Too few usable updates: the model stays, nobody is paid, and the chain records the skip.
+
+        The members that trained are recorded with status ``skipped`` (or their rejection) and
+        score 0: they spent privacy, and an auditor's epsilon must include it.
+        """
         log.warning(
-            "round %d skipped: %d accepted updates, %d needed", summary.server_round, accepted, self.config.min_members
+            "round %d skipped: %d usable updates, %d needed",
+            summary.server_round,
+            len(trained) - len(excluded),
+            self.config.min_members,
         )
         summary.status = "skipped"
-        summary.members = []
+        summary.members = list(excluded) + _unused(trained, excluded, status="skipped")
         summary.aggregate_hash = ZERO_HASH
         summary.model_hash = self.model_hash
         summary.seconds = time.perf_counter() - started
-        self._finish(summary, reward_pool_wei=0)
+        self._finish(summary, 0, late_spends)
         return summary
+
+    def _unrecorded_spends(self, server_round: int, updates: list[AcceptedUpdate]) -> list[MemberRoundRecord]:
+        """Spends members report that the chain does not show yet (a late reply, a replayed round).
+
+        A member's reply carries its accountant's whole history; its last entry is this round's
+        (recorded with the round). Entries between what the chain already holds for the member
+        and this round's were charged in rounds whose reply never counted: they are recorded as
+        ``late``, or ``replayed`` in the first round after a resume.
+        """
+        if self.ledger is None or not hasattr(self.ledger, "record_spends"):
+            return []
+        status = "replayed" if server_round == self._resumed_at else "late"
+        spends: list[MemberRoundRecord] = []
+        for update in updates:
+            member, history = update.member, update.spend_history
+            if member.dp is None or not history:
+                continue
+            on_chain = self._spends_on_chain(member.address)
+            for sigma, sample_rate, steps in history[on_chain : len(history) - 1]:
+                dp = DPParams(sigma, sample_rate, steps, member.dp.max_grad_norm, member.dp.delta)
+                spends.append(MemberRoundRecord(address=member.address, score=0.0, dp=dp, status=status))
+        return spends
+
+    def _spends_on_chain(self, address: str) -> int:
+        """How many DP member-rounds (with spends) the chain holds for ``address``; read once, then counted."""
+        if address not in self._spend_counts:
+            history = getattr(self.ledger, "member_history", None)
+            self._spend_counts[address] = sum(1 for m in history(address) if m.dp is not None) if history else 0
+        return self._spend_counts[address]
+
+    def _record_spends(self, server_round: int, records: RoundRecord | None, spends: list[MemberRoundRecord]) -> None:
+        """After round ``server_round`` is recorded: record the late spends, and count every spend now on chain."""
+        if records is not None:
+            for member in records.members:
+                if member.dp is not None and member.address in self._spend_counts:
+                    self._spend_counts[member.address] += 1
+        if not spends or self.ledger is None:
+            return
+        # One call per "layer" (each member's k-th missing spend): members within a call are distinct.
+        layers: dict[int, list[MemberRoundRecord]] = {}
+        seen: Counter[str] = Counter()
+        for spend in spends:
+            layers.setdefault(seen[spend.address], []).append(spend)
+            seen[spend.address] += 1
+        for layer in layers.values():
+            try:
+                self.ledger.record_spends(server_round, layer)  # type: ignore[attr-defined]
+            except FedChainError as exc:  # counted again from the member's next reply
+                log.warning("round %d: %d late privacy spends not recorded: %s", server_round, len(layer), exc)
+                return
+            for spend in layer:
+                self._spend_counts[spend.address] = self._spend_counts.get(spend.address, 0) + 1
+            log.info(
+                "round %d: recorded %d privacy spends the chain lacked (%s)", server_round, len(layer), layer[0].status
+            )
 
     # ---------------------------------------------------------- instructions
     def _with_aggregates(self, messages: Sequence[Message]) -> list[Message]:
@@ -361,6 +470,7 @@ class Coordinator:
             for agg_round in missing:
                 aggregate = self.aggregates[agg_round]
                 config[f"agg.{agg_round}.weight"] = aggregate.total_weight
+                config[f"agg.{agg_round}.members"] = aggregate.members
                 config[f"agg.{agg_round}.digest"] = aggregate.digest
                 if agg_round not in self._aggregate_records:  # built once, shared by every member's message
                     self._aggregate_records[agg_round] = chunks_to_record(aggregate.ciphertext or ())
@@ -378,7 +488,7 @@ class Coordinator:
         for reply in replies:
             node_id = reply.metadata.src_node_id
             if reply.has_error():
-                reason = "declined" if reply.error.code == ERROR_BUDGET_EXHAUSTED else "failed"
+                reason = TRAIN_ERROR_REASONS.get(reply.error.code, "failed")
                 reasons[reason] += 1
                 log.info("round %d: node %d %s: %s", server_round, node_id, reason, reply.error.reason)
                 continue
@@ -429,6 +539,7 @@ class Coordinator:
             train_loss=float(metrics.get("train-loss", 0.0)),  # type: ignore[arg-type]
             epsilon=float(metrics["epsilon"]) if dp is not None else None,  # type: ignore[arg-type]
             dp=dp,
+            noise=None if dp is None else ("seeded" if metrics.get("noise-seeded") else "secure"),
         )
         weights: Weights | None = None
         chunks: list[bytes] | None = None
@@ -443,7 +554,10 @@ class Coordinator:
             weights = check_weights(record_to_weights(content.array_records["arrays"]), self.weights)
             payload_hash = model_hash(weights)
         digest = self._verify_signature(server_round, member, payload_hash, identity.get("signature"))
-        return AcceptedUpdate(node_id, replace(member, update_digest=digest), weights=weights, chunks=chunks)
+        history = _spend_history(metrics.get("spend-history")) if dp is not None else ()
+        return AcceptedUpdate(
+            node_id, replace(member, update_digest=digest), weights=weights, chunks=chunks, spend_history=history
+        )
 
     def _verify_signature(self, server_round: int, member: MemberRound, payload_hash: str, signature: Any) -> str:
         """The update's digest, if ``signature`` is the claimed member's over exactly this update."""
@@ -572,6 +686,7 @@ class Coordinator:
             total_weight=sum(update.member.num_examples for update in kept),
             digest=crypto.ciphertext_digest(chunks),
             ciphertext=tuple(chunks),
+            members=len(kept),
         )
         if len(kept) >= self.config.min_members:
             self.aggregates[server_round] = aggregate
@@ -589,17 +704,22 @@ class Coordinator:
 
         Only scalars are revealed: squared norms of each ``Enc(n_i delta_i)``, its inner product with
         the sum, and the sum's squared norm. An excluded update is dropped by re-summing the others
-        (never by revealing "sum minus one member").
+        (never by revealing "sum minus one member"). With the bound on, exchange 1 reveals the
+        squared norms alone and exchange 2 the dot products against the *kept* sum, the aggregate
+        members decrypt: every revealed scalar is one its member can recompute and check.
         """
         from fedchain import crypto
 
         want_dots = self._scorer.needs_scalars
+        bound_on = self.config.norm_bound > 0
         chunks_by_member = {u.member.address: u.chunks or [] for u in kept}
         counts = {u.member.address: u.member.num_examples for u in kept}
-        requests = build_scalar_requests(self.public_context, chunks_by_member, sum_chunks if want_dots else None)
-        verdict = self._ask_committee(grid, server_round, kept, requests)
+        first_sum = sum_chunks if want_dots and not bound_on else None
+        requests = build_scalar_requests(self.public_context, chunks_by_member, first_sum)
+        verdict, exchange = self._ask_committee(grid, server_round, kept, requests, summary, exchange=1)
+        revealed = [exchange]
         excluded = []
-        if self.config.norm_bound > 0:
+        if bound_on:
             excluded = verdict.excluded(counts, self._norm_bounds(kept, self._vector_size))
         kept, evidence = self._exclude(kept, excluded, summary)
         evidence.flagged = verdict.reason if verdict.disagreement else ""
@@ -611,61 +731,120 @@ class Coordinator:
                 expected_chunks=len(sum_chunks),
                 expected_length=self._vector_size,
             )
-            if want_dots and not evidence.flagged and verdict.products is not None:
-                again = build_scalar_requests(
-                    self.public_context,
-                    {u.member.address: u.chunks or [] for u in kept},
-                    sum_chunks,
-                    sq_norms=False,
+        if want_dots and bound_on and kept and not evidence.flagged and verdict.products is not None:
+            again = build_scalar_requests(
+                self.public_context,
+                {u.member.address: u.chunks or [] for u in kept},
+                sum_chunks,
+                sq_norms=False,
+            )
+            second, exchange = self._ask_committee(grid, server_round, kept, again, summary, exchange=2)
+            revealed.append(exchange)
+            if second.disagreement or second.products is None:
+                evidence.flagged = second.reason
+                products = None
+            else:
+                sq = {u.member.address: verdict.products.sq_norms[u.member.address] for u in kept}
+                products = InnerProducts(
+                    sq_norms=sq, dots=second.products.dots, agg_sq_norm=second.products.agg_sq_norm
                 )
-                second = self._ask_committee(grid, server_round, kept, again)
-                if second.disagreement or second.products is None:
-                    evidence.flagged = second.reason
-                    products = None
-                else:
-                    sq = {u.member.address: verdict.products.sq_norms[u.member.address] for u in kept}
-                    products = InnerProducts(
-                        sq_norms=sq, dots=second.products.dots, agg_sq_norm=second.products.agg_sq_norm
-                    )
         evidence.products = products if want_dots else None
+        evidence.revealed = RevealedScalars(server_round, tuple(revealed))
+        self._revealed = {server_round: evidence.revealed}
         return kept, sum_chunks, evidence
 
     def _ask_committee(
-        self, grid: Grid, server_round: int, kept: list[AcceptedUpdate], requests: list[Any]
-    ) -> CommitteeVerdict[str]:
-        """Send the packed scalars to the round's committee and reconcile the answers."""
+        self,
+        grid: Grid,
+        server_round: int,
+        kept: list[AcceptedUpdate],
+        requests: list[Any],
+        summary: RoundSummary,
+        *,
+        exchange: int,
+    ) -> tuple[CommitteeVerdict[str], RevealedExchange]:
+        """Send one exchange's labelled scalars to the round's committee; reconcile the signed answers.
+
+        Waits ``committee-timeout-s`` at most. An answer counts only when it is signed by the
+        committee member asked, over exactly this request and these values; refusals
+        (``ERROR_COMMITTEE_REFUSED``), other errors, bad signatures and silence are counted in
+        ``summary.rejections`` (``committee-refused``, ``committee-failed``, ``committee-bad-signature``,
+        ``committee-timeout``) and flag the round.
+        """
         node_of = {u.member.address: u.node_id for u in kept}
         committee = select_committee(
             list(node_of), self.config.committee_size, seed=self.config.seed, server_round=server_round
         )
-        counts = [request.count for request in requests]
-        content = RecordDict(
+        request = CommitteeRequest(server_round, exchange, tuple(requests))
+        counts = [scalars.count for scalars in requests]
+        config = ConfigRecord(
             {
-                "config": ConfigRecord({"scalar-counts": counts, "server-round": server_round}),
-                "scalars": chunks_to_record([request.ciphertext for request in requests]),
+                "server-round": server_round,
+                "exchange": exchange,
+                "scalar-kinds": [scalars.kind for scalars in requests],
+                "scalar-counts": counts,
+                "scalar-addresses": [address for scalars in requests for address in scalars.addresses],
+                "chain-id": self.chain_id,
+                "ledger-address": self.ledger_address or "",
             }
         )
+        content = RecordDict({"config": config, "scalars": chunks_to_record([s.ciphertext for s in requests])})
         messages = [
             Message(content, dst_node_id=node_of[address], message_type=MessageType.QUERY) for address in committee
         ]
-        replies = {reply.metadata.src_node_id: reply for reply in grid.send_and_receive(messages)}
-        if self.metrics is not None:
-            answered = sum(1 for reply in replies.values() if not reply.has_error())
-            failed = {"failed": len(replies) - answered, "timeout": len(messages) - len(replies)}
-            self.metrics.count_replies("score", sampled=len(messages), replied=answered, failed_by_reason=failed)
+        replies = {
+            reply.metadata.src_node_id: reply
+            for reply in grid.send_and_receive(messages, timeout=self.config.committee_timeout_s)
+        }
+        problems: Counter[str] = Counter()
         answers: dict[str, list[list[float]] | None] = {}
+        signed: list[SignedAnswer] = []
         for address in committee:
             reply = replies.get(node_of[address])
-            if reply is None or reply.has_error():
-                answers[address] = None
+            answers[address] = None
+            if reply is None:
+                problems["committee-timeout"] += 1
                 continue
-            values = list(reply.content.metric_records["scalars"].get("values", []))  # type: ignore[arg-type]
-            split, offset = [], 0
-            for count in counts:
-                split.append([float(v) for v in values[offset : offset + count]])
-                offset += count
-            answers[address] = split if offset == len(values) else None
-        return reconcile(requests, answers)
+            if reply.has_error():
+                refused = reply.error.code == ERROR_COMMITTEE_REFUSED
+                problems["committee-refused" if refused else "committee-failed"] += 1
+                log.warning("round %d: committee member %s: %s", server_round, address, reply.error.reason)
+                continue
+            try:
+                values = [float(v) for v in reply.content.metric_records["scalars"].get("values", [])]  # type: ignore[union-attr]
+                signature = str(reply.content.config_records["answer"]["signature"])
+                split, offset = [], 0
+                for count in counts:
+                    split.append(values[offset : offset + count])
+                    offset += count
+                if offset != len(values):
+                    raise ValueError(f"{len(values)} scalars, {offset} requested")
+                digest = scalars_digest(
+                    domain=self.domain,
+                    server_round=server_round,
+                    exchange=exchange,
+                    request_hash=request.request_hash,
+                    values=split,
+                )
+                signer = recover_signer(digest, signature)
+            except (KeyError, TypeError, ValueError, SerializationError) as exc:
+                problems["committee-failed"] += 1
+                log.warning("round %d: committee member %s sent a malformed answer: %s", server_round, address, exc)
+                continue
+            if signer != address:
+                problems["committee-bad-signature"] += 1
+                log.warning("round %d: committee answer of %s is signed by %s", server_round, address, signer)
+                continue
+            answers[address] = split
+            signed.append(SignedAnswer(address, tuple(tuple(row) for row in split), signature))
+        for reason, count in problems.items():
+            summary.rejections[reason] = summary.rejections.get(reason, 0) + count
+        if self.metrics is not None:
+            failed = {"failed": sum(problems.values()) - problems["committee-timeout"]}
+            failed["timeout"] = problems["committee-timeout"]
+            self.metrics.count_replies("score", sampled=len(messages), replied=len(signed), failed_by_reason=failed)
+        verdict = reconcile(requests, answers)
+        return verdict, RevealedExchange(exchange, tuple(request.labels()), tuple(signed))
 
     def _exclude(
         self, updates: list[AcceptedUpdate], excluded: list[str], summary: RoundSummary
@@ -702,7 +881,13 @@ class Coordinator:
         return self._scorer(inputs)
 
     def _evaluate(self, grid: Grid, server_round: int) -> tuple[float | None, float | None, str | None]:
-        config = ConfigRecord({"model-round": server_round})
+        config = ConfigRecord(
+            {"model-round": server_round, "ledger-address": self.ledger_address or "", "chain-id": self.chain_id}
+        )
+        revealed = self._revealed.get(server_round)
+        if revealed is not None:  # every member checks the scalars that concern it (a dispute if wrong)
+            config["revealed-scalars"] = canonical_json(revealed.to_json()).decode()
+            config["scalars-commitment"] = revealed.commitment
         instructions = self._with_aggregates(self.strategy.configure_evaluate(server_round, self.weights, config, grid))
         if not instructions:
             return None, None, None
@@ -713,7 +898,7 @@ class Coordinator:
             self.metrics.count_replies(
                 "evaluate", sampled=len(instructions), replied=len(replies) - errors, failed_by_reason=failed
             )
-        total, correct, loss = 0, 0.0, 0.0
+        tallies: dict[str, list[Any]] = {}  # model hash -> [examples, correct, loss sum]
         hashes: Counter[str] = Counter()
         for reply in replies:
             node_id = reply.metadata.src_node_id
@@ -725,21 +910,83 @@ class Coordinator:
             if int(identity.get("model-round", -1)) != server_round:  # type: ignore[arg-type]
                 continue
             self.known_rounds[node_id] = server_round
+            if "dispute-signature" in identity:
+                self._take_dispute(server_round, identity)
             reported = str(identity.get("model-hash", ZERO_HASH))
             hashes[reported] += 1
             if not self.config.he and reported != self.model_hash:
                 log.warning("round %d: node %d evaluated another model", server_round, node_id)
                 continue
             n = int(metrics["num-examples"])  # type: ignore[arg-type]
-            total += n
-            correct += float(metrics["accuracy"]) * n  # type: ignore[arg-type]
-            loss += float(metrics["loss"]) * n  # type: ignore[arg-type]
+            tally = tallies.setdefault(reported, [0, 0.0, 0.0])
+            tally[0] += n
+            tally[1] += float(metrics["accuracy"]) * n  # type: ignore[arg-type]
+            tally[2] += float(metrics["loss"]) * n  # type: ignore[arg-type]
         if len(hashes) > 1:
             log.warning("round %d: members disagree on the global model hash: %s", server_round, dict(hashes))
         consensus = hashes.most_common(1)[0][0] if hashes else None
+        # Accuracy is the consensus model's: a member holding another model evaluated something else.
+        total, correct, loss = tallies.get(consensus or "", [0, 0.0, 0.0])
         if total == 0:
             return None, None, consensus
         return correct / total, loss / total, consensus
+
+    def _take_dispute(self, server_round: int, identity: ConfigRecord) -> None:
+        """Keep a member's dispute of the round's revealed scalars if it is signed by that member."""
+        revealed = self._revealed.get(server_round)
+        commitment = revealed.commitment if revealed is not None else ZERO_HASH
+        address = str(identity.get("address", ""))
+        dispute = Dispute(
+            server_round=server_round,
+            member=address,
+            scalars_commitment=str(identity.get("dispute-commitment", "")),
+            signature=str(identity.get("dispute-signature", "")),
+        )
+        digest = dispute_digest(
+            chain_id=self.chain_id,
+            ledger_address=self.ledger_address or NO_LEDGER,
+            server_round=server_round,
+            scalars_commitment=commitment,
+        )
+        try:
+            valid = dispute.scalars_commitment == commitment and recover_signer(digest, dispute.signature) == address
+        except SerializationError:
+            valid = False
+        if not valid:
+            log.warning(
+                "round %d: ignored a dispute from %s that is not signed over the round's scalars", server_round, address
+            )
+            return
+        reason = str(identity.get("dispute-reason", ""))
+        self._disputes.setdefault(server_round, []).append((dispute, reason))
+
+    def _settle_disputes(self, summary: RoundSummary) -> None:
+        """A disputed round is flagged and pays nobody; the disputes are relayed to the chain."""
+        disputes = self._disputes.pop(summary.server_round, [])
+        if not disputes:
+            return
+        members = {m.address for m in summary.members}
+        disputes = [(d, reason) for d, reason in disputes if d.member in members]
+        if not disputes:
+            return
+        detail = "; ".join(f"{dispute.member}: {reason}" for dispute, reason in disputes)
+        log.warning("round %d disputed: %s", summary.server_round, detail)
+        summary.flagged = f"disputed: {detail}" + (f"; {summary.flagged}" if summary.flagged else "")
+        summary.members = [replace(m, score=0.0) for m in summary.members]
+        file_dispute = getattr(self.ledger, "file_dispute", None)
+        if file_dispute is None:
+            if self.ledger is not None:
+                log.warning(
+                    "round %d: this ledger cannot take disputes: rewards withheld off chain only", summary.server_round
+                )
+            return
+        for dispute, _ in disputes:
+            try:
+                file_dispute(dispute)
+            except Exception as exc:  # e.g. the member filed it itself already
+                log.warning(
+                    "round %d: relaying the dispute of %s failed: %s", summary.server_round, dispute.member, exc
+                )
 
     def _record_with_retries(self, record: RoundRecord) -> Receipt:
         """Record ``record``, retrying with exponential backoff; the round is held on disk until it lands.
@@ -786,8 +1033,10 @@ class Coordinator:
     def _pending_path(self, server_round: int) -> Path | None:
         return Path(self.config.out_dir) / "pending" / f"round-{server_round}.json" if self.config.out_dir else None
 
-    def _finish(self, summary: RoundSummary, reward_pool_wei: int) -> None:
-        """Stage the round in the checkpoint, record it on chain, then mark it recorded."""
+    def _finish(
+        self, summary: RoundSummary, reward_pool_wei: int, late_spends: Sequence[MemberRoundRecord] = ()
+    ) -> None:
+        """Stage the round in the checkpoint, record it on chain (and the late spends), then mark it recorded."""
         record = None
         if self.ledger is not None:
             record = RoundRecord(
@@ -796,11 +1045,14 @@ class Coordinator:
                 model_hash=summary.model_hash or ZERO_HASH,
                 previous_model_hash=summary.previous_model_hash or ZERO_HASH,
                 members=tuple(
-                    MemberRoundRecord(address=m.address, score=m.score, dp=m.dp, epsilon=m.epsilon)
+                    MemberRoundRecord(
+                        address=m.address, score=m.score, dp=m.dp, epsilon=m.epsilon, status=_chain_status(m.status)
+                    )
                     for m in summary.members
                 ),
                 reward_pool_wei=reward_pool_wei,
                 update_merkle_root=_update_root(summary),
+                scalars_commitment=self._scalars_commitment(summary.server_round),
             )
         self._checkpoint(summary, status="staged", record=record)
         if self.config.coordinator_dies_at("sent", summary.server_round) and hasattr(self.ledger, "on_sent"):
@@ -810,9 +1062,15 @@ class Coordinator:
             with self._timed("record", summary):
                 receipt = self._record_with_retries(record)
             self._apply_receipt(summary, receipt)
+            self._record_spends(summary.server_round, record, list(late_spends))
             if self.config.out_dir:
                 write_inclusion_proofs(summary, self.config.out_dir)
         self._checkpoint(summary, status="recorded")
+
+    def _scalars_commitment(self, server_round: int) -> str:
+        """Commitment to the scalars the committee revealed in ``server_round`` (``ZERO_HASH``: none)."""
+        revealed = self._revealed.get(server_round)
+        return revealed.commitment if revealed is not None else ZERO_HASH
 
     def _maybe_die(self, point: str, server_round: int) -> None:
         """Fault injection (testing only): end the process abruptly, as a crash would."""
@@ -845,6 +1103,43 @@ class Coordinator:
             fingerprint=_fingerprint(self.config),
             server_state=None if self.config.he else self.strategy.server_state(),
         ).save(self.config.out_dir)
+
+
+def _announce_cohort(messages: Sequence[Message]) -> list[Message]:
+    """Tell each sampled member how many were sampled: a committee member reveals no more members' scalars."""
+    for message in messages:
+        message.content.config_records["config"]["cohort"] = len(messages)
+    return list(messages)
+
+
+def _spend_history(value: Any) -> tuple[tuple[float, float, int], ...]:
+    """A reply's ``spend-history`` (flat ``sigma, q, steps`` triples) as entries; raises ValueError when malformed."""
+    if value is None:
+        return ()
+    values = [float(v) for v in value]
+    if len(values) % 3:
+        raise ValueError(f"spend-history must hold (sigma, q, steps) triples, got {len(values)} values")
+    entries = []
+    for sigma, sample_rate, steps in zip(values[0::3], values[1::3], values[2::3], strict=True):
+        if not (sigma > 0 and 0 < sample_rate <= 1 and steps >= 1 and steps == int(steps)):
+            raise ValueError(f"spend-history entry ({sigma}, {sample_rate}, {steps}) is not a DP-SGD round")
+        entries.append((sigma, sample_rate, int(steps)))
+    return tuple(entries)
+
+
+def _unused(trained: list[AcceptedUpdate], listed: Sequence[MemberRound], *, status: str) -> list[MemberRound]:
+    """The members of ``trained`` not in ``listed``, with ``status`` and score 0 (they trained, they earn nothing)."""
+    present = {member.address for member in listed}
+    return [replace(u.member, status=status, score=0.0) for u in trained if u.member.address not in present]
+
+
+def _chain_status(status: str) -> str:
+    """A member-round's status as recorded on chain (:data:`fedchain.types.MEMBER_STATUSES`)."""
+    if status.startswith("rejected"):
+        return "rejected"
+    if status not in MEMBER_STATUSES:
+        raise FederationError(f"member-round status {status!r} cannot be recorded (known: {MEMBER_STATUSES})")
+    return status
 
 
 def _update_leaves(summary: RoundSummary) -> list[tuple[MemberRound, bytes]]:

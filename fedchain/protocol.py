@@ -4,12 +4,15 @@ Every payload is a Flower ``RecordDict`` of ``ArrayRecord`` / ``ConfigRecord`` /
 arrays travel as arrays (ciphertexts as uint8 arrays), never pickled.
 
 Instruction (coordinator -> member):
-    ``config``  ConfigRecord: ``server-round``, ``model-round`` (round of the model in ``model``).
+    ``config``  ConfigRecord: ``server-round``, ``model-round`` (round of the model in ``model``),
+                ``cohort`` (train: how many members were sampled; members refuse a cohort below
+                their policy's smallest).
     ``model``   ArrayRecord: the global weights (plaintext mode), or the initial weights for a
                 member that has no model yet (HE mode).
     ``agg.<k>`` ArrayRecord (HE mode): ciphertext chunks of round k's aggregate, with
-                ``agg.<k>.weight`` and ``agg.<k>.digest`` in ``config`` and the list of rounds
-                in ``agg-rounds``; members apply them in order.
+                ``agg.<k>.weight``, ``agg.<k>.members`` (how many members it sums) and
+                ``agg.<k>.digest`` in ``config`` and the list of rounds in ``agg-rounds``; members
+                apply them in order and refuse one that sums fewer members than their policy allows.
 
 Reply (member -> coordinator):
     ``metrics`` MetricRecord: ``num-examples``, ``train-loss``, ``model-round``, DP figures
@@ -21,7 +24,9 @@ Reply (member -> coordinator):
     ``update``  ArrayRecord (HE): ciphertext chunks of ``n_i * delta_i``.
 
 A member that declines (privacy budget spent) answers with a Flower ``Error`` whose code is
-:data:`ERROR_BUDGET_EXHAUSTED`.
+:data:`ERROR_BUDGET_EXHAUSTED`; one whose own privacy policy refuses the instruction, with
+:data:`ERROR_POLICY_REFUSED`; a deployed member without its accountant state, with
+:data:`ERROR_PRIVACY_STATE_MISSING`. :data:`TRAIN_ERROR_REASONS` says how the coordinator counts them.
 
 Example:
     >>> record = weights_to_record({"w": __import__("numpy").zeros(2, "float32")})
@@ -39,7 +44,11 @@ from fedchain.serialization import Weights
 
 __all__ = [
     "ERROR_BUDGET_EXHAUSTED",
+    "ERROR_COMMITTEE_REFUSED",
     "ERROR_INVALID_INSTRUCTION",
+    "ERROR_POLICY_REFUSED",
+    "ERROR_PRIVACY_STATE_MISSING",
+    "TRAIN_ERROR_REASONS",
     "chunks_to_record",
     "record_to_chunks",
     "record_to_weights",
@@ -50,6 +59,23 @@ __all__ = [
 ERROR_BUDGET_EXHAUSTED = 1001
 #: Flower ``Error.code`` of a member that refused an instruction (bad hash, bad payload).
 ERROR_INVALID_INSTRUCTION = 1002
+#: Flower ``Error.code`` of a committee member that refused a scalar request: malformed, not of the
+#: current round, or beyond the quota (``fedchain.contribution.committee.check_request``).
+ERROR_COMMITTEE_REFUSED = 1003
+#: Flower ``Error.code`` of a member whose own privacy policy refuses the instruction (HE or DP off,
+#: DP parameters, budget or cohort outside its policy, testing hooks outside a simulation); the
+#: reason names the field, the proposed value and what the member accepts (``fedchain.policy``).
+ERROR_POLICY_REFUSED = 1004
+#: Flower ``Error.code`` of a deployed member that has no privacy accountant state and was not told
+#: it is new (``new-member = true``): it refuses to train rather than restart its epsilon at 0.
+ERROR_PRIVACY_STATE_MISSING = 1005
+
+#: How the coordinator counts a train reply's error code (any other code counts as ``"failed"``).
+TRAIN_ERROR_REASONS = {
+    ERROR_BUDGET_EXHAUSTED: "declined",
+    ERROR_POLICY_REFUSED: "refused-policy",
+    ERROR_PRIVACY_STATE_MISSING: "refused-no-privacy-state",
+}
 
 
 def weights_to_record(weights: Weights) -> ArrayRecord:

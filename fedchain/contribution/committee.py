@@ -50,29 +50,46 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import numpy as np
+
 from fedchain._validation import Interval
 from fedchain.contribution.base import InnerProducts
 from fedchain.contribution.bounds import norm_bound_filter
-from fedchain.errors import ConfigError
+from fedchain.errors import ConfigError, FedChainError, SerializationError
 
 __all__ = [
     "DEFAULT_ABS_TOLERANCE",
     "DEFAULT_COMMITTEE_SIZE",
     "DEFAULT_REL_TOLERANCE",
+    "EXCHANGES",
+    "MIN_COHORT",
     "REQUEST_KINDS",
+    "VERIFY_ABS_TOLERANCE",
+    "VERIFY_CROSSTALK",
+    "VERIFY_REL_TOLERANCE",
+    "CommitteeRequest",
+    "CommitteeRequestError",
     "CommitteeVerdict",
+    "RevealedExchange",
+    "RevealedScalars",
     "ScalarRequest",
+    "SignedAnswer",
     "answer_scalar_request",
     "answer_scalar_requests",
     "build_scalar_requests",
+    "canonical_json",
+    "check_own_scalars",
+    "check_request",
     "decode_answer",
     "reconcile",
+    "request_shape",
     "select_committee",
     "withheld_scores",
 ]
@@ -87,6 +104,21 @@ DEFAULT_REL_TOLERANCE = 1e-6
 DEFAULT_ABS_TOLERANCE = 1e-9
 #: Request kinds, in the order :func:`build_scalar_requests` emits them.
 REQUEST_KINDS = ("sq_norms", "dots", "agg_sq_norm")
+#: Exchanges a committee member answers per round: 1 (the squared norms, with the dot products
+#: when no norm-bound exclusion can follow), 2 (the dot products against the kept sum).
+EXCHANGES = (1, 2)
+#: Fewest members whose scalars a committee member reveals in one exchange: with one, the
+#: "aggregate" is that member's update.
+MIN_COHORT = 2
+#: Tolerance of a member's check of a revealed scalar ``x`` against its own recomputation ``y``:
+#: ``|x - y| <= VERIFY_REL_TOLERANCE * max(|x|, |y|) + VERIFY_CROSSTALK * m + VERIFY_ABS_TOLERANCE``
+#: with ``m`` the largest revealed value of the same ciphertext. Measured honest error (SCORING,
+#: see docs/scoring.md): relative 1.9e-5, cross-talk below 1e-9 of ``m``; the margins are 50x and 100x.
+VERIFY_REL_TOLERANCE = 1e-3
+#: Packing cross-talk allowance, times the largest value of the same ciphertext.
+VERIFY_CROSSTALK = 1e-7
+#: Absolute floor of the member's check (fresh CKKS noise times the other operand).
+VERIFY_ABS_TOLERANCE = 1e-2
 
 K = TypeVar("K", bound=Hashable)
 
@@ -380,3 +412,339 @@ def withheld_scores(num_examples: Mapping[str, int]) -> dict[str, float]:
         {'a': 0.0, 'b': 0.0}
     """
     return dict.fromkeys(num_examples, 0.0)
+
+
+# ------------------------------------------------------------------ a committee that is not an oracle
+
+
+class CommitteeRequestError(FedChainError):
+    """A committee member refuses a request: malformed, not of the current round, or beyond the quota.
+
+    Across the network this is the Flower ``Error`` reply ``ERROR_COMMITTEE_REFUSED`` whose reason is
+    ``str(exc)``.
+    """
+
+
+def canonical_json(value: Any) -> bytes:
+    """The canonical encoding hashed by commitments and answer signatures.
+
+    JSON with sorted keys, no whitespace, no NaN, floats in Python's shortest round-trip form.
+
+    Example:
+        >>> canonical_json({"b": [1.5, 2], "a": "x"})
+        b'{"a":"x","b":[1.5,2]}'
+    """
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _keccak_hex(data: bytes) -> str:
+    from eth_utils import keccak
+
+    return "0x" + keccak(data).hex()
+
+
+def _label(request: ScalarRequest) -> dict[str, Any]:
+    return {
+        "kind": request.kind,
+        "addresses": list(request.addresses),
+        "ciphertext": "0x" + hashlib.sha256(request.ciphertext).hexdigest(),
+    }
+
+
+@dataclass(frozen=True)
+class CommitteeRequest:
+    """One exchange's request to a committee member: round, exchange and labelled ciphertexts.
+
+    Attributes:
+        server_round: the round the scalars belong to.
+        exchange: 1 or 2 (:data:`EXCHANGES`).
+        requests: the packed ciphertexts, each with its kind and the addresses its slots concern.
+    """
+
+    server_round: int
+    exchange: int
+    requests: tuple[ScalarRequest, ...]
+
+    def labels(self) -> list[dict[str, Any]]:
+        """Kind, addresses and sha256 of each ciphertext: what the request hash covers."""
+        return [_label(request) for request in self.requests]
+
+    @property
+    def request_hash(self) -> str:
+        """keccak256 of the canonical encoding of round, exchange and labels (``0x``-hex)."""
+        return _request_hash(self.server_round, self.exchange, self.labels())
+
+    @property
+    def scalar_count(self) -> int:
+        """Scalars the exchange reveals."""
+        return sum(request.count for request in self.requests)
+
+
+def _request_hash(server_round: int, exchange: int, labels: Sequence[Mapping[str, Any]]) -> str:
+    return _keccak_hex(canonical_json({"round": server_round, "exchange": exchange, "requests": list(labels)}))
+
+
+def request_shape(requests: Sequence[ScalarRequest] | Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """Addresses per kind (``agg_sq_norm``: one ``""`` per ciphertext): what a request reveals about whom."""
+    shape: dict[str, list[str]] = {kind: [] for kind in REQUEST_KINDS}
+    for request in requests:
+        kind = request.kind if isinstance(request, ScalarRequest) else str(request["kind"])
+        addresses = request.addresses if isinstance(request, ScalarRequest) else tuple(request["addresses"])
+        if kind not in shape:
+            raise CommitteeRequestError(f"unknown scalar kind {kind!r}: one of {', '.join(REQUEST_KINDS)}")
+        shape[kind].extend(addresses if kind != "agg_sq_norm" else [""])
+    return shape
+
+
+def check_request(
+    request: CommitteeRequest,
+    *,
+    current_round: int,
+    cohort: int,
+    answered: Mapping[int, Mapping[str, Sequence[str]]],
+    min_cohort: int = MIN_COHORT,
+) -> None:
+    """What a committee member checks before it decrypts anything (pure; the quota rules).
+
+    A member answers only:
+
+    * the **current round** (the round it was last instructed to train in), each exchange once;
+    * **exchange 1**: ``sq_norms`` of ``k`` distinct addresses, optionally with ``dots`` of
+      the same addresses and one ``agg_sq_norm``: at most ``2k + 1`` scalars;
+    * **exchange 2**: ``dots`` of distinct addresses plus one ``agg_sq_norm`` (``k + 1`` scalars),
+      and, when this member answered exchange 1, only after squared norms alone and for a
+      subset of its addresses;
+    * ``MIN_COHORT <= min_cohort <= k <= cohort``, with ``cohort`` the number of members the
+      round's train instruction announced.
+
+    Every ciphertext's count equals its labels (``len(addresses)``, 1 for ``agg_sq_norm``); the
+    decryption itself then refuses a ciphertext holding any other number of values.
+
+    Args:
+        request: the labelled request.
+        current_round: the round this member last trained in (0: none).
+        cohort: members the round's train instruction announced.
+        answered: exchanges already answered this round: exchange -> :func:`request_shape`.
+        min_cohort: this member's own smallest cohort (at least :data:`MIN_COHORT`).
+
+    Raises:
+        CommitteeRequestError: naming the rule broken.
+
+    Example:
+        >>> sq = ScalarRequest("sq_norms", ("a", "b"), b"")
+        >>> check_request(CommitteeRequest(1, 1, (sq,)), current_round=1, cohort=2, answered={})
+        >>> check_request(CommitteeRequest(1, 1, (ScalarRequest("sq_norms", ("a",), b""),)),
+        ...               current_round=1, cohort=2, answered={})
+        Traceback (most recent call last):
+        ...
+        fedchain.contribution.committee.CommitteeRequestError: 1 member in the request: at least 2 are needed
+    """
+    if current_round <= 0 or request.server_round != current_round:
+        raise CommitteeRequestError(
+            f"round {request.server_round} is not the current round ({current_round}): "
+            "a committee member answers only the round it was last instructed to train in"
+        )
+    if request.exchange not in EXCHANGES:
+        raise CommitteeRequestError(f"exchange {request.exchange} is not one of {EXCHANGES}")
+    if request.exchange in answered:
+        raise CommitteeRequestError(f"exchange {request.exchange} of round {request.server_round} was already answered")
+    if not request.requests:
+        raise CommitteeRequestError("the request holds no ciphertext")
+    for request_ in request.requests:
+        if request_.kind == "agg_sq_norm" and request_.addresses:
+            raise CommitteeRequestError("agg_sq_norm concerns the sum: it names no address")
+        if request_.kind != "agg_sq_norm" and not request_.addresses:
+            raise CommitteeRequestError(f"a {request_.kind} ciphertext names no address")
+    shape = request_shape(request.requests)
+    sq, dots, aggs = shape["sq_norms"], shape["dots"], len(shape["agg_sq_norm"])
+    for kind in ("sq_norms", "dots"):
+        if len(set(shape[kind])) != len(shape[kind]):
+            raise CommitteeRequestError(f"an address repeats in the {kind} of the request")
+    if request.exchange == 1:
+        if not sq:
+            raise CommitteeRequestError("exchange 1 must hold the squared norms")
+        if (dots or aggs) and (set(dots) != set(sq) or aggs != 1):
+            raise CommitteeRequestError(
+                "exchange 1 holds squared norms, optionally with the dot products of the same members and one ||S||^2"
+            )
+        members = sq
+    else:
+        if sq or not dots or aggs != 1:
+            raise CommitteeRequestError("exchange 2 holds the dot products and one ||S||^2 only")
+        first = answered.get(1)
+        if first is not None:
+            if first.get("dots"):
+                raise CommitteeRequestError(
+                    "exchange 2 follows only an exchange 1 of squared norms alone (dot products are revealed once)"
+                )
+            if not set(dots) <= set(first.get("sq_norms", ())):
+                raise CommitteeRequestError("exchange 2 concerns members that exchange 1 did not")
+        members = dots
+    k = len(members)
+    floor = max(MIN_COHORT, min_cohort)
+    if k < floor:
+        raise CommitteeRequestError(f"{k} member{'s' if k != 1 else ''} in the request: at least {floor} are needed")
+    if k > cohort:
+        raise CommitteeRequestError(f"{k} members in the request, but the round's train instruction announced {cohort}")
+
+
+@dataclass(frozen=True)
+class SignedAnswer:
+    """One committee member's signed answer to one exchange.
+
+    Attributes:
+        signer: the committee member's checksummed address.
+        values: one tuple of scalars per ciphertext, in request order.
+        signature: EIP-191 signature (``0x``-hex) of
+            :func:`fedchain.identity.signing.scalars_digest` over the round, exchange, request hash
+            and values, under the signing domain of the round's train instruction.
+    """
+
+    signer: str
+    values: tuple[tuple[float, ...], ...]
+    signature: str
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe form (floats exact)."""
+        return {"signer": self.signer, "values": [list(v) for v in self.values], "signature": self.signature}
+
+
+@dataclass(frozen=True)
+class RevealedExchange:
+    """What one exchange revealed: its labelled requests and the committee's signed answers."""
+
+    exchange: int
+    labels: tuple[Mapping[str, Any], ...]
+    answers: tuple[SignedAnswer, ...]
+
+    def request_hash(self, server_round: int) -> str:
+        """The request hash every answer of this exchange must have signed."""
+        return _request_hash(server_round, self.exchange, self.labels)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {
+            "exchange": self.exchange,
+            "requests": [dict(label) for label in self.labels],
+            "answers": [answer.to_json() for answer in self.answers],
+        }
+
+
+@dataclass(frozen=True)
+class RevealedScalars:
+    """Every scalar the committee revealed in a round, with the signed answers: what members check.
+
+    The coordinator sends it to every member of the round in the evaluate instruction and
+    records :attr:`commitment` on chain (``RoundRecord.scalars_commitment``).
+
+    Example:
+        >>> revealed = RevealedScalars(3, ())
+        >>> RevealedScalars.from_json(revealed.to_json()) == revealed
+        True
+        >>> revealed.commitment[:10]
+        '0xe7119eff'
+    """
+
+    server_round: int
+    exchanges: tuple[RevealedExchange, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe form; :attr:`commitment` hashes its canonical encoding."""
+        return {"round": self.server_round, "exchanges": [exchange.to_json() for exchange in self.exchanges]}
+
+    @property
+    def commitment(self) -> str:
+        """keccak256 of :func:`canonical_json` of :meth:`to_json` (``0x``-hex)."""
+        return _keccak_hex(canonical_json(self.to_json()))
+
+    @property
+    def scalar_count(self) -> int:
+        """Distinct scalars revealed (one per slot per exchange; committee members repeat them)."""
+        return sum(len(label["addresses"]) or 1 for exchange in self.exchanges for label in exchange.labels)
+
+    @classmethod
+    def from_json(cls, data: Any) -> RevealedScalars:
+        """Parse and validate what :meth:`to_json` wrote.
+
+        Raises:
+            SerializationError: when a field is missing, mistyped or the shapes disagree.
+        """
+        try:
+            exchanges = []
+            for entry in data["exchanges"]:
+                labels = tuple(
+                    {
+                        "kind": str(label["kind"]),
+                        "addresses": [str(a) for a in label["addresses"]],
+                        "ciphertext": str(label["ciphertext"]),
+                    }
+                    for label in entry["requests"]
+                )
+                counts = [len(label["addresses"]) or 1 for label in labels]
+                answers = []
+                for answer in entry["answers"]:
+                    values = tuple(tuple(float(v) for v in row) for row in answer["values"])
+                    if [len(row) for row in values] != counts:
+                        raise ValueError(f"answer of {answer['signer']} does not match the requests' counts")
+                    if not all(math.isfinite(v) for row in values for v in row):
+                        raise ValueError("a revealed scalar is not finite")
+                    answers.append(SignedAnswer(str(answer["signer"]), values, str(answer["signature"])))
+                exchanges.append(RevealedExchange(int(entry["exchange"]), labels, tuple(answers)))
+            return cls(int(data["round"]), tuple(exchanges))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SerializationError(f"malformed revealed scalars: {type(exc).__name__}: {exc}") from exc
+
+
+def _within(x: float, y: float, largest: float) -> bool:
+    tolerance = VERIFY_REL_TOLERANCE * max(abs(x), abs(y)) + VERIFY_CROSSTALK * largest + VERIFY_ABS_TOLERANCE
+    return abs(x - y) <= tolerance
+
+
+def check_own_scalars(
+    revealed: RevealedScalars, *, address: str, update: np.ndarray | None, total: np.ndarray | None
+) -> list[str]:
+    """A member's check of every revealed scalar that concerns it (pure).
+
+    Each revealed ``||a_i||^2`` of this member must match its own ``update`` (``a_i = n_i delta_i``),
+    each ``<a_i, S>`` must match its update against ``total`` (the round's decrypted sum ``S``),
+    and every ``||S||^2`` must match ``total``, within the documented tolerance
+    (:data:`VERIFY_REL_TOLERANCE`, :data:`VERIFY_CROSSTALK`, :data:`VERIFY_ABS_TOLERANCE`). A
+    scalar whose operand the member lacks (no update kept, no sum) is not checked.
+
+    Returns:
+        One line per mismatch (empty: all checked scalars agree).
+
+    Example:
+        >>> a, s = np.array([3.0, 4.0]), np.array([6.0, 8.0])
+        >>> labels = ({"kind": "sq_norms", "addresses": ["me", "x"], "ciphertext": ""},)
+        >>> good = RevealedScalars(1, (RevealedExchange(1, labels, (SignedAnswer("c", ((25.0, 9.0),), ""),)),))
+        >>> check_own_scalars(good, address="me", update=a, total=s)
+        []
+        >>> bad = RevealedScalars(1, (RevealedExchange(1, labels, (SignedAnswer("c", ((3.0, 9.0),), ""),)),))
+        >>> check_own_scalars(bad, address="me", update=a, total=s)
+        ['exchange 1: sq_norms from c is 3, recomputed 25']
+    """
+    own = {
+        "sq_norms": float(update @ update) if update is not None else None,
+        "dots": float(update @ total) if update is not None and total is not None else None,
+        "agg_sq_norm": float(total @ total) if total is not None else None,
+    }
+    problems: list[str] = []
+    for exchange in revealed.exchanges:
+        for position, label in enumerate(exchange.labels):
+            kind, addresses = label["kind"], list(label["addresses"])
+            expected = own.get(kind)
+            if expected is None:
+                continue
+            slot = 0 if kind == "agg_sq_norm" else (addresses.index(address) if address in addresses else None)
+            if slot is None:
+                continue
+            for answer in exchange.answers:
+                row = answer.values[position]
+                largest = max((abs(v) for v in row), default=0.0)
+                if not _within(row[slot], expected, largest):
+                    problems.append(
+                        f"exchange {exchange.exchange}: {kind} from {answer.signer} is {row[slot]:.6g}, "
+                        f"recomputed {expected:.6g}"
+                    )
+    return problems

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from eth_abi import encode
@@ -35,7 +36,15 @@ from eth_utils import keccak, to_checksum_address
 from fedchain.errors import SerializationError
 from fedchain.types import DPParams
 
-__all__ = ["NO_LEDGER", "SigningDomain", "dispute_digest", "recover_signer", "sign_digest", "update_digest"]
+__all__ = [
+    "NO_LEDGER",
+    "SigningDomain",
+    "dispute_digest",
+    "recover_signer",
+    "scalars_digest",
+    "sign_digest",
+    "update_digest",
+]
 
 #: Fixed-point scale of the DP parameters inside the digest (same grid as the ledger).
 _DP_SCALE = 10**18
@@ -131,6 +140,39 @@ def dispute_digest(*, chain_id: int, ledger_address: str, server_round: int, sca
             to_checksum_address(ledger_address),
             server_round,
             _hash32(scalars_commitment),
+        ],
+    )
+    return "0x" + keccak(encoded).hex()
+
+
+def scalars_digest(
+    *, domain: SigningDomain, server_round: int, exchange: int, request_hash: str, values: list[list[float]]
+) -> str:
+    """keccak256 of a decrypt-committee answer, as ``0x``-hex: what a committee member signs.
+
+    Binds the domain of the round's train instruction, the round, the exchange, the request hash
+    (:attr:`fedchain.contribution.committee.CommitteeRequest.request_hash`) and the values (keccak256
+    of their canonical JSON: shortest round-trip floats, one list per ciphertext), so an answer
+    cannot be moved to another request, round or federation, nor its values changed.
+
+    Example:
+        >>> domain = SigningDomain(chain_id=1, ledger_address="0x" + "22" * 20, run_id=7)
+        >>> scalars_digest(domain=domain, server_round=2, exchange=1, request_hash="0x" + "33" * 32,
+        ...                values=[[1.5, 2.0]])[:10]
+        '0xd5b827e5'
+    """
+    values_hash = keccak(json.dumps(values, separators=(",", ":"), allow_nan=False).encode())
+    encoded = encode(
+        ["string", "uint256", "address", "uint256", "uint256", "uint256", "bytes32", "bytes32"],
+        [
+            "fedchain-scalars-v1",
+            domain.chain_id,
+            to_checksum_address(domain.ledger_address),
+            domain.run_id,
+            server_round,
+            exchange,
+            _hash32(request_hash),
+            values_hash,
         ],
     )
     return "0x" + keccak(encoded).hex()
