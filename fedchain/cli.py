@@ -123,7 +123,7 @@ def run(
             epsilon=epsilon,
             delta=delta,
             he=he,
-            he_scoring=he_scoring,
+            he_scoring="auto" if he_scoring is None else he_scoring,
             norm_bound=norm_bound,
             committee_size=committee_size,
             strategy=strategy,
@@ -490,7 +490,7 @@ def scorers(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
         table.add_column(column)
     for row in rows:
         needs = ", ".join(k for k in ("needs_scalars", "needs_validation") if row[k]).replace("needs_", "") or "-"
-        he = "yes (with --he-scoring)" if row["he"] and row["needs_scalars"] else ("yes" if row["he"] else "no")
+        he = "yes (encrypted scalars)" if row["he"] and row["needs_scalars"] else ("yes" if row["he"] else "no")
         table.add_row(str(row["name"]), he, needs, str(row["summary"]))
     console.print(table)
 

@@ -46,6 +46,16 @@ def _valid_fault(spec: str) -> bool:
     return False
 
 
+def _auto_bool(name: str, value: Any) -> bool | str:
+    """A bool, or ``"auto"`` (also None): the option is then derived from the others."""
+    if value is None or (isinstance(value, str) and value.lower() == "auto"):
+        return "auto"
+    try:
+        return check_bool(name, value)
+    except ConfigError:
+        raise ConfigError(name, "a boolean or 'auto'", value) from None
+
+
 def _spec(default: Any, check: Any, key: str, help: str) -> Any:
     """A config field: its default, its validator, its run-config key and its help text."""
     return field(default=default, metadata={"check": check, "key": key, "help": help})
@@ -128,9 +138,20 @@ class FedChainConfig:
         "noise-multiplier",
         "fixed DP noise multiplier; 0 calibrates it so the planned run fits the epsilon budget",
     )
+    dp_noise_seed: int = _spec(
+        -1,
+        Interval(int, -1, None, closed="left"),
+        "dp-noise-seed",
+        "testing only: a fixed seed for DP sampling and noise, replayable by anyone who knows it "
+        "(-1 = off: a CSPRNG); members outside fedchain's simulation runner refuse it",
+    )
     he: bool = _spec(True, check_bool, "he", "homomorphic (CKKS) aggregation: the coordinator sees ciphertexts only")
     he_scoring: bool = _spec(
-        False, check_bool, "he-scoring", "CKKS parameters with one multiplicative level for encrypted scoring"
+        "auto",
+        _auto_bool,
+        "he-scoring",
+        "CKKS parameters with one multiplicative level for encrypted norms and scores; 'auto': on when HE is "
+        "on and the norm bound or the scorer needs them",
     )
     he_keys_dir: str = _spec(
         "", None, "he-keys-dir", "directory with member.ckks (secret) and coordinator.ckks (public) contexts"
@@ -142,6 +163,9 @@ class FedChainConfig:
         0.5, Interval(float, 0, None, closed="left"), "chain-backoff-s", "first retry delay; doubles each try"
     )
     round_timeout_s: float = _spec(600.0, _FLOAT_POS, "round-timeout-s", "seconds to wait for member replies")
+    committee_timeout_s: float = _spec(
+        60.0, _FLOAT_POS, "committee-timeout-s", "seconds to wait for the decrypt committee's answers (HE)"
+    )
     adversaries: tuple[str, ...] = _spec(
         (), None, "adversaries", "simulated adversarial members, comma-separated kinds (testing only)"
     )
@@ -191,6 +215,8 @@ class FedChainConfig:
             )
         from fedchain.contribution import check_scorer_allowed
 
+        scorer = check_scorer_allowed(self.scorer, he=self.he, he_scoring=None)
+        self._resolve_he_scoring(needs_scalars=scorer.needs_scalars)
         check_scorer_allowed(self.scorer, he=self.he, he_scoring=self.he_scoring)
         if self.resume and self.chain == "embedded":
             raise ConfigError(
@@ -204,6 +230,37 @@ class FedChainConfig:
                 "min_members",
                 f"an int in [1, {self.total_members}] (the number of members)",
                 self.min_members,
+            )
+        if self.he and self.min_members < 2:
+            raise ConfigError(
+                "min_members",
+                "an int in [2, inf) when HE is on",
+                self.min_members,
+                hint="An aggregate of one member is that member's update: every member who decrypts it reads it.",
+            )
+
+    def _resolve_he_scoring(self, *, needs_scalars: bool) -> None:
+        """``he_scoring="auto"``: on under HE when the norm bound is on or the scorer needs scalars.
+
+        Under HE the norm bound is checked on encrypted norms decrypted by the committee, which
+        needs the SCORING parameters: a bound with ``he_scoring`` off would check nothing, so it
+        is refused.
+        """
+        needed = self.he and (self.norm_bound > 0 or needs_scalars)
+        auto = self.he_scoring == "auto"
+        object.__setattr__(self, "_he_scoring_auto", auto)
+        if auto:
+            object.__setattr__(self, "he_scoring", needed)
+        elif self.he and not self.he_scoring and self.norm_bound > 0:
+            raise ConfigError(
+                "he_scoring",
+                f"true (or 'auto') under HE with norm bound {self.norm_bound:g}",
+                self.he_scoring,
+                hint=(
+                    "Under HE the norm bound is checked on encrypted norms that the decrypt committee "
+                    "decrypts, which needs the SCORING CKKS parameters; without them no norm would be "
+                    "checked. Drop --no-he-scoring (it is automatic), or turn the bound off with --norm-bound 0."
+                ),
             )
 
     @property
@@ -229,6 +286,8 @@ class FedChainConfig:
             raise ConfigError(
                 unknown[0], "a known option (" + ", ".join(self.option_names()) + ")", changes[unknown[0]]
             )
+        if getattr(self, "_he_scoring_auto", False) and "he_scoring" not in changes:
+            changes = {**changes, "he_scoring": "auto"}  # derived again from the changed options
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -268,6 +327,8 @@ class FedChainConfig:
                 value = ",".join(value)
             elif spec.name == "reward_pool_wei":
                 value = str(value)
+            elif spec.name == "he_scoring" and getattr(self, "_he_scoring_auto", False):
+                value = "auto"  # members derive it again from the same options
             flat[spec.metadata["key"]] = value
         return flat
 

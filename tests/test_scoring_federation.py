@@ -58,5 +58,20 @@ def test_gtg_shapley_scores_in_plaintext(tmp_path):
 def test_plaintext_scorers_are_refused_under_he():
     with pytest.raises(ConfigError, match="'loo' needs individual plaintext updates"):
         FedChainConfig(scorer="loo", he=True)
-    with pytest.raises(ConfigError, match="add --he-scoring"):
-        FedChainConfig(scorer="cosine", he=True, he_scoring=False)
+    with pytest.raises(ConfigError, match="drop --no-he-scoring"):
+        FedChainConfig(scorer="cosine", he=True, he_scoring=False, norm_bound=0)
+
+
+def test_the_default_configuration_checks_the_norm_bound_under_he():
+    config = FedChainConfig(scorer="cosine")  # --scorer cosine --he just works
+    assert config.he and config.he_scoring and config.norm_bound == 20
+    assert FedChainConfig().he_scoring is True
+    assert FedChainConfig(norm_bound=0).he_scoring is False  # nothing to decrypt: the cheaper keys
+    with pytest.raises(ConfigError) as caught:
+        FedChainConfig(he=True, he_scoring=False, norm_bound=20)
+    assert str(caught.value) == (
+        "The 'he_scoring' parameter must be true (or 'auto') under HE with norm bound 20. Got False. Under HE "
+        "the norm bound is checked on encrypted norms that the decrypt committee decrypts, which needs the "
+        "SCORING CKKS parameters; without them no norm would be checked. Drop --no-he-scoring (it is "
+        "automatic), or turn the bound off with --norm-bound 0."
+    )

@@ -141,7 +141,7 @@ def check_scorer_allowed(name: str, *, he: bool, he_scoring: bool | None = None)
             he_scoring,
             hint=(
                 f"{name!r} needs encrypted inner products, which need the SCORING CKKS parameters: "
-                "add --he-scoring (or use --scorer data_size)."
+                "drop --no-he-scoring (it is on by default under HE), or use --scorer data_size."
             ),
         )
     return cls
