@@ -40,9 +40,10 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eth_utils import to_checksum_address
+from hexbytes import HexBytes
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 
 from fedchain.errors import ConfigError, LedgerError, TransactionError
@@ -416,9 +417,10 @@ class ChainAdmin:
     def roles(self) -> dict[str, bytes]:
         """Every role the contract declares (its ``*_ROLE`` constants), name to id."""
         if self._roles is None:
+            abi: list[dict[str, Any]] = [dict(item) for item in self.ledger.ledger_contract.abi]
             names = [
-                item["name"]
-                for item in self.ledger.ledger_contract.abi
+                str(item["name"])
+                for item in abi
                 if item.get("type") == "function"
                 and str(item.get("name", "")).endswith("_ROLE")
                 and not item.get("inputs")
@@ -555,7 +557,7 @@ class ChainAdmin:
                 if tuple(current) == words:
                     skipped.append(member)
                     continue
-                epsilon, delta = fixed_to_budget(*current)
+                epsilon, delta = fixed_to_budget(*current) or (0.0, 0.0)
                 raise ConfigError(
                     f"budgets[{member}]",
                     f"equal to the budget already on chain (epsilon {epsilon:g}, delta {delta:g}; it is set once)",
@@ -644,7 +646,7 @@ def _deploy_receipt(ledger: Web3Ledger) -> tuple[int, int, str]:
     w3 = ledger.chain.w3
     block = w3.eth.get_block(ledger.deploy_block, full_transactions=False)
     for tx_hash in block["transactions"]:
-        receipt = w3.eth.get_transaction_receipt(tx_hash)
+        receipt = w3.eth.get_transaction_receipt(cast(HexBytes, tx_hash))
         if receipt["contractAddress"] and receipt["contractAddress"].lower() == ledger.address.lower():
             used = int(receipt["gasUsed"])
             price = int(receipt.get("effectiveGasPrice", 0) or 0)
