@@ -6,7 +6,10 @@ warm-up round with the same members, so every member already holds a reward cred
 as ``(gas(N) - fixed) / N`` and as ``gas(N) / N``, against the 15,000 target. Then finds the
 largest N whose round fits a 30M block: a fit including large rounds (memory cost is slightly
 super-linear) predicts it, and one real transaction with a 30M gas limit at that N verifies it
-(and the next size up is checked to exceed 30M by ``eth_estimateGas``).
+(and the next size up is checked to exceed 30M by ``eth_estimateGas``). Every round carries a
+scalars commitment and every member-round a status (accepted here: the status word is paid for
+whatever its value). Also measures ``recordSpends`` (privacy spends found after their round) at 1
+and 10 members and one ``fileDispute``.
 
 Run: ``python -m bench gas`` or ``python bench/bench_gas.py [OUT_DIR]``; writes ``OUT_DIR/gas.json``.
 """
@@ -23,8 +26,9 @@ from typing import Any
 
 from eth_account import Account
 
+from fedchain.identity.signing import dispute_digest, sign_digest
 from fedchain.ledger import Web3Ledger, connect
-from fedchain.types import DPParams, MemberRoundRecord, RoundRecord
+from fedchain.types import DPParams, Dispute, MemberRoundRecord, RoundRecord
 
 TARGET_GAS_PER_MEMBER_ROUND = 15_000
 BLOCK_GAS_LIMIT = 30_000_000
@@ -73,6 +77,7 @@ class _Rounds:
             ),
             reward_pool_wei=POOL_WEI,
             update_merkle_root="0x" + hashlib.sha256(f"root-{n}".encode()).hexdigest(),
+            scalars_commitment="0x" + hashlib.sha256(f"scalars-{n}".encode()).hexdigest(),
         )
         self.previous = model
         return record
@@ -117,6 +122,29 @@ def _record_raw(ledger: Web3Ledger, record: RoundRecord, *, gas: int) -> dict[st
     return {"status": int(receipt["status"]), "gas_used": int(receipt["gasUsed"])}
 
 
+def _spends_and_dispute(ledger: Web3Ledger, pool: list[str], rounds: _Rounds) -> tuple[dict[int, int], int]:
+    """Gas of ``recordSpends`` with 1 and 10 late members, and of one ``fileDispute`` of a recorded round."""
+    last = ledger.last_round()
+    spends: dict[int, int] = {}
+    for n in (1, 10):
+        entries = [
+            MemberRoundRecord(address=a, score=0.0, dp=m.dp, epsilon=m.epsilon, status="late")
+            for a, m in zip(pool[:n], rounds.next(pool[:n]).members, strict=True)
+        ]
+        spends[n] = ledger.record_spends(last, entries).gas_used
+    rounds.previous = ledger.get_round(last).model_hash  # the records built above were never sent
+    key = hashlib.sha256(b"bench-disputer").digest()
+    member = Account.from_key(key).address
+    ledger.register_members([member])
+    commitment = "0x" + "5c" * 32
+    digest = dispute_digest(
+        chain_id=ledger.chain_id, ledger_address=ledger.address, server_round=1, scalars_commitment=commitment
+    )
+    # Round 1 is already recorded: the dispute is kept but withholds nothing measured later.
+    dispute_gas = ledger.file_dispute(Dispute(1, member, commitment, sign_digest(key, digest))).gas_used
+    return spends, dispute_gas
+
+
 def run(out_dir: Path) -> dict[str, Any]:
     """Measure, write ``out_dir/gas.json`` and return the figures."""
     started = time.perf_counter()
@@ -132,6 +160,7 @@ def run(out_dir: Path) -> dict[str, Any]:
         ledger.record_round(rounds.next(members))  # warm-up: members now hold credit
         measured[n] = ledger.record_round(rounds.next(members)).gas_used
     fixed, per_member = _fit([(n, g) for n, g in measured.items()])
+    spends, dispute_gas = _spends_and_dispute(ledger, pool, rounds)
     per_size = {
         str(n): {
             "gas": g,
@@ -187,13 +216,19 @@ def run(out_dir: Path) -> dict[str, Any]:
     verified = max_verified is not None and max_verified + 1 in fails
     result: dict[str, Any] = {
         "chain": "embedded eth-tester 0.14.0b1 / py-evm 0.12.1b1 (Prague)",
-        "design": "pull payments: packed registration+credit word per member; one mint per round",
+        "design": (
+            "pull payments: packed registration+credit word per member; one mint per round; "
+            "per member-round status and per round scalars commitment"
+        ),
         "target_gas_per_member_round": TARGET_GAS_PER_MEMBER_ROUND,
         "fixed_gas_per_round": round(fixed),
         "marginal_gas_per_member_round": round(per_member, 1),
         "marginal_ratio_vs_target": round(per_member / TARGET_GAS_PER_MEMBER_ROUND, 3),
         "steady_state": per_size,
         "meets_target": all(v["gas_per_member_round"] <= TARGET_GAS_PER_MEMBER_ROUND for v in per_size.values()),
+        "record_spends_gas": {str(n): g for n, g in spends.items()},
+        "record_spends_gas_per_member": round((spends[10] - spends[1]) / 9, 1),
+        "file_dispute_gas": dispute_gas,
         "large_rounds_gas": {str(n): g for n, g in large.items()},
         "fit_gas_a_plus_bn_plus_cn2": {"a": round(a), "b": round(b, 2), "c": round(c, 5)},
         "block_gas_limit": BLOCK_GAS_LIMIT,
@@ -224,6 +259,10 @@ def _print(result: dict[str, Any]) -> None:
     print(
         f"100 members fit a 30M block: {result['fits_100_members']}; largest N: {result['max_members_per_round']} "
         f"(predicted {result['max_members_per_round_predicted']}; verified by txs: {result['max_members_verified']})"
+    )
+    print(
+        f"recordSpends: {result['record_spends_gas']} gas ({result['record_spends_gas_per_member']:,} per member); "
+        f"fileDispute: {result['file_dispute_gas']:,} gas"
     )
     for trial in result["max_members_trials"]:
         print(f"    tx with N={trial['members']}: status {trial['status']}, gas used {trial['gas_used']:,}")
