@@ -28,7 +28,7 @@ from eth_account import Account
 
 from fedchain.identity.signing import dispute_digest, sign_digest
 from fedchain.ledger import Web3Ledger, connect
-from fedchain.types import DPParams, Dispute, MemberRoundRecord, RoundRecord
+from fedchain.types import Dispute, DPParams, MemberRoundRecord, RoundRecord
 
 TARGET_GAS_PER_MEMBER_ROUND = 15_000
 BLOCK_GAS_LIMIT = 30_000_000
