@@ -28,7 +28,7 @@ Rewards are pull payments: a round mints the members' total to the ledger and cr
 (one packed storage word holds registration block and credit), the treasury remainder is minted to
 the treasury directly, and ``claim``/``claimFor`` move credit into ERC-20 balances. ``balance_of``
 (on chain: ``ContributionLedger.balanceOf``) is ERC-20 balance plus credit; total supply always
-equals the sum of recorded pools. This keeps record + reward near 10.5k gas per member-round.
+equals the sum of recorded pools. This keeps record + reward near 11.1k gas per member-round (bench/results/gas.json).
 
 Chains: ``connect("embedded")`` runs eth-tester/py-evm in process (the default; nothing else to
 install); ``connect("http://...")`` uses any JSON-RPC node with a key from the environment or an

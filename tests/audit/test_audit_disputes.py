@@ -207,3 +207,15 @@ def test_no_disputes_is_one_pass(clean: Federation) -> None:
     assert [(f.check, f.ok) for f in report.findings if f.check == "rounds.disputes"] == [("rounds.disputes", True)]
     assert all(r.member_statuses == "accepted=3" and not r.withheld for r in report.rounds)
     assert addresses(3) == clean.members and dataclasses.asdict(report.rounds[0])["disputes"] == 0
+
+
+def test_an_export_from_before_statuses_and_disputes_still_audits() -> None:
+    """tests/audit/data/legacy_chain.json: two rounds on the ContributionLedger of commit cd7c265, exported."""
+    from fedchain.ledger import ExportedLedger
+
+    legacy = ExportedLedger.load(Path(__file__).parent / "data" / "legacy_chain.json")
+    report = audit_ledger(legacy, default_budget=(50.0, DELTA))
+    assert report.ok, [str(f) for f in report.failures]
+    assert [r.member_statuses for r in report.rounds] == ["accepted=2", "accepted=2"]
+    assert legacy.spends() == [] and legacy.disputes() == []
+    assert all(r.scalars_commitment == "0x" + "00" * 32 and not r.withheld for r in legacy.rounds())
