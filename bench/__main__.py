@@ -23,6 +23,7 @@ BENCHMARKS = {
     "load": "bench.bench_load",
     "scoring": "bench.bench_scoring",
     "he_round": "bench.bench_he_round",
+    "committee": "bench.bench_committee",
     "noise": "bench.bench_noise",
 }
 

@@ -15,27 +15,47 @@ Under HE the coordinator holds ``Enc(a_i)`` with ``a_i = n_i * delta_i`` for eve
    the members being scored included: a committee member learns only the round's scalars (its own
    it could compute anyway), never a vector.
 3. **Answers** (each committee member, :func:`answer_scalar_requests`): decrypt every request with
-   the federation's secret context and return the scalars. Nothing else.
+   the federation's secret context and return the scalars, signed. Nothing else: see "Not an
+   oracle" below.
 4. **Reconcile** (coordinator, :func:`reconcile`): all committee members must answer with the
    expected counts, and every pair of answers must agree within ``rel_tolerance * (|x| +
    max|x|) + abs_tolerance``. Honest members decrypt the *same* ciphertext with the *same* key, and
    CKKS decryption and decoding are deterministic: honest answers agree to floating-point rounding
    (measured: bit-identical), so the default tolerance (1e-6 relative) is tight. The agreed value is
    the mean of the answers.
-5. **Disagreement** (a missing, malformed or differing answer): the round is *flagged*. The scores
-   cannot be trusted, so rewards for the round are withheld: every score is 0, which makes the
-   ledger pay the whole pool to the treasury. The norm check is done conservatively: a member is
-   excluded if *any* committee answer puts it above the bound
+5. **Disagreement** (a missing, refused, malformed, unsigned or differing answer): the round is
+   *flagged*. The scores cannot be trusted, so rewards for the round are withheld: every score is
+   0, which makes the ledger pay the whole pool to the treasury. The norm check is done
+   conservatively: a member is excluded if *any* committee answer puts it above the bound
    (:meth:`CommitteeVerdict.excluded`), so a lying committee member can only exclude more, never
    let an oversized update through an honest member's answer.
 
-Norm bound under HE: when the agreed ``sq_norms`` exclude members, the coordinator sums the
-ciphertexts again without them and asks the committee for the ``dots`` and ``agg_sq_norm`` of the
-kept members against the new sum (``build_scalar_requests(..., sq_norms=False)``): two exchanges in
-such a round, one otherwise. Every value revealed is an inner product involving the full kept
-sum or one member with itself: **never the sum minus one member**, which would expose that
-member's update. The cosine score's "others' aggregate" ``S - a_i`` is used only through
-``<a_i, S> - ||a_i||^2`` and ``||S||^2 - 2<a_i, S> + ||a_i||^2``, scalars of the kind above.
+Exchanges: with the norm bound on, exchange 1 reveals the squared norms alone; the coordinator
+sums the kept ciphertexts again after exclusions and, when the scorer needs them, exchange 2
+reveals the kept members' ``dots`` and ``agg_sq_norm`` against that kept sum
+(``build_scalar_requests(..., sq_norms=False)``). With the bound off, exchange 1 carries all three
+kinds. ``dots`` and ``||S||^2`` are therefore always taken against the sum members decrypt. Every
+value revealed is an inner product involving the full kept sum or one member with itself:
+**never the sum minus one member**, which would expose that member's update. The cosine score's
+"others' aggregate" ``S - a_i`` is used only through ``<a_i, S> - ||a_i||^2`` and
+``||S||^2 - 2<a_i, S> + ||a_i||^2``, scalars of the kind above.
+
+Not an oracle (issue 14). A committee member decrypts only a :class:`CommitteeRequest` that passes
+:func:`check_request`: the current round (the round it was last told to train in), each exchange
+once, distinct addresses, counts equal to the labels, ``2 <= min-cohort <= k <= cohort`` (the
+cohort announced by the round's train instruction): at most ``2k + 1`` scalars per round. Anything
+else is refused (:class:`CommitteeRequestError`, the Flower error ``ERROR_COMMITTEE_REFUSED``)
+before anything is decrypted. Within the quota a malicious coordinator can still put any linear
+functional of its ciphertexts into a slot, up to ``2k + 1`` scalars per round and committee member.
+That is made detectable: committee members sign their answers
+(:func:`fedchain.identity.signing.scalars_digest`); every member of the round receives the
+:class:`RevealedScalars` with the signed answers and their :attr:`~RevealedScalars.commitment`
+(recorded on chain as ``RoundRecord.scalars_commitment``), recomputes the scalars that concern it
+from its own ``a_i`` and the decrypted sum (:func:`check_own_scalars`, tolerance
+:data:`VERIFY_REL_TOLERANCE` relative against a measured honest error of 1.9e-5), and signs a
+dispute on a mismatch, which flags the round on chain and withholds its rewards. What stays
+undetected: information hidden within the tolerance band, and rounds whose revealed scalars a
+member is never shown (a committee member disputes a round that hides its own answers).
 
 Known limits: a decrypted CKKS result carries noise correlated with the inputs; revealing only
 inner products keeps that leakage to scalars. Packed scalars must stay below ``2**48``

@@ -1,8 +1,10 @@
-"""A dead committee member no longer holds the round: Flower's real in-memory Grid and LinkState.
+"""The coordinator's committee stage against real Flower and a real chain: timeouts and disputes.
 
-Two registered SuperNodes never pull their messages (a crashed or unplugged committee member). The
-coordinator asks them for the round's scalars and must give up after ``committee-timeout-s``, count
-the silence and flag the round, instead of waiting for Flower's 12-hour message TTL.
+A dead committee member no longer holds the round: two registered SuperNodes of Flower's real
+in-memory Grid and LinkState never pull their messages (a crashed or unplugged committee member);
+the coordinator must give up after ``committee-timeout-s``, count the silence and flag the round,
+instead of waiting for Flower's 12-hour message TTL. A member's signed dispute is relayed to the
+ledger (eth-tester) and the round pays nobody.
 """
 
 from __future__ import annotations
@@ -85,3 +87,51 @@ def test_a_dead_committee_is_given_up_after_the_committee_timeout(
     assert verdict.reason == "; ".join(f"committee member {address!r} did not answer" for address in drawn)
     assert summary.rejections == {"committee-timeout": 2}
     assert revealed.answers == ()
+
+
+def test_the_coordinator_relays_a_members_dispute_and_the_round_pays_nobody() -> None:
+    """A member's signed dispute reaches the chain (eth-tester) before the round is recorded."""
+    from flwr.app import ConfigRecord
+
+    from fedchain.contribution.committee import RevealedScalars
+    from fedchain.identity import address_of, simulated_member_key
+    from fedchain.identity.signing import dispute_digest, sign_digest
+    from fedchain.ledger import Web3Ledger, connect
+
+    ledger = Web3Ledger.deploy(connect("embedded"))
+    keys = [simulated_member_key(seed=0, member_id=i) for i in range(2)]
+    ledger.register_members([address_of(k) for k in keys])
+    config = FedChainConfig(members=2, dp=False, he=False, chain="embedded")
+    coordinator = Coordinator(
+        config=config,
+        strategy=create_strategy(config),
+        initial_weights={"w": np.zeros(4, np.float32)},
+        ledger=ledger,
+        ledger_address=ledger.address,
+        chain_id=ledger.chain_id,
+    )
+    revealed = RevealedScalars(1, ())
+    coordinator._revealed[1] = revealed
+    digest = dispute_digest(
+        chain_id=ledger.chain_id, ledger_address=ledger.address, server_round=1, scalars_commitment=revealed.commitment
+    )
+    identity = ConfigRecord(
+        {
+            "address": address_of(keys[0]),
+            "dispute-commitment": revealed.commitment,
+            "dispute-signature": sign_digest(keys[0], digest),
+            "dispute-reason": "exchange 1: sq_norms from x is 1, recomputed 2",
+        }
+    )
+    coordinator._take_dispute(1, identity)
+    forged = ConfigRecord({**identity, "address": address_of(keys[1])})  # another member's claim, not its key
+    coordinator._take_dispute(1, forged)
+    members = [
+        MemberRound(member_id=i, address=address_of(k), kind="honest", num_examples=5, status="accepted", score=5.0)
+        for i, k in enumerate(keys)
+    ]
+    summary = RoundSummary(server_round=1, status="completed", members=members)
+    coordinator._settle_disputes(summary)
+    assert summary.flagged == f"disputed: {address_of(keys[0])}: exchange 1: sq_norms from x is 1, recomputed 2"
+    assert [m.score for m in summary.members] == [0.0, 0.0]
+    assert [d.member for d in ledger.disputes(1)] == [address_of(keys[0])]
