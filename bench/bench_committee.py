@@ -110,7 +110,7 @@ def _round(ctx: Any, other: Any, public: Any, updates: dict[str, np.ndarray], ke
     revealed, checks_cpu, checks_wall = _timed(committee_checks)
     wire = canonical_json(revealed.to_json()).decode()
     commitment = revealed.commitment
-    plain_sum = sum(updates.values())
+    plain_sum = np.sum(list(updates.values()), axis=0)
 
     def verify_all() -> None:
         with tempfile.TemporaryDirectory() as tmp:
