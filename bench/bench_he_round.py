@@ -161,6 +161,7 @@ def _time_member(node: Any, *, he: bool, aggregate: list[bytes], repeats: int) -
                 {
                     "agg-rounds": [server_round],
                     f"agg.{server_round}.weight": 1437,
+                    f"agg.{server_round}.members": MEMBERS,
                     f"agg.{server_round}.digest": crypto.ciphertext_digest(aggregate),
                 }
             )
@@ -173,7 +174,8 @@ def _time_member(node: Any, *, he: bool, aggregate: list[bytes], repeats: int) -
 
     def train() -> None:
         server_round = state["round"] + 1
-        content = RecordDict({"config": ConfigRecord({"server-round": server_round, "model-round": server_round - 1})})
+        config: dict[str, Any] = {"server-round": server_round, "model-round": server_round - 1, "cohort": MEMBERS}
+        content = RecordDict({"config": ConfigRecord(config)})
         if not he:
             content["model"] = weights_to_record(weights)
         reply = node.train(Message(content, dst_node_id=3, message_type="train"))
@@ -207,8 +209,10 @@ def member_message_costs(repeats: int = 5) -> dict[str, Any]:
     from clients.node import MemberNode
     from fedchain import crypto
     from fedchain.provision import provision_keys
+    from fedchain.simulation import SIMULATION_ENV
 
     TaskIdentity.run_id, TaskIdentity.task_id, TaskIdentity.node_id = 1, 1, SUPERLINK_NODE_ID
+    os.environ[SIMULATION_ENV] = "1"  # a simulated member: its policy follows the benchmark's settings
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     costs: dict[str, Any] = {}

@@ -83,7 +83,12 @@ class Checkpoint:
             if not (directory / name).exists():
                 chunks = {f"c{i}": np.frombuffer(c, dtype=np.uint8) for i, c in enumerate(aggregate.ciphertext or ())}
                 atomic_write_bytes(directory / name, model_bytes(chunks))
-            aggregates[str(agg_round)] = {"file": name, "weight": aggregate.total_weight, "digest": aggregate.digest}
+            aggregates[str(agg_round)] = {
+                "file": name,
+                "weight": aggregate.total_weight,
+                "digest": aggregate.digest,
+                "members": aggregate.members,
+            }
         state = {
             "round": self.server_round,
             "status": self.status,
@@ -130,7 +135,12 @@ class Checkpoint:
             for agg_round, entry in state["aggregates"].items():
                 arrays = load_model(directory / entry["file"])
                 chunks = tuple(arrays[f"c{i}"].tobytes() for i in range(len(arrays)))
-                aggregate = Aggregate(total_weight=int(entry["weight"]), digest=str(entry["digest"]), ciphertext=chunks)
+                aggregate = Aggregate(
+                    total_weight=int(entry["weight"]),
+                    digest=str(entry["digest"]),
+                    ciphertext=chunks,
+                    members=int(entry.get("members", 0)),
+                )
                 aggregates[int(agg_round)] = aggregate
             return cls(
                 server_round=int(state["round"]),

@@ -12,7 +12,9 @@ counted per reason), never exceptions.
     ├── SerializationError (ValueError)   bytes on the wire or on disk cannot be decoded safely
     │   └── IntegrityError                a hash does not match the recorded one
     ├── PrivacyError                      differential privacy cannot be applied as configured
-    │   └── BudgetExhaustedError          the next round would exceed a member's budget
+    │   ├── BudgetExhaustedError          the next round would exceed a member's budget
+    │   ├── PolicyError                   an instruction would weaken the member's own privacy policy
+    │   └── PrivacyStateMissingError      a deployed member has no accountant state and was not told it is new
     ├── CryptoError                       homomorphic encryption failed or a context is wrong
     │   └── CeremonyError                 a key-ceremony file is forged, altered or not for this member
     ├── StrategyError                     a strategy cannot run as configured
@@ -48,7 +50,9 @@ __all__ = [
     "FederationError",
     "IntegrityError",
     "LedgerError",
+    "PolicyError",
     "PrivacyError",
+    "PrivacyStateMissingError",
     "SerializationError",
     "StrategyError",
     "TransactionError",
@@ -137,6 +141,49 @@ class BudgetExhaustedError(PrivacyError):
         super().__init__(
             f"privacy budget exhausted: epsilon spent {epsilon_spent:.4f}, next round would reach "
             f"{epsilon_next:.4f} > budget {epsilon_budget:.4f}"
+        )
+
+
+class PolicyError(PrivacyError):
+    """An instruction would weaken the member's own privacy policy: the member refuses it.
+
+    Attributes:
+        field: the policy field (or instruction option) at stake.
+        proposed: what the instruction proposed.
+        accepted: what the member's policy accepts, in words.
+
+    Example:
+        >>> print(PolicyError("he", False, "HE on (this member requires it)"))
+        policy refused: he = False proposed; this member accepts HE on (this member requires it)
+    """
+
+    def __init__(self, field: str, proposed: Any, accepted: str) -> None:
+        self.field = field
+        self.proposed = proposed
+        self.accepted = accepted
+        super().__init__(f"policy refused: {field} = {proposed!r} proposed; this member accepts {accepted}")
+
+
+class PrivacyStateMissingError(PrivacyError):
+    """A deployed member with DP on has no accountant state and its node config does not say it is new.
+
+    Starting a fresh accountant would report epsilon 0 for a member that may have spent its budget
+    already; only the member's operator may say it is new (node config ``new-member = true``).
+
+    Attributes:
+        path: where the accountant state should be.
+
+    Example:
+        >>> print(PrivacyStateMissingError("/var/lib/fedchain/privacy.json"))  # doctest: +ELLIPSIS
+        no privacy accountant state at /var/lib/fedchain/privacy.json: ... new-member = true ...
+    """
+
+    def __init__(self, path: Any) -> None:
+        self.path = path
+        super().__init__(
+            f"no privacy accountant state at {path}: this member refuses to train rather than start its "
+            "epsilon at 0; restore the state directory, or set new-member = true in the node config "
+            "if this member has never trained"
         )
 
 

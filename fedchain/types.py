@@ -136,12 +136,15 @@ class Aggregate:
         plain: the weighted sum ``sum_i n_i * delta_i`` as flat float64 (plaintext mode).
         ciphertext: serialized CKKS chunks of the same sum (HE mode).
         digest: hex sha256 of the aggregate as sent to members.
+        members: how many members' updates it sums (announced to members under HE, who refuse
+            to decrypt an aggregate of fewer than their policy's smallest cohort).
     """
 
     total_weight: int
     digest: str
     plain: np.ndarray | None = None
     ciphertext: tuple[bytes, ...] | None = None
+    members: int = 0
 
 
 @dataclass(frozen=True)

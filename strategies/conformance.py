@@ -102,6 +102,8 @@ def conformance_config(**changes: Any) -> FedChainConfig:
         "fraction_evaluate": 1.0,
         "seed": 0,
     }
+    if changes.get("he"):
+        base["min_members"] = 2  # an HE aggregate needs two members (FedChainConfig refuses one)
     return FedChainConfig(**{**base, **changes})
 
 

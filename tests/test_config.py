@@ -26,6 +26,7 @@ def test_defaults_are_valid_and_frozen():
         ({"chain": "ftp://x"}, "The 'chain' parameter must be 'embedded', 'none' or an http(s):// JSON-RPC URL."),
         ({"adversaries": ("thief",)}, "The 'adversary' parameter must be one of 'free_rider', 'noise'"),
         ({"min_members": 6}, "The 'min_members' parameter must be an int in [1, 5] (the number of members). Got 6."),
+        ({"min_members": 1}, "The 'min_members' parameter must be an int in [2, inf) when HE is on. Got 1."),
     ],
 )
 def test_invalid_values_name_parameter_range_and_value(changes, message):
@@ -91,3 +92,9 @@ def test_flower_app_config_in_pyproject_lists_every_option_with_its_default():
         [sys.executable, str(ROOT / "scripts" / "sync_run_config.py"), "--check"], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout
+
+
+def test_min_members_of_one_is_allowed_only_without_he():
+    assert FedChainConfig(he=False, min_members=1).min_members == 1
+    with pytest.raises(ConfigError, match="An aggregate of one member is that member's update"):
+        FedChainConfig.from_run_config({"he": True, "min-members": 1})

@@ -10,7 +10,12 @@ from fedchain.config import FedChainConfig
 from fedchain.coordinator import Coordinator
 from fedchain.identity import address_of, simulated_member_key
 from fedchain.identity.signing import SigningDomain, sign_digest, update_digest
-from fedchain.protocol import ERROR_BUDGET_EXHAUSTED, weights_to_record
+from fedchain.protocol import (
+    ERROR_BUDGET_EXHAUSTED,
+    ERROR_POLICY_REFUSED,
+    ERROR_PRIVACY_STATE_MISSING,
+    weights_to_record,
+)
 from fedchain.results import RoundSummary
 from fedchain.serialization import model_hash
 from strategies.registry import create_strategy
@@ -130,6 +135,14 @@ def test_duplicate_and_failed_replies_are_counted(coordinator):
     ids, rejections = _validate(coordinator, [_reply(0), _reply(0), declined, crashed])
     assert ids == [0]
     assert rejections == {"duplicate": 1, "declined": 1, "failed": 1}
+
+
+def test_refusals_by_a_members_own_policy_are_counted_under_their_own_reason(coordinator):
+    refused = Message(Error(code=ERROR_POLICY_REFUSED, reason="policy refused: he = False"), reply_to=_reply(1))
+    no_state = Message(Error(code=ERROR_PRIVACY_STATE_MISSING, reason="no privacy state"), reply_to=_reply(2))
+    ids, rejections = _validate(coordinator, [_reply(0), refused, no_state])
+    assert ids == [0]
+    assert rejections == {"refused-policy": 1, "refused-no-privacy-state": 1}
 
 
 def test_a_repeated_address_under_another_member_id_is_a_duplicate(coordinator):

@@ -11,7 +11,18 @@ from fedchain.config import FedChainConfig
 from fedchain.protocol import ERROR_INVALID_INSTRUCTION, weights_to_record
 from fedchain.serialization import model_hash
 
-pytestmark = pytest.mark.usefixtures("flower_task_identity")
+pytestmark = pytest.mark.usefixtures("flower_task_identity", "simulated_member")
+
+
+@pytest.fixture
+def simulated_member(monkeypatch):
+    """These nodes are simulated members (demo partitions): their policy follows the run's settings.
+
+    Deployed members (own policy, refused testing hooks) are tested in tests/test_member_policy.py.
+    """
+    from fedchain.simulation import SIMULATION_ENV
+
+    monkeypatch.setenv(SIMULATION_ENV, "1")
 
 
 _run_ids = iter(range(1000, 10**6))
@@ -32,7 +43,7 @@ def _node(tmp_path, **options) -> MemberNode:
 
 def _train_message(node: MemberNode, server_round: int, weights=None, **config) -> Message:
     weights = node.template() if weights is None else weights
-    record = ConfigRecord({"server-round": server_round, "model-round": server_round - 1, **config})
+    record = ConfigRecord({"server-round": server_round, "model-round": server_round - 1, "cohort": 2, **config})
     return Message(
         RecordDict({"model": weights_to_record(weights), "config": record}), dst_node_id=1, message_type="train"
     )

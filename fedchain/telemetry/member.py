@@ -42,8 +42,8 @@ log = logging.getLogger(__name__)
 
 #: The member metrics state file inside a node's ``state-dir``.
 MEMBER_STATE_FILENAME = "metrics.json"
-#: Outcomes of an instruction a member received.
-MEMBER_OUTCOMES: tuple[str, ...] = ("trained", "evaluated", "declined", "failed")
+#: Outcomes of an instruction a member received ("refused": its own privacy policy refused it).
+MEMBER_OUTCOMES: tuple[str, ...] = ("trained", "evaluated", "declined", "refused", "failed")
 #: Metric families a member exports (as exposed).
 MEMBER_METRICS: tuple[str, ...] = (
     "fedchain_member_training_duration_seconds",

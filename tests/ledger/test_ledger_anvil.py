@@ -100,3 +100,40 @@ def test_fedchain_run_records_every_round_on_anvil(anvil_url: str, tmp_path: Pat
         paid = {m["address"]: int(m["reward_wei"]) for m in row["members"]}
         assert recorded.rewards_wei == paid
     assert reader.total_supply() == 2 * int(result["config"]["reward_pool_wei"])
+
+
+def test_statuses_spends_and_disputes_on_anvil(anvil_url: str) -> None:
+    """The JSON-RPC path names the new custom errors too; a dispute before recording withholds the pool."""
+    import dataclasses
+    import hashlib
+
+    from eth_account import Account
+
+    from fedchain.identity.signing import dispute_digest, sign_digest
+    from fedchain.types import Dispute, MemberRoundRecord
+    from tests.anvil import ANVIL_KEY_0
+
+    ledger = Web3Ledger.deploy(connect(anvil_url, private_key=ANVIL_KEY_0), timeout_s=30)
+    key = hashlib.sha256(b"anvil-disputer").digest()
+    members = [Account.from_key(key).address, *member_addresses(2, seed="anvil-status")]
+    ledger.register_members(members)
+    ledger.record_round(next_record(ledger, members, [1.0, 1.0, 1.0], pool_wei=300))
+    late = MemberRoundRecord(members[1], 0.0, dp=None, epsilon=None, status="late")
+    receipt = ledger.record_spends(1, [late])
+    assert ledger.record_spends(1, [late]) == receipt
+    with pytest.raises(TransactionError) as info:
+        ledger.record_spends(2, [late])
+    assert info.value.reason == "UnknownRound(round=2)"
+    commitment = "0x" + "ab" * 32
+    digest = dispute_digest(
+        chain_id=ledger.chain_id, ledger_address=ledger.address, server_round=2, scalars_commitment=commitment
+    )
+    ledger.file_dispute(Dispute(2, members[0], commitment, sign_digest(key, digest)))
+    with pytest.raises(TransactionError) as info:
+        ledger.file_dispute(Dispute(2, members[0], commitment, sign_digest(key, digest)))
+    assert info.value.reason == f"DisputeAlreadyFiled(round=2, member={members[0]})"
+    record = next_record(ledger, members, [1.0, 1.0, 0.0], pool_wei=300)
+    rejected = dataclasses.replace(record.members[2], status="rejected")
+    paid = ledger.record_round(dataclasses.replace(record, members=(*record.members[:2], rejected)))
+    assert paid.treasury_wei == 300 and set(paid.rewards_wei.values()) == {0}
+    assert [m.status for m in ledger.get_round(2).members if m.address == members[2]] == ["rejected"]
