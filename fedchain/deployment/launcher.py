@@ -543,7 +543,13 @@ class LocalFederation:
         state = self.member_state_dir(member_id)
         state.mkdir(parents=True, exist_ok=True, mode=0o700)
         config_path = self.state_dir / "nodes" / f"member-{member_id}.toml"
-        values = node_config(bundle, data_path=data_path, state_dir=state, label_column=self.spec.label_column)
+        values = node_config(
+            bundle,
+            data_path=data_path,
+            state_dir=state,
+            label_column=self.spec.label_column,
+            new_member=not (state / "privacy.json").exists(),  # only a member that never trained starts an accountant
+        )
         atomic_write_bytes(config_path, flower.toml_document(values).encode())
         if self.spec.metrics:
             port = self.ports[f"member-{member_id}-metrics"]
@@ -632,13 +638,17 @@ class LocalFederation:
 
 
 def node_config(
-    bundle: MemberBundle, *, data_path: Path, state_dir: Path, label_column: str = "label"
-) -> dict[str, str | int]:
+    bundle: MemberBundle, *, data_path: Path, state_dir: Path, label_column: str = "label", new_member: bool = True
+) -> dict[str, str | int | bool]:
     """A member's SuperNode ``--node-config``: identity, data, state, CKKS context, wallet.
 
     The wallet password is not in it: the node reads it from ``$FEDCHAIN_WALLET_PASSWORD``.
+    ``new_member`` adds ``new-member = true``: a member whose ``state-dir`` holds no privacy
+    accountant yet may start one (otherwise it refuses DP training rather than restart at epsilon 0).
+    The member's privacy policy is its own (``policy-file`` / ``policy.toml`` in ``state-dir``,
+    see docs/privacy.md); without one it keeps :class:`~fedchain.policy.MemberPolicy`'s defaults.
     """
-    return {
+    values: dict[str, str | int | bool] = {
         "member-id": bundle.member_id,
         "data-path": str(data_path),
         "label-column": label_column,
@@ -647,6 +657,9 @@ def node_config(
         "wallet-keystore": str(bundle.wallet_keystore),
         "wallet-password-env": WALLET_PASSWORD_ENV,
     }
+    if new_member:
+        values["new-member"] = True
+    return values
 
 
 def exporter_command(state_dir: Path, *, host: str, port: int) -> list[str]:
