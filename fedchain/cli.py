@@ -44,7 +44,10 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _quiet_frameworks(verbose: bool) -> None:
+def _quiet_frameworks(verbose: bool, log_file: Path | None = None) -> None:
+    """Dependencies' warnings and logs to ``log_file`` (a run's ``warnings.log``), errors on stderr; verbose: all."""
+    from fedchain._logs import route_dependency_output
+
     level = logging.INFO if verbose else logging.WARNING
     if not verbose:
         warnings.filterwarnings("ignore", category=ResourceWarning)
@@ -52,6 +55,7 @@ def _quiet_frameworks(verbose: bool) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     for name in ("flwr", "ray", "opacus", "web3", "urllib3", "datasets", "filelock"):
         logging.getLogger(name).setLevel(level)
+    route_dependency_output(verbose=verbose, log_file=log_file)
 
 
 @app.command()
@@ -159,7 +163,7 @@ def run(
     except FedChainError as exc:
         raise _fail(str(exc)) from None
 
-    _quiet_frameworks(verbose)
+    _quiet_frameworks(verbose, out / "warnings.log")
     from fedchain.runner import run_simulation
 
     table = _round_table()
