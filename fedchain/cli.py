@@ -164,7 +164,11 @@ def run(
         raise _fail(str(exc)) from None
 
     _quiet_frameworks(verbose, out / "warnings.log")
+    from fedchain.run_header import describe_run
     from fedchain.runner import run_simulation
+
+    if not as_json:
+        err_console.print(describe_run(config), highlight=False, soft_wrap=True)
 
     table = _round_table()
     started = time.perf_counter()

@@ -34,5 +34,7 @@ def test_a_run_prints_no_dependency_warnings_and_logs_them(tmp_path):
     console = done.stdout + done.stderr
     assert "Warning" not in console and "tracemalloc" not in console, console[-3000:]
     assert "round   1  completed" in done.stderr
+    # The run header says what was chosen (HE off here; fedchain/run_header.py's doctest covers the CKKS choice).
+    assert "fedchain run: 2 members x 1 rounds" in done.stderr and "HE off" in done.stderr
     log = (out / "warnings.log").read_text()
     assert "ResourceWarning" in log  # nothing is lost: Ray's warnings are in the run's log file
