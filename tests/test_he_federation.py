@@ -41,7 +41,8 @@ def test_malformed_ciphertexts_are_dropped_and_the_round_continues():
     secret = crypto.create_secret_context(crypto.AGGREGATION)
     public = crypto.load_coordinator_context(crypto.export_public_context(secret))
     weights = {"w": np.zeros(10, np.float32)}
-    config = FedChainConfig(members=4, he=True, chain="none", min_members=2)
+    # addition-only keys (AGGREGATION): no norm bound, so no decrypt committee and no SCORING keys
+    config = FedChainConfig(members=4, he=True, chain="none", min_members=2, norm_bound=0)
     coordinator = Coordinator(
         config=config, strategy=create_strategy(config), initial_weights=weights, public_context=public
     )
@@ -89,15 +90,18 @@ def test_round_with_too_few_members_is_skipped_and_recorded_as_skipped(tmp_path)
     from fedchain.runner import run_simulation
 
     config = FedChainConfig(
-        members=3, rounds=2, dp=False, he=False, min_members=2, faults="crash:1,2", out_dir=str(tmp_path)
+        members=3, rounds=2, dp=True, he=False, min_members=2, faults="crash:1,2", out_dir=str(tmp_path)
     )
     result = run_simulation(config)
     chain = ExportedLedger.load(tmp_path / "chain.json")
     assert chain.last_round() == 2
     for row in result["rounds"]:
-        assert row["status"] == "skipped" and row["members"] == []
+        # member 0 trained (and spent privacy): it is recorded as skipped, unpaid, with its DP parameters
+        assert row["status"] == "skipped"
+        assert [(m["member_id"], m["status"], m["score"]) for m in row["members"]] == [(0, "skipped", 0.0)]
         assert row["rejections"] == {"failed": 2}
         recorded = chain.get_round(row["round"])
-        assert recorded.members == () or list(recorded.members) == []
+        assert [(m.status, m.reward_wei, m.dp is not None) for m in recorded.members] == [("skipped", 0, True)]
         assert recorded.model_hash == recorded.previous_model_hash == "0x" + "00" * 32
     assert chain.total_supply() == 0  # nobody is paid for a skipped round
+    assert result["audit"]["ok"], result["audit"]  # the auditor's epsilon includes the skipped rounds' spend
