@@ -106,7 +106,7 @@ def _training(make_model: Callable[[], nn.Module], mode: str) -> dict[str, Any]:
 def run(out_dir: Path) -> dict[str, Any]:
     """Measure and write ``out_dir/noise.json``; return its content."""
     torch.set_num_threads(1)
-    report = {
+    report: dict[str, Any] = {
         "draws": _draws(),
         "mlp_fused": _training(_mlp, "fused"),
         "cnn_opacus_hooks": _training(_cnn, "hooks"),

@@ -425,8 +425,10 @@ class Coordinator:
     def _spends_on_chain(self, address: str) -> int:
         """How many DP member-rounds (with spends) the chain holds for ``address``; read once, then counted."""
         if address not in self._spend_counts:
-            history = getattr(self.ledger, "member_history", None)
-            self._spend_counts[address] = sum(1 for m in history(address) if m.dp is not None) if history else 0
+            ledger: Any = self.ledger
+            rounds = sum(1 for m in ledger.member_history(address) if m.dp is not None)
+            later = sum(1 for spend in ledger.spends(address=address) if spend.dp is not None)
+            self._spend_counts[address] = rounds + later
         return self._spend_counts[address]
 
     def _record_spends(self, server_round: int, records: RoundRecord | None, spends: list[MemberRoundRecord]) -> None:
@@ -437,23 +439,19 @@ class Coordinator:
                     self._spend_counts[member.address] += 1
         if not spends or self.ledger is None:
             return
-        # One call per "layer" (each member's k-th missing spend): members within a call are distinct.
-        layers: dict[int, list[MemberRoundRecord]] = {}
-        seen: Counter[str] = Counter()
+        # A replayed spend belongs to this round (its lost first run); a late one to an earlier
+        # round, at latest the previous one (the auditor orders spends by the round they name).
+        spend_round = server_round if spends[0].status == "replayed" else max(1, server_round - 1)
+        try:  # the batch id makes a retried batch harmless (Ledger.record_spends)
+            self.ledger.record_spends(spend_round, spends, spend_id=f"fedchain-spends-{server_round}")  # type: ignore[attr-defined]
+        except FedChainError as exc:  # counted again from the member's next reply
+            log.warning("round %d: %d late privacy spends not recorded: %s", server_round, len(spends), exc)
+            return
         for spend in spends:
-            layers.setdefault(seen[spend.address], []).append(spend)
-            seen[spend.address] += 1
-        for layer in layers.values():
-            try:
-                self.ledger.record_spends(server_round, layer)  # type: ignore[attr-defined]
-            except FedChainError as exc:  # counted again from the member's next reply
-                log.warning("round %d: %d late privacy spends not recorded: %s", server_round, len(layer), exc)
-                return
-            for spend in layer:
-                self._spend_counts[spend.address] = self._spend_counts.get(spend.address, 0) + 1
-            log.info(
-                "round %d: recorded %d privacy spends the chain lacked (%s)", server_round, len(layer), layer[0].status
-            )
+            self._spend_counts[spend.address] = self._spend_counts.get(spend.address, 0) + 1
+        log.info(
+            "round %d: recorded %d privacy spends the chain lacked (%s)", server_round, len(spends), spends[0].status
+        )
 
     # ---------------------------------------------------------- instructions
     def _with_aggregates(self, messages: Sequence[Message]) -> list[Message]:

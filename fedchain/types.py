@@ -110,6 +110,9 @@ class MemberRound:
         dp: the DP parameters of the round; None without DP.
         train_loss: mean training loss the member reported.
         update_digest: the signed digest of the member's update (see ``fedchain.identity.signing``).
+        noise: where the member's DP sampling and noise came from: ``"secure"`` (a CSPRNG) or
+            ``"seeded"`` (a fixed noise seed a simulation asked for: replayable, testing only);
+            None without DP.
     """
 
     member_id: int
@@ -123,6 +126,7 @@ class MemberRound:
     dp: DPParams | None = None
     train_loss: float | None = None
     update_digest: str | None = None
+    noise: str | None = None
 
 
 @dataclass(frozen=True)

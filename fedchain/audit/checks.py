@@ -764,7 +764,12 @@ def check_lineage(snapshot: LedgerSnapshot) -> list[AuditFinding]:
                     ),
                 )
             )
-        ok = recorded.model_hash.lower() != ZERO_HASH
+        # A round without an accepted update (skipped) keeps the previous model, which before the
+        # first completed round is no model at all (the zero hash).
+        unchanged = not any(m.status == "accepted" for m in recorded.members) and (
+            recorded.model_hash.lower() == recorded.previous_model_hash.lower()
+        )
+        ok = recorded.model_hash.lower() != ZERO_HASH or unchanged
         findings.append(
             _finding(
                 "lineage.model",

@@ -225,3 +225,14 @@ def test_member_that_drops_dp_in_a_later_round(chain: Chain, members: list[str])
     assert only_failing_checks(report) == {"privacy.record"}
     (bad,) = failures(report, "privacy.record")
     assert (bad.round, bad.member, bad.field) == (2, members[0], "dp")
+
+
+def test_a_completed_round_must_record_a_model_hash(chain: Chain, members: list[str]) -> None:
+    """Accepted updates make a model: a zero model hash is a failure (a skipped start keeps none: see
+    tests/test_he_federation.py::test_round_with_too_few_members_is_skipped_and_recorded_as_skipped)."""
+    ledger = Web3Ledger.deploy(chain)
+    ledger.register_members(members)
+    federation = Federation(ledger, members, sizes=[120, 150, 200])
+    federation.record(model_hash=ZERO_HASH)
+    (bad,) = failures(audit_ledger(ledger), "lineage.model")
+    assert (bad.round, bad.field, bad.actual) == (1, "model_hash", ZERO_HASH)
