@@ -89,6 +89,11 @@ def _member_key(config: FedChainConfig, member_id: int, node_config: dict[str, A
     """The member's chain key: its encrypted keystore in deployment, a seeded key in simulation."""
     keystore = str(node_config.get("wallet-keystore", "") or "")
     if not keystore:
+        if not is_simulation():  # a key derived from the run seed is a key the coordinator can compute
+            raise FedChainError(
+                "this member has no wallet: set wallet-keystore in the node config (fedchain member enroll "
+                "creates one); a key derived from the run seed is only for fedchain's simulation"
+            )
         return simulated_member_key(seed=config.seed, member_id=member_id)
     from eth_account import Account
 

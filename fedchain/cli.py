@@ -119,6 +119,7 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Flower and Ray logs.")] = False,
 ) -> None:
     """Run a simulated federation and write DIR/result.json and DIR/model.safetensors."""
+    scoring_option: dict[str, Any] = {} if he_scoring is None else {"he_scoring": he_scoring}  # unset: "auto"
     try:
         config = FedChainConfig(
             members=members,
@@ -127,7 +128,7 @@ def run(
             epsilon=epsilon,
             delta=delta,
             he=he,
-            he_scoring="auto" if he_scoring is None else he_scoring,
+            **scoring_option,
             norm_bound=norm_bound,
             committee_size=committee_size,
             strategy=strategy,
@@ -331,8 +332,12 @@ def provision_federation_command(
         list[str] | None, typer.Option("--address", help="Address SuperNodes dial (certificate SAN; repeatable).")
     ] = None,
     scoring: Annotated[
-        bool, typer.Option("--scoring/--no-scoring", help="CKKS parameters for encrypted scoring.")
-    ] = False,
+        bool,
+        typer.Option(
+            "--scoring/--no-scoring",
+            help="CKKS parameters for encrypted scoring (default: on; HE's default norm bound needs them).",
+        ),
+    ] = True,
     force: Annotated[bool, typer.Option("--force", help="Replace an already provisioned directory.")] = False,
 ) -> None:
     """TLS CA + SuperLink certificate, SuperNode keys, coordinator wallet, manifest.json (members enroll next)."""
@@ -457,8 +462,12 @@ def deploy_status(directory: Annotated[Path, typer.Argument(help="Federation dir
 def provision_keys_command(
     directory: Annotated[Path, typer.Argument(help="Where to write member.ckks and coordinator.ckks.")],
     scoring: Annotated[
-        bool, typer.Option("--scoring/--no-scoring", help="Parameters for encrypted scoring (one multiplication).")
-    ] = False,
+        bool,
+        typer.Option(
+            "--scoring/--no-scoring",
+            help="Parameters for encrypted scoring, one multiplication (default: on; HE's norm bound needs them).",
+        ),
+    ] = True,
 ) -> None:
     """One-machine simulations only: member.ckks (secret, 0600) and coordinator.ckks (public) side by side.
 

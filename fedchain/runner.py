@@ -14,12 +14,13 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,24 @@ def _app_dir(config: FedChainConfig, root: Path) -> Path:
     return app_dir
 
 
+@contextlib.contextmanager
+def _simulation_marker() -> Iterator[None]:
+    """Mark this process (and the simulated members Ray starts from it) as a simulation, then unmark it.
+
+    Simulated members may take testing hooks (:mod:`fedchain.simulation`); nothing run in this
+    process after the simulation may.
+    """
+    previous = os.environ.get(SIMULATION_ENV)
+    os.environ[SIMULATION_ENV] = "1"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(SIMULATION_ENV, None)
+        else:
+            os.environ[SIMULATION_ENV] = previous
+
+
 def run_simulation(
     config: FedChainConfig,
     *,
@@ -93,7 +112,6 @@ def run_simulation(
     if not config.out_dir:
         raise FederationError("run_simulation needs config.out_dir")
     os.environ.update(flower_environment())
-    os.environ[SIMULATION_ENV] = "1"  # simulated members may take testing hooks (fedchain.simulation)
     out_dir = Path(config.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     config = config.replace(out_dir=str(out_dir))
@@ -122,7 +140,11 @@ def run_simulation(
         "client_resources": {"num_cpus": cpus_per_member, "num_gpus": 0.0},
         "init_args": {"num_cpus": os.cpu_count() or 1, "include_dashboard": False},
     }
-    with tempfile.TemporaryDirectory(prefix="fedchain-app-") as tmp, listening(on_round or (lambda _: None)):
+    with (
+        tempfile.TemporaryDirectory(prefix="fedchain-app-") as tmp,
+        listening(on_round or (lambda _: None)),
+        _simulation_marker(),
+    ):
         _run_simulation(
             num_supernodes=config.total_members,
             exit_event=EventType.PYTHON_API_RUN_SIMULATION_LEAVE,

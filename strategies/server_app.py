@@ -52,7 +52,17 @@ def load_public_context(config: FedChainConfig) -> Any:
         )
     from fedchain import crypto
 
-    return crypto.load_coordinator_context(crypto.read_context(Path(config.he_keys_dir) / "coordinator.ckks"))
+    context = crypto.load_coordinator_context(crypto.read_context(Path(config.he_keys_dir) / "coordinator.ckks"))
+    if config.he_scoring and not crypto.can_score(context):
+        raise ConfigError(
+            "he_scoring",
+            "off with these keys: the coordinator's context has no relinearization and Galois keys, so it "
+            "cannot compute the encrypted norms and scores the norm bound or scorer needs",
+            config.he_scoring,
+            hint="Provision the federation with the SCORING parameters (fedchain provision --scoring), "
+            "or run with norm-bound 0 and a scorer that needs no scalars.",
+        )
+    return context
 
 
 def simulated_members(config: FedChainConfig) -> list[str]:

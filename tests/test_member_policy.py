@@ -20,7 +20,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from clients.client_app import app as client_app
 from clients.node import MemberNode
 from fedchain.config import FedChainConfig
-from fedchain.errors import ConfigError, PolicyError
+from fedchain.errors import ConfigError, FedChainError, PolicyError
 from fedchain.policy import MemberPolicy, check_testing_hooks, load_policy
 from fedchain.protocol import (
     ERROR_INVALID_INSTRUCTION,
@@ -45,10 +45,14 @@ min-noise-multiplier = 0.5
 """
 
 
+WALLET_PASSWORD = "member-password"
+
+
 @pytest.fixture
 def deployed(monkeypatch):
     """No simulation marker: this process is a deployed member (an earlier simulation may have set it)."""
     monkeypatch.delenv(SIMULATION_ENV, raising=False)
+    monkeypatch.setenv("FEDCHAIN_WALLET_PASSWORD", WALLET_PASSWORD)
     assert not is_simulation()
 
 
@@ -82,7 +86,13 @@ def _node_config(tmp_path: Path, data_file: Path, policy: str | None = POLICY, *
     state.mkdir(exist_ok=True)
     if policy is not None:
         (state / "policy.toml").write_text(policy)
-    return {"member-id": 0, "data-path": str(data_file), "state-dir": str(state), "new-member": True, **extra}
+    wallet = tmp_path / "wallet.json"
+    if not wallet.exists():
+        from eth_account import Account
+
+        wallet.write_text(json.dumps(Account.encrypt(b"\x07" * 32, WALLET_PASSWORD, kdf="pbkdf2", iterations=2)))
+    config = {"member-id": 0, "data-path": str(data_file), "state-dir": str(state), "new-member": True}
+    return {**config, "wallet-keystore": str(wallet), **extra}
 
 
 def _deployed(tmp_path: Path, data_file: Path, *, policy: str | None = POLICY, node: dict | None = None, **run):
@@ -255,7 +265,8 @@ def test_a_deployed_member_without_accountant_state_refuses_unless_new(tmp_path,
 
 
 def test_a_deployed_member_without_state_dir_never_uses_the_run_out_dir(tmp_path, data_file):
-    node_config = {"member-id": 0, "data-path": str(data_file), "new-member": True, "policy-require-he": False}
+    node_config = _node_config(tmp_path, data_file, **{"policy-require-he": False})
+    del node_config["state-dir"]
     node = MemberNode.from_context(_context(node_config, out_dir=str(tmp_path / "coordinator-chosen")))
     assert not (tmp_path / "coordinator-chosen").exists()
     assert "no state-dir in the node config" in _refused(_train(node), ERROR_PRIVACY_STATE_MISSING)
@@ -376,3 +387,11 @@ def test_the_on_chain_budget_is_read_and_the_stricter_wins(tmp_path, data_file):
         within = _deployed(tmp_path, data_file, chain=url, epsilon=2.0)
         reply = _train(within, **{"ledger-address": ledger.address})
         assert not reply.has_error(), reply.error.reason
+
+
+def test_a_deployed_member_without_its_own_wallet_is_refused(tmp_path, data_file):
+    """Without a keystore the key would derive from the run seed: a key the coordinator can compute."""
+    node_config = _node_config(tmp_path, data_file)
+    del node_config["wallet-keystore"]
+    with pytest.raises(FedChainError, match="no wallet: set wallet-keystore"):
+        MemberNode.from_context(_context(node_config))

@@ -17,6 +17,7 @@ Example:
 from fedchain.crypto.digest import ciphertext_digest, verify_digest
 from fedchain.crypto.keys import (
     can_encrypt,
+    can_score,
     context_slot_count,
     create_secret_context,
     export_public_context,
@@ -44,6 +45,7 @@ __all__ = [
     "SCORING",
     "UpdateRejectedError",
     "can_encrypt",
+    "can_score",
     "chunk_count",
     "ciphertext_digest",
     "context_slot_count",

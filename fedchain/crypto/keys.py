@@ -74,6 +74,17 @@ def can_encrypt(ctx: ts.Context) -> bool:
     return bool(ctx.has_secret_key() if is_symmetric(ctx) else ctx.has_public_key())
 
 
+def can_score(ctx: ts.Context) -> bool:
+    """Whether ``ctx`` holds the evaluation keys of encrypted inner products (SCORING: relinearization, Galois).
+
+    Example:
+        >>> from fedchain.crypto import AGGREGATION, create_secret_context
+        >>> can_score(create_secret_context(AGGREGATION))
+        False
+    """
+    return bool(ctx.has_relin_keys() and ctx.has_galois_keys())
+
+
 def create_secret_context(params: CkksParams) -> ts.Context:
     """Create a fresh CKKS context holding a new secret key (run once, at provisioning).
 

@@ -55,7 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     provision.add_argument(
         "--address", action="append", help="SuperLink address nodes dial (repeatable; default 127.0.0.1, localhost)"
     )
-    provision.add_argument("--scoring", action="store_true", help="CKKS parameters for encrypted scoring")
+    provision.add_argument(
+        "--scoring",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="CKKS parameters for encrypted scoring (default: on; HE's default norm bound needs them)",
+    )
     provision.add_argument("--force", action="store_true", help="replace an existing provisioned directory")
     provision.add_argument("--if-missing", action="store_true", help="do nothing if DIR is provisioned already")
     provision.add_argument(

@@ -471,7 +471,9 @@ class LocalFederation:
                     spec.members,
                 )
         else:
-            federation = provision_federation(spec.directory, members=spec.members, addresses=[spec.host, "localhost"])
+            federation = provision_federation(
+                spec.directory, members=spec.members, addresses=[spec.host, "localhost"], scoring=self._needs_scoring()
+            )
         if spec.host not in federation.addresses:
             raise ConfigError(
                 "host",
@@ -483,6 +485,13 @@ class LocalFederation:
             federation = run_local_ceremony(spec.directory)
             self.timings["ceremony_s"] = time.perf_counter() - started
         return federation
+
+    def _needs_scoring(self) -> bool:
+        """Whether the run's configuration checks norms or scores under HE (the SCORING CKKS preset)."""
+        from fedchain.config import FedChainConfig
+
+        config = FedChainConfig.from_run_config({"num-members": self.spec.members, **self.spec.run_config})
+        return config.he and config.he_scoring
 
     def _allocate_ports(self) -> None:
         roles = ["superlink"] + [f"supernode-{i}" for i in range(self.spec.members)]
