@@ -482,6 +482,7 @@ class MemberNode:
                 chunks = crypto.encrypt_update(self._context(), delta * claimed)
                 if self.config.he_scoring:
                     self._keep_update(server_round, delta * claimed)
+                    self._note_round(msg.content.config_records["config"], server_round, trained_again=True)
                 encrypt_seconds = time.perf_counter() - encrypt_started
                 content["update"] = chunks_to_record(chunks)
                 payload_hash = crypto.ciphertext_digest(chunks)
@@ -529,13 +530,17 @@ class MemberNode:
             raise SerializationError(f"committee state {path} is unreadable: {exc}") from exc
         return state if isinstance(state, dict) else {}
 
-    def _note_round(self, config: ConfigRecord, server_round: int) -> None:
+    def _note_round(self, config: ConfigRecord, server_round: int, *, trained_again: bool = False) -> None:
         """Remember the round this member was last instructed to train in: the committee's current round.
 
         Kept in the state dir because Flower's deployment runtime answers each message in a new
-        process. A repeated instruction of the same round keeps the exchanges already answered.
+        process. A repeated instruction of the same round keeps the exchanges already answered,
+        unless the member has just trained the round again (``trained_again``): scalars about a
+        new update get a fresh quota. That happens when a round is replayed after a coordinator
+        crash, and each replay costs the member privacy that the chain records as ``replayed``, so
+        a coordinator cannot reset the quota for free (a refused or failed instruction resets nothing).
         """
-        if not self.config.he or self._committee_state().get("round") == server_round:
+        if not self.config.he or (self._committee_state().get("round") == server_round and not trained_again):
             return
         state = {
             "round": server_round,

@@ -16,6 +16,16 @@ for _name, _value in flower_environment(ROOT / ".flwr").items():
 
 
 @pytest.fixture
+def simulated_member(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nodes built in this test are simulated members (demo partitions, keys from the run seed, testing
+    hooks allowed), as in fedchain's simulation runner. Deployed members are tested in
+    tests/test_member_policy.py."""
+    from fedchain.simulation import SIMULATION_ENV
+
+    monkeypatch.setenv(SIMULATION_ENV, "1")
+
+
+@pytest.fixture
 def flower_task_identity() -> None:
     """Flower messages can only be built inside a run: pose as one, as the simulation runtime does."""
     from flwr.common.constant import SUPERLINK_NODE_ID

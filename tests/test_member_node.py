@@ -14,17 +14,6 @@ from fedchain.serialization import model_hash
 pytestmark = pytest.mark.usefixtures("flower_task_identity", "simulated_member")
 
 
-@pytest.fixture
-def simulated_member(monkeypatch):
-    """These nodes are simulated members (demo partitions): their policy follows the run's settings.
-
-    Deployed members (own policy, refused testing hooks) are tested in tests/test_member_policy.py.
-    """
-    from fedchain.simulation import SIMULATION_ENV
-
-    monkeypatch.setenv(SIMULATION_ENV, "1")
-
-
 _run_ids = iter(range(1000, 10**6))
 
 

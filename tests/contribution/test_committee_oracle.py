@@ -31,7 +31,7 @@ from fedchain.identity import address_of, simulated_member_key
 from fedchain.identity.signing import NO_LEDGER, SigningDomain, dispute_digest, recover_signer, scalars_digest
 from fedchain.protocol import ERROR_COMMITTEE_REFUSED, chunks_to_record, record_to_chunks
 
-pytestmark = pytest.mark.usefixtures("flower_task_identity")
+pytestmark = pytest.mark.usefixtures("flower_task_identity", "simulated_member")
 
 LENGTH = 5000  # two chunks of 4096 slots
 _run_ids = iter(range(50_000, 10**6))
@@ -62,11 +62,16 @@ def committee_node(tmp_path: Any, scoring_member: Any) -> MemberNode:
     return MemberNode.from_context(context)
 
 
-def _train(node: MemberNode, server_round: int = 1, cohort: int = 3) -> list[bytes]:
-    """Instruct ``node`` to train ``server_round`` (announcing ``cohort``); return its encrypted update."""
+def _train_reply(node: MemberNode, server_round: int = 1, cohort: int = 3) -> Message:
+    """Instruct ``node`` to train ``server_round`` (announcing ``cohort``); return its reply."""
     config = ConfigRecord({"server-round": server_round, "model-round": server_round - 1, "agg-rounds": []})
     config["cohort"] = cohort
-    reply = node.train(Message(RecordDict({"config": config}), dst_node_id=1, message_type="train"))
+    return node.train(Message(RecordDict({"config": config}), dst_node_id=1, message_type="train"))
+
+
+def _train(node: MemberNode, server_round: int = 1, cohort: int = 3) -> list[bytes]:
+    """Instruct ``node`` to train ``server_round`` (announcing ``cohort``); return its encrypted update."""
+    reply = _train_reply(node, server_round, cohort)
     assert not reply.has_error(), reply.error.reason
     return record_to_chunks(reply.content.array_records["update"])
 
@@ -171,6 +176,24 @@ def test_well_formed_requests_are_answered_once_and_signed(
     assert not second.has_error(), second.error.reason
     assert len(second.content.metric_records["scalars"]["values"]) == 4  # k + 1
     assert _refusal(committee_node.answer_scalars(_query(dots, exchange=3))) == "exchange 3 is not one of (1, 2)"
+
+
+def test_a_repeated_instruction_keeps_the_quota_and_only_training_again_renews_it(
+    committee_node: MemberNode, scoring_member: Any, scoring_coordinator: Any
+) -> None:
+    """A coordinator cannot reset the quota for free; a round replayed after a crash (the member trains
+    again, a new update, a spend recorded as replayed) gets a fresh quota for its new scalars."""
+    chunks = _round_updates(committee_node, scoring_member)
+    norms = build_scalar_requests(scoring_coordinator, chunks, None)
+    assert not committee_node.answer_scalars(_query(norms)).has_error()
+    # the same round's train instruction again, refused before any training: the quota stands
+    refused = _train_reply(committee_node, cohort=1)
+    assert refused.has_error()
+    assert _refusal(committee_node.answer_scalars(_query(norms))) == "exchange 1 of round 1 was already answered"
+    # the round trained again (a replay): a new update, a fresh quota
+    chunks[committee_node.address] = _train(committee_node)
+    again = build_scalar_requests(scoring_coordinator, chunks, None)
+    assert not committee_node.answer_scalars(_query(again)).has_error()
 
 
 def _shape(kind: str, *addresses: str) -> ScalarRequest:
