@@ -40,6 +40,7 @@ import numpy as np
 from fedchain._io import atomic_write_bytes
 from fedchain._validation import Interval
 from fedchain.errors import ConfigError, SerializationError, StrategyError
+from fedchain.registry import Registry
 
 __all__ = [
     "FedAdamUpdate",
@@ -290,19 +291,16 @@ class ServerOptimizer(ABC):
         """
 
 
-_OPTIMIZERS: dict[str, type[ServerOptimizer]] = {}
+_OPTIMIZERS: Registry[type[ServerOptimizer]] = Registry("server optimizer", parameter="member_update")
 
 
 def register_server_optimizer(cls: type[ServerOptimizer]) -> type[ServerOptimizer]:
-    """Class decorator: register ``cls`` under ``cls.kind``; a duplicate kind is an error."""
-    if not cls.kind:
-        raise StrategyError(f"{cls.__qualname__} has no 'kind' class attribute")
-    if cls.kind in _OPTIMIZERS and _OPTIMIZERS[cls.kind] is not cls:
-        raise StrategyError(
-            f"a server optimizer {cls.kind!r} is already registered ({_OPTIMIZERS[cls.kind].__qualname__})"
-        )
-    _OPTIMIZERS[cls.kind] = cls
-    return cls
+    """Class decorator: register ``cls`` under ``cls.kind``.
+
+    Raises:
+        ConfigError: ``cls`` has no kind, or another class holds the kind already.
+    """
+    return _OPTIMIZERS.register(cls.kind, cls)
 
 
 def available_server_optimizers() -> dict[str, type[ServerOptimizer]]:
@@ -312,7 +310,7 @@ def available_server_optimizers() -> dict[str, type[ServerOptimizer]]:
         >>> sorted(available_server_optimizers())
         ['adam', 'avg', 'avgm', 'yogi']
     """
-    return dict(sorted(_OPTIMIZERS.items()))
+    return _OPTIMIZERS.available()
 
 
 def create_server_optimizer(kind: str, **options: float) -> ServerOptimizer:
@@ -326,9 +324,7 @@ def create_server_optimizer(kind: str, **options: float) -> ServerOptimizer:
         >>> create_server_optimizer("avgm", server_momentum=0.9).options()
         {'server_learning_rate': 1.0, 'server_momentum': 0.9}
     """
-    cls = _OPTIMIZERS.get(kind)
-    if cls is None:
-        raise ConfigError("member_update", "one of " + ", ".join(repr(k) for k in sorted(_OPTIMIZERS)), kind)
+    cls = _OPTIMIZERS.resolve(kind)
     known = [spec.name for spec in dataclasses.fields(cls)]  # type: ignore[arg-type]
     unknown = sorted(set(options) - set(known))
     if unknown:

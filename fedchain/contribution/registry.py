@@ -12,15 +12,17 @@ Example:
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, TypeVar
 
 from fedchain.contribution.base import ContributionScorer
 from fedchain.errors import ConfigError
+from fedchain.registry import Registry
 
 __all__ = ["available_scorers", "check_scorer_allowed", "create_scorer", "register_scorer", "resolve_scorer"]
 
-_REGISTRY: dict[str, type[ContributionScorer]] = {}
+_REGISTRY: Registry[type[ContributionScorer]] = Registry(
+    "scorer", parameter="scorer", builtins=["fedchain.contribution.scorers"], base=ContributionScorer
+)
 
 ScorerT = TypeVar("ScorerT", bound=type[ContributionScorer])
 
@@ -44,28 +46,13 @@ def register_scorer(cls: ScorerT) -> ScorerT:
     """
     if not (isinstance(cls, type) and issubclass(cls, ContributionScorer)):
         raise ConfigError("cls", "a ContributionScorer subclass", cls)
-    if not cls.name:
-        raise ConfigError("name", "a non-empty scorer name (class attribute)", cls.name, hint=cls.__qualname__)
-    holder = _REGISTRY.get(cls.name)
-    if holder is not None and holder is not cls:
-        raise ConfigError(
-            "name",
-            "a scorer name not registered yet",
-            cls.name,
-            hint=f"{holder.__module__}.{holder.__qualname__} is registered under it.",
-        )
-    _REGISTRY[cls.name] = cls
+    _REGISTRY.register(cls.name, cls)
     return cls
-
-
-def _load_builtins() -> None:
-    importlib.import_module("fedchain.contribution.scorers")
 
 
 def available_scorers() -> dict[str, type[ContributionScorer]]:
     """Registered scorers by name (sorted)."""
-    _load_builtins()
-    return dict(sorted(_REGISTRY.items()))
+    return _REGISTRY.available()
 
 
 def _names(classes: dict[str, type[ContributionScorer]]) -> str:
@@ -78,10 +65,7 @@ def resolve_scorer(name: str) -> type[ContributionScorer]:
     Raises:
         ConfigError: for an unknown name; the message lists every registered name.
     """
-    scorers = available_scorers()
-    if name not in scorers:
-        raise ConfigError("scorer", f"one of {_names(scorers)}", name)
-    return scorers[name]
+    return _REGISTRY.resolve(name)
 
 
 def create_scorer(name: str, **options: Any) -> ContributionScorer:
