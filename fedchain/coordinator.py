@@ -59,6 +59,7 @@ from fedchain.errors import (
     FedChainError,
     FederationError,
     LedgerError,
+    ReplyRejectedError,
     SerializationError,
     StrategyError,
 )
@@ -130,14 +131,6 @@ class RecordSink(Protocol):
 
     def record_round(self, record: RoundRecord) -> Receipt:
         """Record ``record``; return the receipt with the rewards paid."""
-
-
-class ReplyRejectedError(FedChainError):
-    """A reply that is well formed but not acceptable; ``reason`` is the metrics label."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
 
 
 @dataclass

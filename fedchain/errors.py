@@ -16,13 +16,31 @@ counted per reason), never exceptions.
     │   ├── PolicyError                   an instruction would weaken the member's own privacy policy
     │   └── PrivacyStateMissingError      a deployed member has no accountant state and was not told it is new
     ├── CryptoError                       homomorphic encryption failed or a context is wrong
-    │   └── CeremonyError                 a key-ceremony file is forged, altered or not for this member
+    │   ├── CeremonyError                 a key-ceremony file is forged, altered or not for this member
+    │   └── UpdateRejectedError           one member's ciphertext cannot enter the sum (index, reason)
     ├── StrategyError                     a strategy cannot run as configured
+    │   └── ConformanceError              a strategy failed a conformance check (check, strategy)
     ├── LedgerError                       the chain refused or lost a record
     │   ├── TransactionError              a transaction reverted or failed (carries the tx hash)
-    │   └── ChainTimeoutError             no receipt within the time limit (carries the tx hash)
+    │   ├── ChainTimeoutError             no receipt within the time limit (carries the tx hash)
+    │   ├── RoundConflictError            a round is on chain already with another payload
+    │   ├── ChainIdMismatchError          the node is on another chain than expected
+    │   ├── UnfundedAccountError          the signing account cannot pay the gas
+    │   └── MissingRoleError              the signing account lacks a contract role
     ├── AuditError                        an audit could not be carried out
-    └── FederationError                   a round could not complete (too few members)
+    ├── FederationError                   a round could not complete (too few members)
+    ├── ReplyRejectedError                a member's reply is well formed but not acceptable (reason)
+    ├── CommitteeRequestError             a committee member refuses a request
+    └── DeploymentError                   a deployed federation cannot start, run or stop (component)
+        ├── ToolMissingError              an executable fedchain runs is not installed (tool)
+        ├── ProcessError                  a process did not start, listen, come online or stop
+        ├── FlwrCommandError              the ``flwr`` CLI failed or answered nothing usable (command)
+        └── DeploymentTimeoutError        a run did not finish in time (run_id, timeout_s)
+
+``ConfigError``, ``DataError`` and ``SerializationError`` are also ``ValueError``: they are what a
+caller gets for a bad value, and code and tests outside fedchain catch them as such (e.g. argument
+parsers and ``pytest.raises(ValueError)``). Each class is importable from this module and from the
+module that raises it.
 
 Example:
     >>> from fedchain.errors import ConfigError, FedChainError
@@ -42,20 +60,33 @@ __all__ = [
     "AuditError",
     "BudgetExhaustedError",
     "CeremonyError",
+    "ChainIdMismatchError",
     "ChainTimeoutError",
+    "CommitteeRequestError",
     "ConfigError",
+    "ConformanceError",
     "CryptoError",
     "DataError",
+    "DeploymentError",
+    "DeploymentTimeoutError",
     "FedChainError",
     "FederationError",
+    "FlwrCommandError",
     "IntegrityError",
     "LedgerError",
+    "MissingRoleError",
     "PolicyError",
     "PrivacyError",
     "PrivacyStateMissingError",
+    "ProcessError",
+    "ReplyRejectedError",
+    "RoundConflictError",
     "SerializationError",
     "StrategyError",
+    "ToolMissingError",
     "TransactionError",
+    "UnfundedAccountError",
+    "UpdateRejectedError",
 ]
 
 
@@ -199,8 +230,36 @@ class CeremonyError(CryptoError):
     """
 
 
+class UpdateRejectedError(CryptoError):
+    """One member's update cannot enter the sum; the others can.
+
+    Attributes:
+        index: position of the update in the list given to :func:`sum_encrypted`.
+        reason: what was wrong, without the index.
+    """
+
+    def __init__(self, index: int, reason: str) -> None:
+        self.index = index
+        self.reason = reason
+        super().__init__(f"update {index} rejected: {reason}")
+
+
 class StrategyError(FedChainError):
     """A strategy cannot run as configured (e.g. it needs plaintext while HE is on)."""
+
+
+class ConformanceError(StrategyError):
+    """A strategy failed a conformance check.
+
+    Attributes:
+        check: the check's name, e.g. ``"check_zero_weight"``.
+        strategy: the strategy's registry name.
+    """
+
+    def __init__(self, check: str, strategy: str, message: str) -> None:
+        self.check = check
+        self.strategy = strategy
+        super().__init__(f"{check} failed for strategy {strategy!r}: {message}")
 
 
 class LedgerError(FedChainError):
@@ -240,6 +299,79 @@ class ChainTimeoutError(LedgerError):
         super().__init__(f"no receipt for tx {tx_hash} after {timeout_s:g} s")
 
 
+class RoundConflictError(LedgerError):
+    """A round is already recorded on chain with a different payload.
+
+    Retrying the *identical* record is not an error (the existing receipt is returned); this error
+    means the coordinator tried to rewrite history.
+
+    Attributes:
+        server_round: the round concerned.
+        recorded_hash: ``recordHash`` stored on chain for the round.
+        attempted_hash: ``recordHash`` of the payload that was refused.
+    """
+
+    def __init__(self, server_round: int, recorded_hash: str, attempted_hash: str) -> None:
+        self.server_round = server_round
+        self.recorded_hash = recorded_hash
+        self.attempted_hash = attempted_hash
+        super().__init__(
+            f"round {server_round} is already recorded with a different payload "
+            f"(recorded recordHash {recorded_hash}, attempted {attempted_hash})"
+        )
+
+
+class ChainIdMismatchError(LedgerError):
+    """The node reports another chain id than the one expected (``--chain-id``).
+
+    Attributes:
+        expected: the chain id the caller expected.
+        actual: the chain id the node reports.
+        target: the JSON-RPC URL.
+    """
+
+    def __init__(self, expected: int, actual: int, target: str) -> None:
+        self.expected, self.actual, self.target = expected, actual, target
+        super().__init__(
+            f"the node at {target} is on chain id {actual}, not the expected chain id {expected}: nothing was sent"
+        )
+
+
+class UnfundedAccountError(LedgerError):
+    """The signing account cannot pay for a transaction's gas.
+
+    Attributes:
+        address: the account.
+        balance_wei: what it holds.
+        needed_wei: the estimated cost (gas x gas price).
+        what: the transaction.
+    """
+
+    def __init__(self, address: str, balance_wei: int, needed_wei: int, what: str) -> None:
+        self.address, self.balance_wei, self.needed_wei, self.what = address, balance_wei, needed_wei, what
+        super().__init__(
+            f"account {address} cannot pay for {what}: it holds {balance_wei} wei and the transaction costs "
+            f"about {needed_wei} wei; fund it with the chain's native currency"
+        )
+
+
+class MissingRoleError(LedgerError):
+    """The signing account lacks the contract role a call needs.
+
+    Attributes:
+        role: the role's name, e.g. ``"DEFAULT_ADMIN_ROLE"``.
+        address: the account lacking it.
+        ledger: the ledger's address.
+    """
+
+    def __init__(self, role: str, address: str, ledger: str, what: str) -> None:
+        self.role, self.address, self.ledger = role, address, ledger
+        super().__init__(
+            f"{what} needs {role} on ledger {ledger}, and account {address} does not hold it: "
+            f"use a key that holds {role}, or have a holder grant it (fedchain chain roles grant {role} {address})"
+        )
+
+
 class AuditError(FedChainError):
     """An audit could not be carried out (chain unreachable, not a ledger address...)."""
 
@@ -255,3 +387,106 @@ class FederationError(FedChainError):
         self.server_round = server_round
         prefix = f"round {server_round}: " if server_round is not None else ""
         super().__init__(prefix + message)
+
+
+class ReplyRejectedError(FedChainError):
+    """A reply that is well formed but not acceptable; ``reason`` is the metrics label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        self.reason = reason
+        super().__init__(message)
+
+
+class CommitteeRequestError(FedChainError):
+    """A committee member refuses a request: malformed, not of the current round, or beyond the quota.
+
+    Across the network this is the Flower ``Error`` reply ``ERROR_COMMITTEE_REFUSED`` whose reason is
+    ``str(exc)``.
+    """
+
+
+class DeploymentError(FedChainError):
+    """A deployed federation (SuperLink, SuperNodes, chain node) cannot be started, run or stopped.
+
+    Attributes:
+        component: what failed, e.g. ``"superlink"``, ``"member-1"``, ``"flwr"``, ``"federation"``.
+
+    Example:
+        >>> print(DeploymentError("the federation is not started: call start() first", component="federation"))
+        the federation is not started: call start() first
+    """
+
+    def __init__(self, message: str, *, component: str) -> None:
+        self.component = component
+        super().__init__(message)
+
+
+class ToolMissingError(DeploymentError):
+    """An executable fedchain runs is not installed.
+
+    Attributes:
+        tool: the executable, e.g. ``"anvil"``.
+        fix: how to install it.
+
+    Example:
+        >>> print(ToolMissingError("anvil", "run `make node`"))
+        anvil is not installed: run `make node`
+    """
+
+    def __init__(self, tool: str, fix: str) -> None:
+        self.tool = tool
+        self.fix = fix
+        super().__init__(f"{tool} is not installed: {fix}", component=tool)
+
+
+class ProcessError(DeploymentError):
+    """A process did not start, exited, did not listen or come online in time, or did not stop.
+
+    Attributes:
+        component: the process (or processes) concerned, as the supervisor names them.
+        exit_code: its exit code, when it exited.
+
+    Example:
+        >>> print(ProcessError("superlink", "superlink exited during startup (code 1): bad flag", exit_code=1))
+        superlink exited during startup (code 1): bad flag
+    """
+
+    def __init__(self, component: str, message: str, *, exit_code: int | None = None) -> None:
+        self.exit_code = exit_code
+        super().__init__(message, component=component)
+
+
+class FlwrCommandError(DeploymentError):
+    """The ``flwr`` CLI failed, timed out, or answered nothing fedchain can use.
+
+    Attributes:
+        command: the ``flwr`` sub-command, e.g. ``"flwr run"``.
+        exit_code: its exit code, when it exited with one.
+
+    Example:
+        >>> print(FlwrCommandError("flwr run", "`flwr run` failed (exit 2): no such app", exit_code=2))
+        `flwr run` failed (exit 2): no such app
+    """
+
+    def __init__(self, command: str, message: str, *, exit_code: int | None = None) -> None:
+        self.command = command
+        self.exit_code = exit_code
+        super().__init__(message, component="flwr")
+
+
+class DeploymentTimeoutError(DeploymentError):
+    """A run of a deployed federation did not finish in time (it may still be running).
+
+    Attributes:
+        run_id: the Flower run.
+        timeout_s: how long fedchain waited.
+
+    Example:
+        >>> print(DeploymentTimeoutError(7, 60.0))
+        run 7 did not finish within 60 s
+    """
+
+    def __init__(self, run_id: int, timeout_s: float) -> None:
+        self.run_id = run_id
+        self.timeout_s = timeout_s
+        super().__init__(f"run {run_id} did not finish within {timeout_s:g} s", component="superlink")

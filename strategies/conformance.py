@@ -47,7 +47,7 @@ from flwr.serverapp import Grid
 
 from fedchain.aggregation import available_server_optimizers
 from fedchain.config import FedChainConfig
-from fedchain.errors import ConfigError, StrategyError
+from fedchain.errors import ConfigError, ConformanceError, StrategyError
 from fedchain.protocol import record_to_weights, weights_to_record
 from fedchain.serialization import Weights, flatten, unflatten
 from strategies.base import MEMBER_FEATURES, MODEL_KEY, FedChainStrategy, StrategyOption
@@ -69,20 +69,6 @@ Check = Callable[[type[FedChainStrategy]], None]
 NODES = 6
 #: Rounds the multi-round checks run.
 ROUNDS = 3
-
-
-class ConformanceError(StrategyError):
-    """A strategy failed a conformance check.
-
-    Attributes:
-        check: the check's name, e.g. ``"check_zero_weight"``.
-        strategy: the strategy's registry name.
-    """
-
-    def __init__(self, check: str, strategy: str, message: str) -> None:
-        self.check = check
-        self.strategy = strategy
-        super().__init__(f"{check} failed for strategy {strategy!r}: {message}")
 
 
 def conformance_config(**changes: Any) -> FedChainConfig:

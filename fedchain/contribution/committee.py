@@ -82,7 +82,7 @@ import numpy as np
 from fedchain._validation import Interval
 from fedchain.contribution.base import InnerProducts
 from fedchain.contribution.bounds import norm_bound_filter
-from fedchain.errors import ConfigError, FedChainError, SerializationError
+from fedchain.errors import CommitteeRequestError, ConfigError, SerializationError
 
 __all__ = [
     "DEFAULT_ABS_TOLERANCE",
@@ -437,14 +437,6 @@ def withheld_scores(num_examples: Mapping[str, int]) -> dict[str, float]:
 # ------------------------------------------------------------------ a committee that is not an oracle
 
 
-class CommitteeRequestError(FedChainError):
-    """A committee member refuses a request: malformed, not of the current round, or beyond the quota.
-
-    Across the network this is the Flower ``Error`` reply ``ERROR_COMMITTEE_REFUSED`` whose reason is
-    ``str(exc)``.
-    """
-
-
 def canonical_json(value: Any) -> bytes:
     """The canonical encoding hashed by commitments and answer signatures.
 
@@ -557,7 +549,7 @@ def check_request(
         ...               current_round=1, cohort=2, answered={})
         Traceback (most recent call last):
         ...
-        fedchain.contribution.committee.CommitteeRequestError: 1 member in the request: at least 2 are needed
+        fedchain.errors.CommitteeRequestError: 1 member in the request: at least 2 are needed
     """
     if current_round <= 0 or request.server_round != current_round:
         raise CommitteeRequestError(

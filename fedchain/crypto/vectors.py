@@ -30,7 +30,7 @@ import tenseal as ts
 
 from fedchain.crypto._chunks import TENSEAL_ERRORS, load_chunk, magnitude_bound
 from fedchain.crypto.keys import can_encrypt, context_slot_count
-from fedchain.errors import ConfigError, CryptoError, FedChainError
+from fedchain.errors import ConfigError, CryptoError, FedChainError, UpdateRejectedError
 
 __all__ = [
     "UpdateRejectedError",
@@ -46,20 +46,6 @@ logger = logging.getLogger(__name__)
 #: Padding slots of a decrypted sum must decode below this; a ciphertext made under another key
 #: fills them with values around the full modulus range (millions), honest noise is about 1e-7.
 PADDING_TOLERANCE = 1e-3
-
-
-class UpdateRejectedError(CryptoError):
-    """One member's update cannot enter the sum; the others can.
-
-    Attributes:
-        index: position of the update in the list given to :func:`sum_encrypted`.
-        reason: what was wrong, without the index.
-    """
-
-    def __init__(self, index: int, reason: str) -> None:
-        self.index = index
-        self.reason = reason
-        super().__init__(f"update {index} rejected: {reason}")
 
 
 def chunk_count(length: int, slots: int) -> int:
@@ -203,7 +189,7 @@ def sum_encrypted(
         >>> sum_encrypted(ctx, [encrypt_update(ctx, np.ones(3)), [b"junk"]], expected_chunks=1)
         Traceback (most recent call last):
         ...
-        fedchain.crypto.vectors.UpdateRejectedError: update 1 rejected: chunk 0: ...
+        fedchain.errors.UpdateRejectedError: update 1 rejected: chunk 0: ...
     """
     slots = context_slot_count(public_ctx)
     _check_expected(expected_chunks, expected_length, slots)

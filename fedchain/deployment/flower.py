@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fedchain.errors import FedChainError
+from fedchain.errors import ConfigError, FlwrCommandError, ToolMissingError
 
 __all__ = [
     "CONNECTION_NAME",
@@ -74,14 +74,14 @@ def flower_bin() -> Path:
     The interpreter's own ``bin`` first (a virtual environment), else the ``PATH``.
 
     Raises:
-        FedChainError: Flower's executables are not installed.
+        ToolMissingError: Flower's executables are not installed.
     """
     here = Path(sys.executable).parent
     if (here / "flower-superlink").exists():
         return here
     found = shutil.which("flower-superlink")
     if found is None:
-        raise FedChainError("flower-superlink is not installed: install fedchain (it depends on flwr)")
+        raise ToolMissingError("flower-superlink", "install fedchain (it depends on flwr)")
     return Path(found).parent
 
 
@@ -184,7 +184,7 @@ def toml_document(values: Mapping[str, bool | int | float | str]) -> str:
         elif isinstance(value, str):
             text = json.dumps(value)
         else:
-            raise FedChainError(f"{key}: a TOML value must be a bool, int, float or str, got {type(value).__name__}")
+            raise ConfigError(key, "a bool, int, float or str (a TOML value)", value)
         lines.append(f"{key} = {text}")
     return "\n".join(lines) + "\n"
 
@@ -207,17 +207,20 @@ def write_connection(flwr_home: Path, *, address: str, root_certificates: Path, 
 def flwr(
     args: Sequence[str], *, env: Mapping[str, str], timeout_s: float = 120.0, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the ``flwr`` CLI; raise :class:`FedChainError` with its output when it fails."""
+    """Run the ``flwr`` CLI; raise :class:`FlwrCommandError` with its output when it fails."""
     command = [str(Path(env["PATH"].split(os.pathsep)[0]) / "flwr"), *args]
+    name = "flwr " + " ".join(args[:2])
     try:
         done = subprocess.run(
             command, env=dict(env), capture_output=True, text=True, timeout=timeout_s, cwd=cwd, stdin=subprocess.DEVNULL
         )
     except subprocess.TimeoutExpired as exc:
-        raise FedChainError(f"`flwr {' '.join(args[:2])}` did not finish in {timeout_s:g} s") from exc
+        raise FlwrCommandError(name, f"`{name}` did not finish in {timeout_s:g} s") from exc
     if done.returncode != 0:
         tail = (done.stdout + done.stderr).strip().splitlines()[-8:]
-        raise FedChainError(f"`flwr {' '.join(args[:2])}` failed (exit {done.returncode}): " + " | ".join(tail))
+        raise FlwrCommandError(
+            name, f"`{name}` failed (exit {done.returncode}): " + " | ".join(tail), exit_code=done.returncode
+        )
     return done
 
 
@@ -229,7 +232,7 @@ def _json_tail(text: str) -> Any:
             return json.loads(text[start:])
         except ValueError:
             start = text.find("{", start + 1)
-    raise FedChainError(f"no JSON in flwr output: {text.strip()[-300:]!r}")
+    raise FlwrCommandError("flwr", f"no JSON in flwr output: {text.strip()[-300:]!r}")
 
 
 def register_supernode(public_key: Path, *, env: Mapping[str, str], name: str | None = None) -> int:
@@ -243,7 +246,7 @@ def register_supernode(public_key: Path, *, env: Mapping[str, str], name: str | 
         args += ["--name", name]
     payload = _json_tail(flwr(args, env=env).stdout)
     if not payload.get("success"):
-        raise FedChainError(f"SuperNode key {public_key} was not registered: {payload}")
+        raise FlwrCommandError("flwr supernode register", f"SuperNode key {public_key} was not registered: {payload}")
     return int(payload["node-id"])
 
 
@@ -263,7 +266,7 @@ def submit_run(app_dir: Path, run_config: Path, *, env: Mapping[str, str]) -> in
     )
     payload = _json_tail(done.stdout)
     if not payload.get("success") or payload.get("run-id") is None:
-        raise FedChainError(f"flwr run did not start a run: {payload}")
+        raise FlwrCommandError("flwr run", f"flwr run did not start a run: {payload}")
     return int(payload["run-id"])
 
 
@@ -272,5 +275,5 @@ def run_status(run_id: int, *, env: Mapping[str, str]) -> str:
     payload = _json_tail(flwr(["list", CONNECTION_NAME, "--run-id", str(run_id), "--format", "json"], env=env).stdout)
     runs = payload.get("runs", [])
     if not runs:
-        raise FedChainError(f"run {run_id} is unknown to the SuperLink")
+        raise FlwrCommandError("flwr list", f"run {run_id} is unknown to the SuperLink")
     return str(runs[0].get("status", "unknown"))

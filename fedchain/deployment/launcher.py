@@ -57,7 +57,13 @@ from fedchain.deployment.chain import (
     setup_ledger,
 )
 from fedchain.deployment.processes import ProcessRecord, ProcessSupervisor
-from fedchain.errors import ConfigError, FedChainError
+from fedchain.errors import (
+    ConfigError,
+    DeploymentError,
+    DeploymentTimeoutError,
+    ProcessError,
+    ToolMissingError,
+)
 from fedchain.provision import MemberBundle, ProvisionedFederation
 
 __all__ = [
@@ -375,7 +381,8 @@ class LocalFederation:
         """Follow run ``run_id`` until it finishes; its logs go to ``DIR/logs/run-<id>.log``.
 
         Raises:
-            FedChainError: the run did not finish in time, or a SuperLink / SuperNode process
+            DeploymentTimeoutError: the run did not finish in time.
+            ProcessError: a SuperLink / SuperNode process
                 died meanwhile.
         """
         timeout = timeout_s if timeout_s is not None else self.spec.run_timeout_s
@@ -391,7 +398,7 @@ class LocalFederation:
             while self.supervisor.is_running(stream):
                 self._check_alive(exclude=stream.name)
                 if time.monotonic() > deadline:
-                    raise FedChainError(f"run {run_id} did not finish within {timeout:g} s")
+                    raise DeploymentTimeoutError(run_id, timeout)
                 time.sleep(0.5)
         finally:
             self.supervisor.stop(stream)  # ends the log stream if it still runs; drops its record
@@ -454,7 +461,7 @@ class LocalFederation:
     # ------------------------------------------------------------------------------- helpers
     def _require_federation(self) -> ProvisionedFederation:
         if self.federation is None:
-            raise FedChainError("the federation is not started: call start() first")
+            raise DeploymentError("the federation is not started: call start() first", component="federation")
         return self.federation
 
     def _provision(self) -> ProvisionedFederation:
@@ -504,7 +511,7 @@ class LocalFederation:
     def _start_anvil(self) -> None:
         binary = anvil_binary(self.spec.app_dir)
         if binary is None:
-            raise FedChainError("anvil is not installed: run `make node` (npm @foundry-rs/anvil) or set FEDCHAIN_ANVIL")
+            raise ToolMissingError("anvil", "run `make node` (npm @foundry-rs/anvil) or set FEDCHAIN_ANVIL")
         record = self.supervisor.start(
             "anvil",
             anvil_command(binary, host=self.spec.host, port=self.ports["anvil"]),
@@ -541,7 +548,7 @@ class LocalFederation:
                 return flower.register_supernode(
                     bundle.supernode_public_key, env=self.env(), name=f"member-{bundle.member_id}"
                 )
-            except FedChainError:
+            except DeploymentError:
                 if time.monotonic() > deadline:
                     raise
                 self._check_alive()
@@ -594,7 +601,7 @@ class LocalFederation:
             if wanted <= online:
                 return
             if time.monotonic() > deadline:
-                raise FedChainError(f"SuperNodes {sorted(wanted - online)} did not come online")
+                raise ProcessError("supernode", f"SuperNodes {sorted(wanted - online)} did not come online")
             time.sleep(1.0)
 
     def _wait_port(self, record: ProcessRecord, port: int) -> None:
@@ -605,20 +612,26 @@ class LocalFederation:
                 return
             except OSError:
                 if not self.supervisor.is_running(record):
-                    raise FedChainError(
-                        f"{record.name} exited during startup (code {self.supervisor.exit_code(record)}): "
-                        + _tail(Path(record.log_path))
+                    code = self.supervisor.exit_code(record)
+                    raise ProcessError(
+                        record.name,
+                        f"{record.name} exited during startup (code {code}): " + _tail(Path(record.log_path)),
+                        exit_code=code,
                     ) from None
                 if time.monotonic() > deadline:
-                    raise FedChainError(f"{record.name} did not listen on {self.spec.host}:{port}") from None
+                    raise ProcessError(
+                        record.name, f"{record.name} did not listen on {self.spec.host}:{port}"
+                    ) from None
                 time.sleep(0.1)
 
     def _check_alive(self, exclude: str = "") -> None:
         for record in self.supervisor.records:
             if record.name != exclude and not self.supervisor.is_running(record):
-                raise FedChainError(
-                    f"{record.name} (pid {record.pid}) exited with code {self.supervisor.exit_code(record)}: "
-                    + _tail(Path(record.log_path))
+                code = self.supervisor.exit_code(record)
+                raise ProcessError(
+                    record.name,
+                    f"{record.name} (pid {record.pid}) exited with code {code}: " + _tail(Path(record.log_path)),
+                    exit_code=code,
                 )
 
     def _save_state(self, **extra: Any) -> None:

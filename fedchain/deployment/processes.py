@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fedchain._io import atomic_write_json
-from fedchain.errors import FedChainError
+from fedchain.errors import ProcessError
 
 __all__ = ["ProcInfo", "ProcessRecord", "ProcessSupervisor", "process_table", "pid_alive"]
 
@@ -179,7 +179,7 @@ class ProcessSupervisor:
         """Start ``command`` in a new session with output to ``log_path``; record it.
 
         Raises:
-            FedChainError: the executable cannot be started.
+            ProcessError: the executable cannot be started.
         """
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log_file:
@@ -194,7 +194,7 @@ class ProcessSupervisor:
                     start_new_session=True,
                 )
             except OSError as exc:
-                raise FedChainError(f"cannot start {name} ({command[0]}): {exc}") from exc
+                raise ProcessError(name, f"cannot start {name} ({command[0]}): {exc}") from exc
         info = _read_stat(process.pid)
         record = ProcessRecord(
             name=name,
@@ -351,7 +351,7 @@ def _stop_trees(records: Sequence[ProcessRecord], timeout_s: float) -> list[int]
         _signal_all(remaining, process_table(), signal.SIGKILL)
         still = _wait_gone(remaining, 5.0)
         if still:
-            raise FedChainError(f"processes {sorted(still)} survived SIGKILL")
+            raise ProcessError(f"pids {sorted(still)}", f"processes {sorted(still)} survived SIGKILL")
     return sorted(remaining)
 
 

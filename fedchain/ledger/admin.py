@@ -46,7 +46,14 @@ from eth_utils import to_checksum_address
 from hexbytes import HexBytes
 from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
 
-from fedchain.errors import ConfigError, LedgerError, TransactionError
+from fedchain.errors import (
+    ChainIdMismatchError,
+    ConfigError,
+    LedgerError,
+    MissingRoleError,
+    TransactionError,
+    UnfundedAccountError,
+)
 from fedchain.ledger._abi import ContractAbi, load_artifact
 from fedchain.ledger.chain import KEY_ENV, KEYSTORE_ENV, KEYSTORE_PASSWORD_ENV, Chain, connect
 from fedchain.ledger.fixedpoint import budget_to_fixed, fixed_to_budget
@@ -90,57 +97,6 @@ except ImportError:  # pragma: no cover - eth-tester is a dependency
 
 
 # ---- errors ----------------------------------------------------------------------------------
-
-
-class ChainIdMismatchError(LedgerError):
-    """The node reports another chain id than the one expected (``--chain-id``).
-
-    Attributes:
-        expected: the chain id the caller expected.
-        actual: the chain id the node reports.
-        target: the JSON-RPC URL.
-    """
-
-    def __init__(self, expected: int, actual: int, target: str) -> None:
-        self.expected, self.actual, self.target = expected, actual, target
-        super().__init__(
-            f"the node at {target} is on chain id {actual}, not the expected chain id {expected}: nothing was sent"
-        )
-
-
-class UnfundedAccountError(LedgerError):
-    """The signing account cannot pay for a transaction's gas.
-
-    Attributes:
-        address: the account.
-        balance_wei: what it holds.
-        needed_wei: the estimated cost (gas x gas price).
-        what: the transaction.
-    """
-
-    def __init__(self, address: str, balance_wei: int, needed_wei: int, what: str) -> None:
-        self.address, self.balance_wei, self.needed_wei, self.what = address, balance_wei, needed_wei, what
-        super().__init__(
-            f"account {address} cannot pay for {what}: it holds {balance_wei} wei and the transaction costs "
-            f"about {needed_wei} wei; fund it with the chain's native currency"
-        )
-
-
-class MissingRoleError(LedgerError):
-    """The signing account lacks the contract role a call needs.
-
-    Attributes:
-        role: the role's name, e.g. ``"DEFAULT_ADMIN_ROLE"``.
-        address: the account lacking it.
-        ledger: the ledger's address.
-    """
-
-    def __init__(self, role: str, address: str, ledger: str, what: str) -> None:
-        self.role, self.address, self.ledger = role, address, ledger
-        super().__init__(
-            f"{what} needs {role} on ledger {ledger}, and account {address} does not hold it: "
-            f"use a key that holds {role}, or have a holder grant it (fedchain chain roles grant {role} {address})"
-        )
 
 
 # ---- results ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from fedchain.errors import LedgerError
+from fedchain.errors import RoundConflictError
 from fedchain.ledger.fixedpoint import code_to_status, fixed_to_epsilon, fixed_to_score, unpack_dp
 from fedchain.types import ZERO_HASH, Dispute, DPParams, MemberRoundRecord, Receipt, RoundRecord
 
@@ -28,28 +28,6 @@ __all__ = [
     "RegistrationEvent",
     "RoundConflictError",
 ]
-
-
-class RoundConflictError(LedgerError):
-    """A round is already recorded on chain with a different payload.
-
-    Retrying the *identical* record is not an error (the existing receipt is returned); this error
-    means the coordinator tried to rewrite history.
-
-    Attributes:
-        server_round: the round concerned.
-        recorded_hash: ``recordHash`` stored on chain for the round.
-        attempted_hash: ``recordHash`` of the payload that was refused.
-    """
-
-    def __init__(self, server_round: int, recorded_hash: str, attempted_hash: str) -> None:
-        self.server_round = server_round
-        self.recorded_hash = recorded_hash
-        self.attempted_hash = attempted_hash
-        super().__init__(
-            f"round {server_round} is already recorded with a different payload "
-            f"(recorded recordHash {recorded_hash}, attempted {attempted_hash})"
-        )
 
 
 @dataclass(frozen=True)
