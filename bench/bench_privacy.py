@@ -10,7 +10,7 @@
     machine) and wall time; the headline ratio is CPU time at one torch thread.
     The baseline is :func:`~fedchain.privacy.train_plain`: the same model, data and batch loop
     (one gather per epoch, the same optimizer) without DP. Shown beside it, not used for the
-    ratio: a torch ``DataLoader`` loop and ``clients.task.train_plain`` (the node's non-DP path).
+    ratio: a torch ``DataLoader`` loop. (The node's non-DP path is ``train_plain`` itself.)
     Every DP mode is timed: ``fused`` (what ``auto`` picks for this model) and Opacus's ``ew``,
     ``hooks``, ``ghost``, ``functorch``; ``plain``, ``fused`` and ``ew`` also at torch's default
     thread count.
@@ -158,10 +158,6 @@ def _trainer(kind: str, x: np.ndarray, y: np.ndarray, batch_size: int) -> Callab
             return lambda: train_plain(copy.deepcopy(start), x, y, epochs=epochs, **hyper, seed=0)
         if kind == "dataloader":
             return lambda: _dataloader_epochs(copy.deepcopy(start), x, y, epochs, batch_size)
-        if kind == "node_plain":
-            from clients import task
-
-            return lambda: task.train_plain(copy.deepcopy(start), x, y, epochs=epochs, **hyper, seed=0)
         config = DPConfig(budget=PrivacyBudget(epsilon=1e6, delta=DELTA), noise_multiplier=1.0, grad_sample_mode=kind)
         return lambda: train_private(
             copy.deepcopy(start), x, y, epochs=epochs, **hyper, config=config, ledger=PrivacyLedger(), seed=0
@@ -238,7 +234,7 @@ def measure_overhead(*, repeats: int = 5) -> dict[str, Any]:
                     if threads != 1 and batch_size != PLAIN_SETTINGS["batch_size"]:
                         continue
                     full = threads == 1 and batch_size == PLAIN_SETTINGS["batch_size"]
-                    kinds = ("plain", "node_plain", "dataloader", *DP_MODES) if full else ("plain", "fused", "ew")
+                    kinds = ("plain", "dataloader", *DP_MODES) if full else ("plain", "fused", "ew")
                     table[f"n={n},batch={batch_size}"] = _measure(n, batch_size, kinds, repeats)
             results[f"threads={threads}"] = table
     return results

@@ -60,6 +60,7 @@ from fedchain.contribution import (
     withheld_scores,
 )
 from fedchain.data import load_demo_partition, load_digits_split
+from fedchain.privacy import train_plain
 from fedchain.rewards import proportional_rewards, score_to_fixed
 from fedchain.serialization import Weights, flatten, unflatten
 
@@ -90,7 +91,7 @@ def _train(weights: Weights, x: np.ndarray, y: np.ndarray, seed: int) -> np.ndar
     """One member's local round from ``weights``; returns the flat update (new - old)."""
     model = task.build_model(num_features=64, num_classes=10, hidden_units=64, seed=SEED)
     task.set_weights(model, weights)
-    task.train_plain(model, x, y, seed=seed, **HYPER)
+    train_plain(model, x, y, seed=seed, **HYPER)
     return flatten(task.get_weights(model)) - flatten(weights)
 
 

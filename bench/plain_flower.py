@@ -16,6 +16,7 @@ from flwr.serverapp.strategy import FedAvg
 from clients import task
 from fedchain.config import FedChainConfig
 from fedchain.data import load_demo_partition
+from fedchain.privacy import train_plain
 
 ROUND_TIMES: list[float] = []
 
@@ -45,7 +46,7 @@ def train(msg: Message, context: Context) -> Message:
     data = _data(context, config)
     model = _model(config)
     model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
-    loss = task.train_plain(
+    loss = train_plain(
         model,
         data.x_train,
         data.y_train,
@@ -54,7 +55,7 @@ def train(msg: Message, context: Context) -> Message:
         learning_rate=config.learning_rate,
         momentum=config.momentum,
         seed=0,
-    )
+    ).train_loss
     content = RecordDict(
         {
             "arrays": ArrayRecord(model.state_dict()),

@@ -797,7 +797,9 @@ class MemberNode:
         x, cfg = self.data.x_train, self.config
         y = adversary.adversarial_labels(self.kind, self.data.y_train, self.data.num_classes)
         if not cfg.dp:
-            loss = task.train_plain(
+            from fedchain.privacy import train_plain
+
+            plain = train_plain(
                 model,
                 x,
                 y,
@@ -808,7 +810,7 @@ class MemberNode:
                 seed=seed,
                 proximal_mu=proximal_mu,
             )
-            return model, loss, None, None
+            return model, plain.train_loss, None, None
         from fedchain.privacy import (
             NoiseCache,
             PrivacyBudget,

@@ -319,7 +319,7 @@ class _Round:
     def attach_proximal(self, optimizer: Any) -> None:
         """FedProx: add ``mu * (w - w_start)`` to each noised gradient (post-processing, no privacy cost)."""
         if self.proximal_mu > 0:
-            from fedchain.aggregation.proximal import ProximalTerm
+            from fedchain.privacy.proximal import ProximalTerm
 
             ProximalTerm(self.model, mu=self.proximal_mu).attach(optimizer)
 
@@ -533,7 +533,7 @@ def train_private(
         randomness: the round's DP randomness, instead of ``seed``.
         proximal_mu: FedProx's ``mu`` (0: off). Its gradient ``mu * (w - w_start)`` is added after
             clipping and noise: it depends on no example, so epsilon is unchanged
-            (:mod:`fedchain.aggregation.proximal`).
+            (:mod:`fedchain.privacy.proximal`).
 
     Returns:
         The trained model, the round's ``DPParams`` and the cumulative epsilon after it.
@@ -657,6 +657,7 @@ def train_plain(
     learning_rate: float,
     momentum: float = 0.0,
     seed: int | None = None,
+    proximal_mu: float = 0.0,
 ) -> TrainResult:
     """Train ``model`` in place for one round without DP; same arguments and result as :func:`train_private`.
 
@@ -673,6 +674,8 @@ def train_plain(
         learning_rate: SGD learning rate (> 0).
         momentum: SGD momentum in [0, 1).
         seed: makes the round reproducible; None for OS entropy.
+        proximal_mu: FedProx's ``mu`` (0: off); its gradient ``mu * (w - w_start)`` is added to
+            every step, as in :func:`train_private`.
 
     Returns:
         The trained model and its loss; ``dp`` and ``epsilon`` are None.
@@ -691,11 +694,16 @@ def train_plain(
     """
     started = time.perf_counter()
     _check_hyperparameters(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, momentum=momentum)
+    proximal_mu = _PROXIMAL_MU.check("proximal_mu", proximal_mu)
     x, y = _as_tensors(x_train, y_train, _device_of(model))
     n = int(x.shape[0])
     sampling_seed, _, global_seed = _seeds(seed)
     generator = torch.Generator().manual_seed(sampling_seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate, momentum=momentum)
+    if proximal_mu > 0:
+        from fedchain.privacy.proximal import ProximalTerm
+
+        ProximalTerm(model, mu=proximal_mu).attach(optimizer)  # adds mu * (w - w_start) before each step
     criterion = nn.CrossEntropyLoss()
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float64)
