@@ -1,61 +1,10 @@
-"""The demo task: a small MLP on the member's tabular data. This is the part an organization replaces.
+"""The demo task, as the member node imports it: :mod:`fedchain.task` (moved to the library).
 
-A task provides: a model factory and evaluation. Local training, with DP or without, is
-:mod:`fedchain.privacy`'s (``train_private`` / ``train_plain``: one batch loop, so the two differ
-by DP alone). Weights cross the boundary as named NumPy arrays (see :mod:`fedchain.serialization`),
-never as pickles.
-
-Example:
-    >>> model = build_model(num_features=64, num_classes=10, hidden_units=16, seed=0)
-    >>> sorted(get_weights(model))
-    ['0.bias', '0.weight', '2.bias', '2.weight']
+Both apps use the task (the coordinator builds the initial model from it), so it lives in the
+library and neither app imports the other (docs/architecture.md, "Import rules"). Re-exported
+here so that existing ``from clients import task`` keeps working.
 """
 
-from __future__ import annotations
-
-import numpy as np
-import torch
-from torch import nn
-
-from fedchain.serialization import Weights
+from fedchain.task import build_model, evaluate, get_weights, set_weights
 
 __all__ = ["build_model", "evaluate", "get_weights", "set_weights"]
-
-
-def build_model(*, num_features: int, num_classes: int, hidden_units: int = 64, seed: int = 0) -> nn.Module:
-    """A one-hidden-layer MLP whose initial weights depend only on ``seed``.
-
-    Every member and the coordinator build the same initial model from the same seed.
-    """
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Linear(num_features, hidden_units),
-        nn.ReLU(),
-        nn.Linear(hidden_units, num_classes),
-    )
-    torch.random.set_rng_state(generator_state)
-    return model
-
-
-def get_weights(model: nn.Module) -> Weights:
-    """The model's parameters as named float32 arrays (copies)."""
-    return {name: tensor.detach().cpu().numpy().copy() for name, tensor in model.state_dict().items()}
-
-
-def set_weights(model: nn.Module, weights: Weights) -> None:
-    """Load named arrays into ``model`` (strict: names and shapes must match)."""
-    model.load_state_dict({name: torch.from_numpy(np.asarray(array)) for name, array in weights.items()}, strict=True)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x_test: np.ndarray, y_test: np.ndarray) -> tuple[float, float]:
-    """Return ``(loss, accuracy)`` of ``model`` on the given examples."""
-    if len(y_test) == 0:
-        return 0.0, 0.0
-    model.eval()
-    logits = model(torch.tensor(x_test, dtype=torch.float32))
-    target = torch.from_numpy(np.ascontiguousarray(y_test, dtype=np.int64))
-    loss = float(nn.functional.cross_entropy(logits, target))
-    accuracy = float((logits.argmax(dim=1) == target).float().mean())
-    return loss, accuracy

@@ -22,7 +22,7 @@ import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from clients import task
+from fedchain import task
 from fedchain.checkpoint import Checkpoint
 from fedchain.config import FedChainConfig
 from fedchain.coordinator import Coordinator

@@ -3,7 +3,7 @@
 Pure NumPy, no I/O except the explicit state file helpers. Each strategy declares a
 ``member_update`` kind; under HE every member applies that kind's step to the same decrypted
 aggregate, so members stay bit-identical and the coordinator stays blind. FedProx's proximal
-term (torch) lives in :mod:`fedchain.aggregation.proximal`, imported on its own.
+term (torch) is part of members' local training: :mod:`fedchain.privacy.proximal`.
 
 Example:
     >>> import numpy as np

@@ -81,7 +81,7 @@ __all__ = [
     "write_report",
 ]
 
-# The checks import Opacus (privacy) and web3 (ledger): load them on first use, so that importing
+# The checks import web3 (ledger) and SciPy (the epsilon computation): load them on first use, so that importing
 # fedchain.audit.cli (the `fedchain` command) stays fast.
 _HOME = {
     **dict.fromkeys(

@@ -12,7 +12,7 @@ The rules are the ones the contract publishes and the privacy accountant defines
   nobody;
 * disputes: every member's dispute of a round's revealed scalars fails that round (a dispute filed
   after the round was recorded cannot claw back what was credited: the finding says how much);
-* privacy: :func:`fedchain.privacy.epsilon_curve` (Opacus's RDP or PRV accountant) over each member's
+* privacy: :func:`fedchain.privacy.epsilon.epsilon_curve` (Opacus's RDP or PRV accountant) over each member's
   recorded DP parameters in round order (every member-round whatever its status, plus the spends
   recorded after their round), compared with the reported cumulative epsilon within
   :data:`EPSILON_TOLERANCE`, and against the member's budget with no tolerance. The budget is the
@@ -40,7 +40,7 @@ from fedchain.audit.source import LedgerSnapshot, RoleChange
 from fedchain.errors import ConfigError, PrivacyError
 from fedchain.identity.merkle import update_leaf, verify_proof
 from fedchain.ledger import RecordedDispute, RecordedRound, RegistrationEvent
-from fedchain.privacy import ACCOUNTANT_NAMES, epsilon_curve
+from fedchain.privacy.epsilon import ACCOUNTANT_NAMES, epsilon_curve
 from fedchain.rewards import proportional_rewards
 from fedchain.types import MEMBER_STATUSES, ZERO_HASH, DPParams
 

@@ -52,7 +52,7 @@ import math
 from fractions import Fraction
 
 from fedchain.errors import ConfigError
-from fedchain.rewards import SCORE_SCALE, fixed_to_score, score_to_fixed
+from fedchain.scores import SCORE_SCALE, fixed_to_score, score_to_fixed
 from fedchain.types import MEMBER_STATUSES, DPParams
 
 __all__ = [

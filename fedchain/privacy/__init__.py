@@ -12,6 +12,11 @@ The only package that imports Opacus. A member node uses it like this each round
 An auditor recomputes the member's epsilon from the recorded ``DPParams`` with
 :func:`compute_epsilon` (or :func:`epsilon_curve` round by round) and gets the same number.
 
+Names load on first use: the epsilon computation (:mod:`fedchain.privacy.epsilon`), the configs and
+the accountant's state file do not import torch, so the auditor and the coordinator can use them
+without loading torch and Opacus; training (:mod:`fedchain.privacy.training`) and noise
+calibration (:mod:`fedchain.privacy.accounting`) load them.
+
 Example:
     >>> from fedchain.privacy import DPConfig, PrivacyBudget, compute_epsilon, plan_round
     >>> config = DPConfig(budget=PrivacyBudget(epsilon=8.0, delta=1e-5), planned_rounds=20)
@@ -20,21 +25,26 @@ Example:
     True
 """
 
-from fedchain.privacy._registry import ACCOUNTANT_NAMES, GRAD_SAMPLE_MODES
-from fedchain.privacy.accounting import (
-    HistoryEntry,
-    calibrate_noise_multiplier,
-    compute_epsilon,
-    declared_dp_problem,
-    epsilon_curve,
-    plan_round,
-    sample_rate_for,
-)
-from fedchain.privacy.config import DPConfig, PrivacyBudget, check_delta, federation_dp_config
-from fedchain.privacy.ledger import PrivacyLedger
-from fedchain.privacy.noise_cache import NoiseCache
-from fedchain.privacy.randomness import PrivacyRandomness, SecureRandomness, SeededRandomness
-from fedchain.privacy.training import TrainResult, incompatible_layers, train_plain, train_private
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fedchain.privacy._registry import ACCOUNTANT_NAMES, GRAD_SAMPLE_MODES
+    from fedchain.privacy.accounting import calibrate_noise_multiplier, plan_round
+    from fedchain.privacy.config import DPConfig, PrivacyBudget, check_delta, federation_dp_config
+    from fedchain.privacy.epsilon import (
+        HistoryEntry,
+        compute_epsilon,
+        declared_dp_problem,
+        epsilon_curve,
+        sample_rate_for,
+    )
+    from fedchain.privacy.ledger import PrivacyLedger
+    from fedchain.privacy.noise_cache import NoiseCache
+    from fedchain.privacy.randomness import PrivacyRandomness, SecureRandomness, SeededRandomness
+    from fedchain.privacy.training import TrainResult, incompatible_layers, train_plain, train_private
 
 __all__ = [
     "ACCOUNTANT_NAMES",
@@ -60,3 +70,31 @@ __all__ = [
     "train_plain",
     "train_private",
 ]
+
+# Training and calibration import torch and Opacus (about a second): load each name on first use,
+# so that the epsilon computation (fedchain.privacy.epsilon) stays light for the auditor.
+_HOME = {
+    **dict.fromkeys(("ACCOUNTANT_NAMES", "GRAD_SAMPLE_MODES"), "_registry"),
+    **dict.fromkeys(("calibrate_noise_multiplier", "plan_round"), "accounting"),
+    **dict.fromkeys(("DPConfig", "PrivacyBudget", "check_delta", "federation_dp_config"), "config"),
+    **dict.fromkeys(
+        ("HistoryEntry", "compute_epsilon", "declared_dp_problem", "epsilon_curve", "sample_rate_for"), "epsilon"
+    ),
+    "PrivacyLedger": "ledger",
+    "NoiseCache": "noise_cache",
+    **dict.fromkeys(("PrivacyRandomness", "SecureRandomness", "SeededRandomness"), "randomness"),
+    **dict.fromkeys(("TrainResult", "incompatible_layers", "train_plain", "train_private"), "training"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'fedchain.privacy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"fedchain.privacy.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -23,16 +23,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from fedchain._validation import Interval, OneOf, check_bool
 from fedchain.errors import ConfigError
 from fedchain.privacy._registry import ACCOUNTANT_NAMES, GRAD_SAMPLE_MODES
 
-if TYPE_CHECKING:
-    from fedchain.config import FedChainConfig
-
-__all__ = ["DPConfig", "PrivacyBudget", "check_delta", "federation_dp_config", "positive_float"]
+__all__ = ["DPConfig", "FederationDPOptions", "PrivacyBudget", "check_delta", "federation_dp_config", "positive_float"]
 
 _POSITIVE = Interval(float, 0, None, closed="neither")
 _DELTA = Interval(float, 0, 1, closed="neither")
@@ -177,7 +174,40 @@ example outright; use one well below 1/n, such as 1e-5.
     return delta
 
 
-def federation_dp_config(config: FedChainConfig) -> DPConfig:
+class FederationDPOptions(Protocol):
+    """The run options :func:`federation_dp_config` reads (a :class:`fedchain.config.FedChainConfig` has them).
+
+    A protocol rather than the run config's class: a stage package does not import the composition
+    layer (docs/architecture.md, "Import rules").
+    """
+
+    @property
+    def epsilon(self) -> float:
+        """Each member's lifetime epsilon budget."""
+        ...
+
+    @property
+    def delta(self) -> float:
+        """Each member's DP delta."""
+        ...
+
+    @property
+    def max_grad_norm(self) -> float:
+        """The per-sample clipping norm."""
+        ...
+
+    @property
+    def noise_multiplier(self) -> float:
+        """A fixed noise multiplier; 0 calibrates it to the budget."""
+        ...
+
+    @property
+    def rounds(self) -> int:
+        """The planned rounds."""
+        ...
+
+
+def federation_dp_config(config: FederationDPOptions) -> DPConfig:
     """The DP config every member of a federation trains with (and the coordinator checks against).
 
     Example:
