@@ -57,9 +57,11 @@ fuzz: $(STAMP)
 contracts: $(NODE_STAMP)
 	cd contracts && node ../scripts/compile_contracts.mjs
 
+# lint-imports: the import rules in pyproject.toml [tool.importlinter] (docs/architecture.md, "Import rules").
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy fedchain strategies clients bench
