@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from fedchain.data import load_digits_split
-from fedchain.privacy import DPConfig, PrivacyBudget, PrivacyLedger, SecureRandomness, train_private
+from fedchain.privacy import DPConfig, PrivacyAccountant, PrivacyBudget, SecureRandomness, train_private
 
 REPEATS = 5
 
@@ -85,7 +85,7 @@ def _training(make_model: Callable[[], nn.Module], mode: str) -> dict[str, Any]:
                 learning_rate=0.3,
                 momentum=0.9,
                 config=config,
-                ledger=PrivacyLedger(),
+                accountant=PrivacyAccountant(),
                 seed=seed,
             )
 

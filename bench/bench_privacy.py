@@ -49,7 +49,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fedchain.privacy import DPConfig, PrivacyBudget, PrivacyLedger, train_plain, train_private
+from fedchain.privacy import DPConfig, PrivacyAccountant, PrivacyBudget, train_plain, train_private
 
 DELTA = 1e-5
 TARGET_RATIO = 1.5
@@ -160,7 +160,7 @@ def _trainer(kind: str, x: np.ndarray, y: np.ndarray, batch_size: int) -> Callab
             return lambda: _dataloader_epochs(copy.deepcopy(start), x, y, epochs, batch_size)
         config = DPConfig(budget=PrivacyBudget(epsilon=1e6, delta=DELTA), noise_multiplier=1.0, grad_sample_mode=kind)
         return lambda: train_private(
-            copy.deepcopy(start), x, y, epochs=epochs, **hyper, config=config, ledger=PrivacyLedger(), seed=0
+            copy.deepcopy(start), x, y, epochs=epochs, **hyper, config=config, accountant=PrivacyAccountant(), seed=0
         )
 
     return make
@@ -276,7 +276,7 @@ def federated_utility(
     for epsilon in epsilons:
         key = "none" if epsilon is None else f"{epsilon:g}"
         global_model = _mlp(seed)
-        ledgers = [PrivacyLedger() for _ in range(members)]
+        ledgers = [PrivacyAccountant() for _ in range(members)]
         for round_ in range(rounds):
             states, weights = [], []
             for member, shard in enumerate(shards):
@@ -297,7 +297,7 @@ def federated_utility(
                         planned_rounds=rounds,
                     )
                     result = train_private(
-                        model, shard.x_train, shard.y_train, **common, config=config, ledger=ledgers[member]
+                        model, shard.x_train, shard.y_train, **common, config=config, accountant=ledgers[member]
                     )
                 states.append(result.model.state_dict())
                 weights.append(result.num_examples)

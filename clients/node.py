@@ -813,8 +813,8 @@ class MemberNode:
             return model, plain.train_loss, None, None
         from fedchain.privacy import (
             NoiseCache,
+            PrivacyAccountant,
             PrivacyBudget,
-            PrivacyLedger,
             federation_dp_config,
             plan_round,
             train_private,
@@ -835,7 +835,7 @@ class MemberNode:
             steps=plan.steps,
             max_grad_norm=plan.max_grad_norm,
         )
-        ledger = PrivacyLedger.open(self.state_dir / "privacy.json")
+        ledger = PrivacyAccountant.open(self.state_dir / "privacy.json")
         result = train_private(
             model,
             x,
@@ -845,7 +845,7 @@ class MemberNode:
             learning_rate=cfg.dp_learning_rate,
             momentum=cfg.momentum,
             config=dp_config,
-            ledger=ledger,
+            accountant=ledger,
             seed=self.noise_seed(server_round=server_round),
             proximal_mu=proximal_mu,
         )

@@ -99,11 +99,11 @@ def test_pending_round_records(data):
 
 
 @given(st.one_of(st.binary(max_size=300), json_values.map(lambda v: json.dumps(v).encode())))
-def test_privacy_ledger_state(data):
-    from fedchain.privacy import PrivacyLedger
+def test_privacy_accountant_state(data):
+    from fedchain.privacy import PrivacyAccountant
 
     with contextlib.suppress(FedChainError):
-        PrivacyLedger.from_json(data)
+        PrivacyAccountant.from_json(data)
 
 
 @given(st.binary(max_size=400))

@@ -3,7 +3,7 @@
 The only package that imports Opacus. A member node uses it like this each round:
 
 1. build a :class:`DPConfig` from the federation's options (budget, clipping, planned rounds);
-2. open its :class:`PrivacyLedger` (state dir or Flower ``Context.state``), which holds every
+2. open its :class:`PrivacyAccountant` (state dir or Flower ``Context.state``), which holds every
    round it ever trained;
 3. call :func:`train_private` (or :func:`train_plain` without DP): it refuses a round that would
    exceed the budget with :class:`~fedchain.errors.BudgetExhaustedError`, trains with Opacus and
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from fedchain.privacy._registry import ACCOUNTANT_NAMES, GRAD_SAMPLE_MODES
+    from fedchain.privacy.accountant import PrivacyAccountant
     from fedchain.privacy.accounting import calibrate_noise_multiplier, plan_round
     from fedchain.privacy.config import DPConfig, PrivacyBudget, check_delta, federation_dp_config
     from fedchain.privacy.epsilon import (
@@ -41,7 +42,6 @@ if TYPE_CHECKING:
         epsilon_curve,
         sample_rate_for,
     )
-    from fedchain.privacy.ledger import PrivacyLedger
     from fedchain.privacy.noise_cache import NoiseCache
     from fedchain.privacy.randomness import PrivacyRandomness, SecureRandomness, SeededRandomness
     from fedchain.privacy.training import TrainResult, incompatible_layers, train_plain, train_private
@@ -52,8 +52,8 @@ __all__ = [
     "GRAD_SAMPLE_MODES",
     "HistoryEntry",
     "NoiseCache",
+    "PrivacyAccountant",
     "PrivacyBudget",
-    "PrivacyLedger",
     "PrivacyRandomness",
     "SecureRandomness",
     "SeededRandomness",
@@ -80,7 +80,7 @@ _HOME = {
     **dict.fromkeys(
         ("HistoryEntry", "compute_epsilon", "declared_dp_problem", "epsilon_curve", "sample_rate_for"), "epsilon"
     ),
-    "PrivacyLedger": "ledger",
+    "PrivacyAccountant": "accountant",
     "NoiseCache": "noise_cache",
     **dict.fromkeys(("PrivacyRandomness", "SecureRandomness", "SeededRandomness"), "randomness"),
     **dict.fromkeys(("TrainResult", "incompatible_layers", "train_plain", "train_private"), "training"),

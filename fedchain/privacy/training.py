@@ -2,7 +2,7 @@
 
 :func:`train_private` runs DP-SGD with Poisson sampling, per-sample gradient clipping, Gaussian
 noise and an Opacus accountant counting the round's steps; the round is then appended to the
-member's :class:`~fedchain.privacy.PrivacyLedger`. Before any training it checks that the round
+member's :class:`~fedchain.privacy.PrivacyAccountant`. Before any training it checks that the round
 fits the member's budget and raises :class:`~fedchain.errors.BudgetExhaustedError` if not (the
 node turns that into a "declined" reply). :func:`train_plain` is the same call without DP and
 returns the same :class:`TrainResult`, so a node writes one training call either way.
@@ -57,17 +57,17 @@ pseudo-RNG: fine for research federations, not hardened against a side-channel a
 
 Example:
     >>> import numpy as np, torch
-    >>> from fedchain.privacy import DPConfig, PrivacyBudget, PrivacyLedger, train_private
+    >>> from fedchain.privacy import DPConfig, PrivacyAccountant, PrivacyBudget, train_private
     >>> rng = np.random.default_rng(0)
     >>> x, y = rng.normal(size=(120, 8)).astype("float32"), rng.integers(0, 2, 120)
     >>> model = torch.nn.Sequential(torch.nn.Linear(8, 2))
     >>> config = DPConfig(budget=PrivacyBudget(epsilon=8.0, delta=1e-5), planned_rounds=10)
-    >>> ledger = PrivacyLedger()
+    >>> accountant = PrivacyAccountant()
     >>> result = train_private(
     ...     model, x, y, epochs=1, batch_size=32, learning_rate=0.1, momentum=0.0,
-    ...     config=config, ledger=ledger, seed=0,
+    ...     config=config, accountant=accountant, seed=0,
     ... )
-    >>> result.dp.steps, len(ledger), 0 < result.epsilon <= 8.0
+    >>> result.dp.steps, len(accountant), 0 < result.epsilon <= 8.0
     (4, 1, True)
 """
 
@@ -100,9 +100,9 @@ from fedchain.privacy._fused import (
     steps_per_epoch,
 )
 from fedchain.privacy._quiet import quiet_opacus
+from fedchain.privacy.accountant import PrivacyAccountant
 from fedchain.privacy.accounting import plan_round
 from fedchain.privacy.config import DPConfig, check_delta, positive_float
-from fedchain.privacy.ledger import PrivacyLedger
 from fedchain.privacy.randomness import PrivacyRandomness, SecureRandomness, SeededRandomness
 from fedchain.types import DPParams
 
@@ -502,19 +502,19 @@ def train_private(
     learning_rate: float,
     momentum: float = 0.0,
     config: DPConfig,
-    ledger: PrivacyLedger,
+    accountant: PrivacyAccountant,
     seed: int | None = None,
     randomness: PrivacyRandomness | None = None,
     proximal_mu: float = 0.0,
 ) -> TrainResult:
-    """Train ``model`` in place for one round with DP-SGD and record the round in ``ledger``.
+    """Train ``model`` in place for one round with DP-SGD and record the round in ``accountant``.
 
     Steps: validate the data and options; check ``delta < 1/n``; work out the round's DP
     parameters (:func:`~fedchain.privacy.plan_round`: Poisson rate ``1/ceil(n/batch_size)``,
     ``epochs * ceil(n/batch_size)`` steps, fixed or calibrated noise); refuse if the round would
-    take the ledger past the budget; train (SGD with momentum, cross-entropy loss) with the
+    take the accountant past the budget; train (SGD with momentum, cross-entropy loss) with the
     fused DP step or Opacus, as ``config.grad_sample_mode`` says (``"auto"``: fused when the
-    model allows it); append the steps actually taken to the ledger (saved at once if it has a
+    model allows it); append the steps actually taken to the accountant (saved at once if it has a
     path), also when training fails part-way.
 
     Args:
@@ -526,7 +526,7 @@ def train_private(
         learning_rate: SGD learning rate (> 0).
         momentum: SGD momentum in [0, 1).
         config: the member's DP config.
-        ledger: the member's lifetime ledger; must use ``config.accountant``.
+        accountant: the member's lifetime privacy accountant; must use ``config.accountant``.
         seed: makes the round reproducible (testing only: whoever knows the seed can replay the
             noise; see :mod:`fedchain.privacy.randomness`); None (the default) draws sampling and
             noise from the CSPRNG.
@@ -542,17 +542,17 @@ def train_private(
         DataError: no training examples, or x and y do not match.
         ConfigError: an option is invalid, or ``delta >= 1/n``.
         BudgetExhaustedError: the round would exceed the budget (nothing trained or recorded).
-        PrivacyError: the model has layers DP-SGD cannot train (and fixing is off), the ledger
+        PrivacyError: the model has layers DP-SGD cannot train (and fixing is off), the accountant
             uses another accountant, ``grad_sample_mode="fused"`` was asked for a model it cannot
             train, or training failed.
 
     Example:
         >>> import numpy as np, torch
-        >>> from fedchain.privacy import DPConfig, PrivacyBudget, PrivacyLedger, train_private
+        >>> from fedchain.privacy import DPConfig, PrivacyAccountant, PrivacyBudget, train_private
         >>> x, y = np.zeros((64, 4), "float32"), np.arange(64) % 2
         >>> config = DPConfig(budget=PrivacyBudget(epsilon=1.0, delta=1e-5), noise_multiplier=5.0)
         >>> result = train_private(torch.nn.Linear(4, 2), x, y, epochs=1, batch_size=16,
-        ...                        learning_rate=0.1, config=config, ledger=PrivacyLedger(), seed=1)
+        ...                        learning_rate=0.1, config=config, accountant=PrivacyAccountant(), seed=1)
         >>> result.dp
         DPParams(noise_multiplier=5.0, sample_rate=0.25, steps=4, max_grad_norm=1.0, delta=1e-05)
         >>> result.grad_sample_mode
@@ -561,21 +561,21 @@ def train_private(
     started = time.perf_counter()
     if not isinstance(config, DPConfig):
         raise ConfigError("config", "a DPConfig", config)
-    if not isinstance(ledger, PrivacyLedger):
-        raise ConfigError("ledger", "a PrivacyLedger", ledger)
+    if not isinstance(accountant, PrivacyAccountant):
+        raise ConfigError("accountant", "a PrivacyAccountant", accountant)
     _check_hyperparameters(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, momentum=momentum)
     proximal_mu = _PROXIMAL_MU.check("proximal_mu", proximal_mu)
     x, y = _as_tensors(x_train, y_train, _device_of(model))
     n = int(x.shape[0])
     delta = check_delta(config.budget.delta, n)
-    if ledger.accountant != config.accountant:
+    if accountant.accountant != config.accountant:
         raise PrivacyError(
-            f"the member's ledger uses the {ledger.accountant!r} accountant but the config asks for "
+            f"the member's ledger uses the {accountant.accountant!r} accountant but the config asks for "
             f"{config.accountant!r}; a member's epsilon must be computed with one accountant for life"
         )
     plan = plan_round(config, num_examples=n, epochs=epochs, batch_size=batch_size)
-    spent = ledger.epsilon(delta)
-    after = ledger.epsilon_after(
+    spent = accountant.epsilon(delta)
+    after = accountant.epsilon_after(
         noise_multiplier=plan.noise_multiplier, sample_rate=plan.sample_rate, steps=plan.steps, delta=delta
     )
     if after > config.budget.epsilon:
@@ -610,7 +610,7 @@ def train_private(
                 loss_sum, seen = _train_opacus(round_, mode, taken)
         finally:
             for noise_multiplier, sample_rate, steps in taken:
-                ledger.record(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
+                accountant.record(noise_multiplier=noise_multiplier, sample_rate=sample_rate, steps=steps)
 
     steps_taken = sum(entry[2] for entry in taken)
     dp = DPParams(
@@ -620,7 +620,7 @@ def train_private(
         max_grad_norm=plan.max_grad_norm,
         delta=delta,
     )
-    epsilon = ledger.epsilon(delta)
+    epsilon = accountant.epsilon(delta)
     log.info(
         "DP round: n=%d sigma=%.4f q=%.4g steps=%d C=%g -> epsilon %.4f of %.4g (delta %.3g, %s, %s)",
         n,

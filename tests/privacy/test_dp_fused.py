@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 import fedchain.privacy.training as training
 from fedchain.errors import PrivacyError
-from fedchain.privacy import DPConfig, PrivacyBudget, PrivacyLedger, train_private
+from fedchain.privacy import DPConfig, PrivacyAccountant, PrivacyBudget, train_private
 from fedchain.privacy._fused import FusedDPStep, expected_batch_size, fused_incompatibilities, poisson_epoch
 from fedchain.privacy._quiet import quiet_opacus
 
@@ -183,7 +183,7 @@ def test_a_fused_round_is_the_opacus_round(member_data, build) -> None:
         m: DPConfig(budget=PrivacyBudget(8.0, DELTA), noise_multiplier=1.1, grad_sample_mode=m) for m in ("ew", "fused")
     }
     results = {
-        m: train_private(copy.deepcopy(start), x, y, **HYPER, config=config[m], ledger=PrivacyLedger(), seed=4)
+        m: train_private(copy.deepcopy(start), x, y, **HYPER, config=config[m], accountant=PrivacyAccountant(), seed=4)
         for m in config
     }
     assert results["fused"].grad_sample_mode == "fused" and results["ew"].grad_sample_mode == "ew"
@@ -216,7 +216,7 @@ def test_fused_takes_noise_only_steps_on_empty_batches_like_opacus(digits, monke
             batch_size=1,
             learning_rate=0.05,
             config=config,
-            ledger=PrivacyLedger(),
+            accountant=PrivacyAccountant(),
             seed=1,
         )
     assert empty  # the Opacus round met empty batches ...
@@ -284,7 +284,7 @@ def test_models_the_fused_step_cannot_train(member_data, build, reason: str) -> 
             x,
             y,
             **HYPER,
-            ledger=PrivacyLedger(),
+            accountant=PrivacyAccountant(),
             seed=0,
             config=DPConfig(budget=PrivacyBudget(8.0, DELTA), noise_multiplier=1.0, grad_sample_mode="fused"),
         )
@@ -295,7 +295,7 @@ def test_models_the_fused_step_cannot_train(member_data, build, reason: str) -> 
         x,
         y,
         **HYPER,
-        ledger=PrivacyLedger(),
+        accountant=PrivacyAccountant(),
         seed=0,
         config=DPConfig(budget=PrivacyBudget(8.0, DELTA), noise_multiplier=1.0),
     )
@@ -304,7 +304,7 @@ def test_models_the_fused_step_cannot_train(member_data, build, reason: str) -> 
 
 def test_auto_picks_fused_for_the_demo_mlp(member_data, make_mlp, config) -> None:
     x, y = member_data
-    result = train_private(make_mlp(), x, y, **HYPER, config=config, ledger=PrivacyLedger(), seed=0)
+    result = train_private(make_mlp(), x, y, **HYPER, config=config, accountant=PrivacyAccountant(), seed=0)
     assert config.grad_sample_mode == "auto" and result.grad_sample_mode == "fused"
 
 

@@ -19,7 +19,14 @@ from clients import task
 from clients.node import MemberNode
 from fedchain.config import FedChainConfig
 from fedchain.data import load_demo_partition
-from fedchain.privacy import DPConfig, PrivacyBudget, PrivacyLedger, SecureRandomness, SeededRandomness, train_private
+from fedchain.privacy import (
+    DPConfig,
+    PrivacyAccountant,
+    PrivacyBudget,
+    SecureRandomness,
+    SeededRandomness,
+    train_private,
+)
 from fedchain.protocol import record_to_weights, weights_to_record
 from fedchain.types import LocalDataset
 
@@ -84,7 +91,7 @@ def _replay_and_recover(node: MemberNode, trained: dict[str, np.ndarray], *, see
         learning_rate=LEARNING_RATE,
         momentum=node.config.momentum,
         config=config,
-        ledger=PrivacyLedger(),
+        accountant=PrivacyAccountant(),
         seed=seed,
     )
     replayed = task.get_weights(result.model)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from fedchain.errors import ConfigError
-from fedchain.privacy import DPConfig, PrivacyBudget, PrivacyLedger, train_private
+from fedchain.privacy import DPConfig, PrivacyAccountant, PrivacyBudget, train_private
 
 MU, LR, N = 0.5, 0.2, 32
 
@@ -32,7 +32,7 @@ def _train(mode: str, *, epochs: int, mu: float) -> tuple[list[torch.Tensor], fl
         batch_size=N,
         learning_rate=LR,
         config=config,
-        ledger=PrivacyLedger(),
+        accountant=PrivacyAccountant(),
         seed=3,
         proximal_mu=mu,
     )
@@ -55,7 +55,7 @@ def test_proximal_gradient_is_added_after_noise_and_costs_no_epsilon(mode: str) 
 
 
 def test_negative_mu_is_refused_before_any_privacy_is_spent() -> None:
-    ledger = PrivacyLedger()
+    ledger = PrivacyAccountant()
     config = DPConfig(budget=PrivacyBudget(epsilon=5.0, delta=1e-3), noise_multiplier=1.0)
     with pytest.raises(ConfigError, match="proximal_mu"):
         train_private(
@@ -66,7 +66,7 @@ def test_negative_mu_is_refused_before_any_privacy_is_spent() -> None:
             batch_size=8,
             learning_rate=0.1,
             config=config,
-            ledger=ledger,
+            accountant=ledger,
             proximal_mu=-1.0,
         )
     assert ledger.epsilon(1e-3) == 0.0

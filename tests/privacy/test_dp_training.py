@@ -16,8 +16,8 @@ from fedchain.errors import BudgetExhaustedError, ConfigError, DataError, Privac
 from fedchain.privacy import (
     GRAD_SAMPLE_MODES,
     DPConfig,
+    PrivacyAccountant,
     PrivacyBudget,
-    PrivacyLedger,
     compute_epsilon,
     incompatible_layers,
     train_plain,
@@ -40,9 +40,9 @@ def test_round_trains_records_and_reports(member_data, make_mlp, config: DPConfi
     x, y = (array.copy() for array in member_data)
     for array in (x, y):
         array.setflags(write=False)  # fedchain.data hands out read-only arrays
-    model, ledger = make_mlp(), PrivacyLedger()
+    model, ledger = make_mlp(), PrivacyAccountant()
     before = _params(model)
-    result = train_private(model, x, y, **HYPER, config=config, ledger=ledger, seed=0)
+    result = train_private(model, x, y, **HYPER, config=config, accountant=ledger, seed=0)
     assert result.model is model and _distance(before, _params(model)) > 0
     assert result.num_examples == 150 and result.steps == 15 and math.isfinite(result.train_loss)
     assert result.dp is not None and (result.dp.sample_rate, result.dp.steps) == (0.2, 15)
@@ -61,11 +61,11 @@ def test_epsilon_accumulates_over_rounds_until_the_member_declines(member_data, 
     path = tmp_path / "privacy.json"
     epsilons = []
     for round_ in range(config.planned_rounds):
-        ledger = PrivacyLedger.open(path)  # a fresh process each round: state comes from disk
-        result = train_private(make_mlp(), x, y, **HYPER, config=config, ledger=ledger, seed=round_)
+        ledger = PrivacyAccountant.open(path)  # a fresh process each round: state comes from disk
+        result = train_private(make_mlp(), x, y, **HYPER, config=config, accountant=ledger, seed=round_)
         epsilons.append(result.epsilon)
     assert epsilons == sorted(epsilons) and len(set(epsilons)) == len(epsilons)
-    ledger = PrivacyLedger.open(path)
+    ledger = PrivacyAccountant.open(path)
     assert len(ledger) == config.planned_rounds
     # The auditor's replay of the recorded parameters gives the member's number exactly.
     assert compute_epsilon(ledger.history, DELTA) == epsilons[-1]
@@ -74,28 +74,31 @@ def test_epsilon_accumulates_over_rounds_until_the_member_declines(member_data, 
     model = make_mlp()
     before = _params(model)
     with pytest.raises(BudgetExhaustedError) as info:
-        train_private(model, x, y, **HYPER, config=config, ledger=ledger, seed=99)
+        train_private(model, x, y, **HYPER, config=config, accountant=ledger, seed=99)
     assert info.value.epsilon_spent == epsilons[-1]
     assert info.value.epsilon_next > info.value.epsilon_budget == 8.0
     assert str(info.value).startswith("privacy budget exhausted: epsilon spent ")
     assert _distance(before, _params(model)) == 0.0
-    assert len(PrivacyLedger.load(path)) == config.planned_rounds
+    assert len(PrivacyAccountant.load(path)) == config.planned_rounds
 
 
 def test_fixed_noise_beyond_budget_is_refused_up_front(member_data, make_mlp) -> None:
     x, y = member_data
     config = DPConfig(budget=PrivacyBudget(epsilon=0.5, delta=DELTA), noise_multiplier=0.5)
-    ledger = PrivacyLedger()
+    ledger = PrivacyAccountant()
     with pytest.raises(BudgetExhaustedError):
-        train_private(make_mlp(), x, y, **HYPER, config=config, ledger=ledger, seed=0)
+        train_private(make_mlp(), x, y, **HYPER, config=config, accountant=ledger, seed=0)
     assert len(ledger) == 0
 
 
 def test_seed_makes_a_round_reproducible(member_data, make_mlp, config) -> None:
     x, y = member_data
-    runs = [train_private(make_mlp(), x, y, **HYPER, config=config, ledger=PrivacyLedger(), seed=7) for _ in range(2)]
+    runs = [
+        train_private(make_mlp(), x, y, **HYPER, config=config, accountant=PrivacyAccountant(), seed=7)
+        for _ in range(2)
+    ]
     assert _distance(_params(runs[0].model), _params(runs[1].model)) == 0.0
-    other = train_private(make_mlp(), x, y, **HYPER, config=config, ledger=PrivacyLedger(), seed=8)
+    other = train_private(make_mlp(), x, y, **HYPER, config=config, accountant=PrivacyAccountant(), seed=8)
     assert _distance(_params(runs[0].model), _params(other.model)) > 0.0
 
 
@@ -110,7 +113,7 @@ def test_every_mode_computes_the_same_dp_step_as_ew(member_data, make_mlp, mode:
             y,
             **HYPER,
             config=DPConfig(budget=budget, noise_multiplier=1.0, grad_sample_mode=m),
-            ledger=PrivacyLedger(),
+            accountant=PrivacyAccountant(),
             seed=3,
         )
         for m in ("ew", mode)
@@ -125,7 +128,7 @@ def test_training_clips_per_sample_gradients(member_data, make_mlp) -> None:
     start = make_mlp()
     plain = train_plain(copy.deepcopy(start), x, y, **hyper, seed=0)
     config = DPConfig(budget=PrivacyBudget(epsilon=1e6, delta=DELTA), max_grad_norm=1e-4, noise_multiplier=0.3)
-    private = train_private(copy.deepcopy(start), x, y, **hyper, config=config, ledger=PrivacyLedger(), seed=0)
+    private = train_private(copy.deepcopy(start), x, y, **hyper, config=config, accountant=PrivacyAccountant(), seed=0)
     # Each step moves by (sum of clipped grads + noise) / expected batch: at most
     # steps * (C * n + ~sigma * C * sqrt(d) * 3) / 30 with C = 1e-4: a few thousandths here.
     assert _distance(_params(start), _params(private.model)) < 0.01
@@ -139,7 +142,7 @@ def test_zero_gradients_do_not_divide_by_zero(make_mlp, config) -> None:
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.zero_()
-    result = train_private(model, x, y, **HYPER, config=config, ledger=PrivacyLedger(), seed=0)
+    result = train_private(model, x, y, **HYPER, config=config, accountant=PrivacyAccountant(), seed=0)
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
     assert math.isfinite(result.train_loss)
 
@@ -158,7 +161,15 @@ def test_empty_poisson_batches_take_a_noise_only_step(digits, mode: str, monkeyp
     config = DPConfig(budget=PrivacyBudget(epsilon=1e4, delta=DELTA), noise_multiplier=1.0, grad_sample_mode=mode)
     model = nn.Sequential(nn.Linear(64, 4), nn.ReLU(), nn.Linear(4, 10))
     result = train_private(
-        model, x[:4], y[:4], epochs=5, batch_size=1, learning_rate=0.05, config=config, ledger=PrivacyLedger(), seed=1
+        model,
+        x[:4],
+        y[:4],
+        epochs=5,
+        batch_size=1,
+        learning_rate=0.05,
+        config=config,
+        accountant=PrivacyAccountant(),
+        seed=1,
     )
     assert empty_steps and result.steps == 20  # every planned step was taken and accounted
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -170,9 +181,9 @@ def _bn_model() -> nn.Module:
 
 def test_batchnorm_is_refused_by_name(member_data, config) -> None:
     x, y = member_data
-    ledger = PrivacyLedger()
+    ledger = PrivacyAccountant()
     with pytest.raises(PrivacyError) as info:
-        train_private(_bn_model(), x, y, **HYPER, config=config, ledger=ledger, seed=0)
+        train_private(_bn_model(), x, y, **HYPER, config=config, accountant=ledger, seed=0)
     assert "cannot train layer(s) 1 (BatchNorm1d)" in str(info.value)
     assert "fix_incompatible_layers=True" in str(info.value)
     assert len(ledger) == 0
@@ -188,7 +199,7 @@ def test_batchnorm_is_fixed_when_asked(member_data, config, caplog) -> None:
     fixing = DPConfig(budget=config.budget, planned_rounds=5, fix_incompatible_layers=True)
     original = _bn_model()
     with caplog.at_level(logging.WARNING, logger="fedchain.privacy.training"):
-        result = train_private(original, x, y, **HYPER, config=fixing, ledger=PrivacyLedger(), seed=0)
+        result = train_private(original, x, y, **HYPER, config=fixing, accountant=PrivacyAccountant(), seed=0)
     assert result.model is not original
     assert isinstance(result.model[1], nn.GroupNorm)
     assert "1 (BatchNorm1d)" in caplog.text
@@ -207,7 +218,7 @@ def test_batchnorm_is_fixed_when_asked(member_data, config, caplog) -> None:
 def test_bad_data_is_a_data_error(make_mlp, config, trainer: str, x, y, fragment: str) -> None:
     with pytest.raises(DataError) as info:
         if trainer == "private":
-            train_private(make_mlp(), x, y, **HYPER, config=config, ledger=PrivacyLedger(), seed=0)
+            train_private(make_mlp(), x, y, **HYPER, config=config, accountant=PrivacyAccountant(), seed=0)
         else:
             train_plain(make_mlp(), x, y, **HYPER, seed=0)
     assert fragment in str(info.value)
@@ -225,7 +236,7 @@ def test_bad_data_is_a_data_error(make_mlp, config, trainer: str, x, y, fragment
 def test_bad_hyperparameters(member_data, make_mlp, config, override: dict, message: str) -> None:
     x, y = member_data
     with pytest.raises(ConfigError) as info:
-        train_private(make_mlp(), x, y, **{**HYPER, **override}, config=config, ledger=PrivacyLedger(), seed=0)
+        train_private(make_mlp(), x, y, **{**HYPER, **override}, config=config, accountant=PrivacyAccountant(), seed=0)
     assert str(info.value) == message
 
 
@@ -233,13 +244,13 @@ def test_delta_not_below_one_over_n_is_refused(member_data, make_mlp) -> None:
     x, y = member_data
     config = DPConfig(budget=PrivacyBudget(epsilon=8.0, delta=0.01))
     with pytest.raises(ConfigError, match=r"must be a float in \(0, 1/n\) = \(0, 0\.00666667\)"):
-        train_private(make_mlp(), x, y, **HYPER, config=config, ledger=PrivacyLedger(), seed=0)
+        train_private(make_mlp(), x, y, **HYPER, config=config, accountant=PrivacyAccountant(), seed=0)
 
 
 def test_ledger_with_another_accountant_is_refused(member_data, make_mlp, config) -> None:
     x, y = member_data
     with pytest.raises(PrivacyError, match="ledger uses the 'prv' accountant but the config asks for 'rdp'"):
-        train_private(make_mlp(), x, y, **HYPER, config=config, ledger=PrivacyLedger("prv"), seed=0)
+        train_private(make_mlp(), x, y, **HYPER, config=config, accountant=PrivacyAccountant("prv"), seed=0)
 
 
 def test_plain_training_has_the_same_shape(member_data, make_mlp) -> None:
@@ -260,7 +271,7 @@ def test_training_leaves_the_callers_rng_alone(member_data, make_mlp, config) ->
     expected = torch.rand(3)
     torch.manual_seed(123)
     trainers: list[Callable[[], object]] = [
-        lambda: train_private(make_mlp(), x, y, **HYPER, config=config, ledger=PrivacyLedger(), seed=0),
+        lambda: train_private(make_mlp(), x, y, **HYPER, config=config, accountant=PrivacyAccountant(), seed=0),
         lambda: train_plain(make_mlp(), x, y, **HYPER, seed=0),
     ]
     for trainer in trainers:

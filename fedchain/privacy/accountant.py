@@ -1,6 +1,6 @@
 """A member's lifetime privacy accounting: every DP round it ever trained, persisted between rounds.
 
-:class:`PrivacyLedger` holds an Opacus accountant's ``history`` (one ``(noise_multiplier,
+:class:`PrivacyAccountant` holds an Opacus accountant's ``history`` (one ``(noise_multiplier,
 sample_rate, steps)`` entry per round) and answers epsilon questions through
 :func:`~fedchain.privacy.accounting.compute_epsilon`, the same function an auditor uses on the
 parameters recorded on chain. Its state is a small JSON document with a checksum:
@@ -10,19 +10,24 @@ parameters recorded on chain. Its state is a small JSON document with a checksum
     {"format": "fedchain-privacy-ledger", "version": 1, "accountant": "rdp",
      "history": [[1.1, 0.2, 15], ...], "checksum": "<sha256 of accountant and history>"}
 
-It goes into the node's state directory (:meth:`PrivacyLedger.save`, atomic) or into Flower's
-``Context.state`` (:meth:`PrivacyLedger.to_json` in a ``ConfigRecord``). A file that cannot be read,
+It goes into the node's state directory (:meth:`PrivacyAccountant.save`, atomic) or into Flower's
+``Context.state`` (:meth:`PrivacyAccountant.to_json` in a ``ConfigRecord``). A file that cannot be read,
 is not valid JSON, fails its checksum or its schema raises :class:`~fedchain.errors.PrivacyError`:
-the ledger never falls back to an empty history, because that would silently reset the member's
-epsilon to zero.
+the accountant never falls back to an empty history, because that would silently reset the
+member's epsilon to zero.
+
+It is an accountant (Opacus's sense: a history of mechanisms and the epsilon they add up to), not
+the chain's :class:`~fedchain.ledger.Ledger`. Its state file keeps the name it had before the class
+was renamed (format ``fedchain-privacy-ledger``, "privacy ledger" in messages), so state a member
+saved earlier still loads.
 
 Example:
-    >>> from fedchain.privacy import PrivacyLedger
-    >>> ledger = PrivacyLedger()
+    >>> from fedchain.privacy import PrivacyAccountant
+    >>> ledger = PrivacyAccountant()
     >>> ledger.record(noise_multiplier=1.1, sample_rate=0.2, steps=15)
     >>> round(ledger.epsilon(1e-5), 4)
     5.6694
-    >>> PrivacyLedger.from_json(ledger.to_json()).history
+    >>> PrivacyAccountant.from_json(ledger.to_json()).history
     ((1.1, 0.2, 15),)
 """
 
@@ -42,7 +47,7 @@ from fedchain.privacy._registry import ACCOUNTANT_NAMES
 from fedchain.privacy.accounting import HistoryEntry, compute_epsilon, normalize_history
 from fedchain.types import DPParams
 
-__all__ = ["PrivacyLedger"]
+__all__ = ["PrivacyAccountant"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +65,7 @@ def _checksum(accountant: str, history: Iterable[HistoryEntry]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class PrivacyLedger:
+class PrivacyAccountant:
     """The cumulative privacy spend of one member over the federation's lifetime.
 
     Args:
@@ -70,7 +75,7 @@ class PrivacyLedger:
             returns, so a spent round is on disk before the update it paid for is sent.
 
     Example:
-        >>> ledger = PrivacyLedger("rdp", history=[(1.1, 0.2, 15)])
+        >>> ledger = PrivacyAccountant("rdp", history=[(1.1, 0.2, 15)])
         >>> ledger.epsilon_after(noise_multiplier=1.1, sample_rate=0.2, steps=15, delta=1e-5) > ledger.epsilon(1e-5)
         True
     """
@@ -102,13 +107,13 @@ class PrivacyLedger:
         return len(self._history)
 
     def __repr__(self) -> str:
-        return f"PrivacyLedger(accountant={self._accountant!r}, rounds={len(self._history)}, path={self.path})"
+        return f"PrivacyAccountant(accountant={self._accountant!r}, rounds={len(self._history)}, path={self.path})"
 
     def epsilon(self, delta: float) -> float:
         """Cumulative epsilon of all recorded rounds at ``delta`` (0.0 before the first round).
 
         Example:
-            >>> PrivacyLedger().epsilon(1e-5)
+            >>> PrivacyAccountant().epsilon(1e-5)
             0.0
         """
         return compute_epsilon(self._history, delta, self._accountant)
@@ -117,7 +122,7 @@ class PrivacyLedger:
         """Cumulative epsilon if one more round with these parameters were recorded; no change.
 
         Example:
-            >>> ledger = PrivacyLedger()
+            >>> ledger = PrivacyAccountant()
             >>> round(ledger.epsilon_after(noise_multiplier=1.1, sample_rate=0.2, steps=15, delta=1e-5), 4)
             5.6694
             >>> len(ledger)
@@ -144,7 +149,7 @@ class PrivacyLedger:
         """A JSON-safe snapshot of the ledger (with a checksum over accountant and history).
 
         Example:
-            >>> sorted(PrivacyLedger().state_dict())
+            >>> sorted(PrivacyAccountant().state_dict())
             ['accountant', 'checksum', 'format', 'history', 'version']
         """
         return {
@@ -156,7 +161,7 @@ class PrivacyLedger:
         }
 
     @classmethod
-    def from_state_dict(cls, state: Mapping[str, Any], *, path: str | Path | None = None) -> PrivacyLedger:
+    def from_state_dict(cls, state: Mapping[str, Any], *, path: str | Path | None = None) -> PrivacyAccountant:
         """Rebuild a ledger from :meth:`state_dict`, refusing anything malformed or altered.
 
         Raises:
@@ -194,7 +199,7 @@ class PrivacyLedger:
         return json.dumps(self.state_dict(), separators=(",", ":"), allow_nan=False)
 
     @classmethod
-    def from_json(cls, text: str | bytes, *, path: str | Path | None = None) -> PrivacyLedger:
+    def from_json(cls, text: str | bytes, *, path: str | Path | None = None) -> PrivacyAccountant:
         """Rebuild a ledger from :meth:`to_json` output.
 
         Raises:
@@ -222,7 +227,7 @@ class PrivacyLedger:
             raise PrivacyError(f"cannot save privacy ledger to {path}: {exc}") from exc
 
     @classmethod
-    def load(cls, path: str | Path) -> PrivacyLedger:
+    def load(cls, path: str | Path) -> PrivacyAccountant:
         """Read a ledger saved by :meth:`save`; the returned ledger saves back to ``path`` on record.
 
         Raises:
@@ -231,8 +236,8 @@ class PrivacyLedger:
         Example:
             >>> import tempfile, pathlib
             >>> path = pathlib.Path(tempfile.mkdtemp()) / "privacy.json"
-            >>> PrivacyLedger(history=[(1.1, 0.2, 15)]).save(path)
-            >>> PrivacyLedger.load(path).history
+            >>> PrivacyAccountant(history=[(1.1, 0.2, 15)]).save(path)
+            >>> PrivacyAccountant.load(path).history
             ((1.1, 0.2, 15),)
         """
         path = Path(path)
@@ -243,7 +248,7 @@ class PrivacyLedger:
         return cls.from_json(data, path=path)
 
     @classmethod
-    def open(cls, path: str | Path, *, accountant: str = "rdp") -> PrivacyLedger:
+    def open(cls, path: str | Path, *, accountant: str = "rdp") -> PrivacyAccountant:
         """Load the ledger at ``path``, or start an empty one there if no file exists yet.
 
         Only a missing file starts a new ledger (and it is written at once); an unreadable or
