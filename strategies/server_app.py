@@ -28,6 +28,7 @@ from fedchain.config import FedChainConfig
 from fedchain.coordinator import Coordinator
 from fedchain.data import load_digits_split
 from fedchain.errors import ConfigError
+from fedchain.faults import coordinator_faults
 from fedchain.progress import publish
 from fedchain.serialization import Weights, flatten, save_model, unflatten
 from strategies.registry import create_strategy
@@ -67,9 +68,9 @@ def load_public_context(config: FedChainConfig) -> Any:
 
 def simulated_members(config: FedChainConfig) -> list[str]:
     """Addresses of the simulated members (keys derived from the run seed, ``fedchain.identity``)."""
-    from fedchain.identity import address_of, simulated_member_key
+    from fedchain.identity import simulated_member_addresses
 
-    return [address_of(simulated_member_key(seed=config.seed, member_id=i)) for i in range(config.total_members)]
+    return simulated_member_addresses(seed=config.seed, count=config.total_members)
 
 
 def open_ledger(config: FedChainConfig, members: list[str], *, address: str | None = None) -> Any:
@@ -170,6 +171,7 @@ def main(grid: Grid, context: Context) -> None:
         ledger_address=ledger.address if ledger is not None else None,
         chain_id=ledger.chain_id if ledger is not None else 0,
         validation=validation_utility(config) if not config.he else None,
+        faults=coordinator_faults(config),
     )
     if checkpoint is not None:
         coordinator.restore(checkpoint)

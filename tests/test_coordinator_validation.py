@@ -10,13 +10,13 @@ from fedchain.config import FedChainConfig
 from fedchain.coordinator import Coordinator
 from fedchain.identity import address_of, simulated_member_key
 from fedchain.identity.signing import SigningDomain, sign_digest, update_digest
+from fedchain.pipeline import validate
 from fedchain.protocol import (
     ERROR_BUDGET_EXHAUSTED,
     ERROR_POLICY_REFUSED,
     ERROR_PRIVACY_STATE_MISSING,
     weights_to_record,
 )
-from fedchain.results import RoundSummary
 from fedchain.serialization import model_hash
 from strategies.registry import create_strategy
 
@@ -92,9 +92,11 @@ def _reply(
 
 
 def _validate(coordinator: Coordinator, replies: list[Message]) -> tuple[list[int], dict[str, int]]:
-    summary = RoundSummary(server_round=1, status="completed")
-    accepted = coordinator._validate(1, replies, summary)
-    return [u.member.member_id for u in accepted], summary.rejections
+    decoded = [coordinator.decode_train_reply(1, reply) for reply in replies]
+    accepted, rejections = validate(
+        decoded, server_round=1, model=coordinator.weights, domain=coordinator.domain, registered=coordinator.registered
+    )
+    return [u.member.member_id for u in accepted], rejections
 
 
 def test_honest_signed_updates_are_accepted(coordinator):

@@ -5,11 +5,9 @@ import pytest
 
 from fedchain import crypto
 from fedchain.config import FedChainConfig
-from fedchain.coordinator import AcceptedUpdate, Coordinator
-from fedchain.results import RoundSummary
+from fedchain.pipeline import AcceptedUpdate, EncryptedAggregation
 from fedchain.serialization import load_model
 from fedchain.types import MemberRound
-from strategies.registry import create_strategy
 
 
 @pytest.mark.slow
@@ -43,9 +41,7 @@ def test_malformed_ciphertexts_are_dropped_and_the_round_continues():
     weights = {"w": np.zeros(10, np.float32)}
     # addition-only keys (AGGREGATION): no norm bound, so no decrypt committee and no SCORING keys
     config = FedChainConfig(members=4, he=True, chain="none", min_members=2, norm_bound=0)
-    coordinator = Coordinator(
-        config=config, strategy=create_strategy(config), initial_weights=weights, public_context=public
-    )
+    aggregation = EncryptedAggregation(config, public, vector_size=weights["w"].size)
     good = [crypto.encrypt_update(secret, np.full(10, 2.0 * n)) for n in (1, 3)]
     truncated = [good[0][0][: len(good[0][0]) // 2]]
     garbage = [b"\x00" * 64]
@@ -53,10 +49,11 @@ def test_malformed_ciphertexts_are_dropped_and_the_round_continues():
         AcceptedUpdate(node_id=i, member=_member(i, n), chunks=chunks)
         for i, (n, chunks) in enumerate([(1, good[0]), (5, truncated), (3, good[1]), (7, garbage)])
     ]
-    summary = RoundSummary(server_round=1, status="completed")
-    kept, aggregate, _ = coordinator._aggregate(None, 1, accepted, summary)  # type: ignore[arg-type]
-    assert [u.member.member_id for u in kept] == [0, 2]
-    assert summary.rejections == {"invalid": 2}
+    result = aggregation.aggregate(1, accepted)
+    aggregate = result.aggregate
+    assert aggregate is not None
+    assert [u.member.member_id for u in result.kept] == [0, 2]
+    assert result.rejections == {"invalid": 2}
     assert aggregate.total_weight == 4
     total = crypto.decrypt_update(secret, list(aggregate.ciphertext or ()), 10)
     assert np.allclose(total, 8.0, atol=1e-3)

@@ -13,12 +13,12 @@ import pytest
 
 from fedchain.audit import MemberBudget, audit_ledger
 from fedchain.config import FedChainConfig
-from fedchain.coordinator import AcceptedUpdate, Coordinator
 from fedchain.identity import address_of, simulated_member_key
 from fedchain.ledger import Web3Ledger, connect
+from fedchain.pipeline import AcceptedUpdate
 from fedchain.privacy import compute_epsilon
+from fedchain.recording import Recorder
 from fedchain.types import ZERO_HASH, DPParams, MemberRound, MemberRoundRecord, RoundRecord
-from strategies.registry import create_strategy
 
 DELTA = 1e-5
 SPEND = (1.2, 0.1, 50)  # sigma, q, steps of one member-round
@@ -38,16 +38,9 @@ def _epsilon(rounds: int) -> float:
     return compute_epsilon([SPEND] * rounds, DELTA)
 
 
-def _coordinator(ledger: Web3Ledger) -> Coordinator:
+def _recorder(ledger: Web3Ledger) -> Recorder:
     config = FedChainConfig(members=2, he=False, dp=True, chain="embedded")
-    return Coordinator(
-        config=config,
-        strategy=create_strategy(config),
-        initial_weights=TEMPLATE,
-        ledger=ledger,
-        ledger_address=ledger.address,
-        chain_id=ledger.chain_id,
-    )
+    return Recorder(config, ledger, ledger_address=ledger.address)
 
 
 def _update(address: str, spends: int) -> AcceptedUpdate:
@@ -84,19 +77,19 @@ def test_spends_the_chain_lacks_are_recorded_and_the_audit_holds(ledger, resumed
     first = _record(ledger, 1, address, _epsilon(1), ZERO_HASH)
     # Round 2's reply was lost (or round 2 was replayed): the member trained in it, then trains in
     # round 2 again (or round 3): its history now holds three spends, the chain one.
-    coordinator = _coordinator(ledger)
+    recorder = _recorder(ledger)
     if resumed:
-        coordinator._resumed_at = 2
+        recorder.resumed_at = 2
     update = _update(address, spends=3)
-    missing = coordinator._unrecorded_spends(2, [update])
+    missing = recorder.unrecorded_spends(2, [update])
     assert [(m.address, m.status, m.score, m.dp) for m in missing] == [(address, status, 0.0, _dp())]
 
     record = _record(ledger, 2, address, _epsilon(3), first.model_hash)
-    coordinator._record_spends(2, record, missing)
+    recorder.record_spends(2, record, missing)
     spend_round = 2 if resumed else 1  # a replayed spend is its round's; a late one an earlier round's
     assert [(s.server_round, s.address, s.status) for s in ledger.spends()] == [(spend_round, address, status)]
-    assert coordinator._spends_on_chain(address) == 3
-    assert coordinator._unrecorded_spends(3, [_update(address, spends=4)]) == []  # nothing twice
+    assert recorder.spends_on_chain(address) == 3
+    assert recorder.unrecorded_spends(3, [_update(address, spends=4)]) == []  # nothing twice
 
     report = audit_ledger(ledger, default_budget=MemberBudget(50.0, DELTA))
     assert report.ok, report.summary()

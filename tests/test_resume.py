@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fedchain.coordinator import KILLED_EXIT_CODE
+from fedchain.faults import KILLED_EXIT_CODE
 from fedchain.ledger import Web3Ledger, connect
 from tests.anvil import ANVIL_KEY_0, ANVIL_KEY_1, running_anvil
 from tests.conftest import ROOT

@@ -29,10 +29,11 @@ from flwr.superlink.grid.inmemory_grid import InMemoryGrid
 from fedchain import crypto
 from fedchain.config import FedChainConfig
 from fedchain.contribution import build_scalar_requests, select_committee
-from fedchain.coordinator import AcceptedUpdate, Coordinator
-from fedchain.results import RoundSummary
-from fedchain.types import MemberRound
-from strategies.registry import create_strategy
+from fedchain.coordinator import GridCommittee, decode_dispute
+from fedchain.identity.signing import NO_LEDGER, SigningDomain
+from fedchain.pipeline import AcceptedUpdate, Aggregation, RoundOutcome, ask_committee, settle_disputes
+from fedchain.recording import Recorder
+from fedchain.types import ZERO_HASH, MemberRound
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity")
 
@@ -70,68 +71,74 @@ def test_a_dead_committee_is_given_up_after_the_committee_timeout(
         )
         for i, node_id in enumerate(nodes)
     ]
-    coordinator = Coordinator(
-        config=config,
-        strategy=create_strategy(config),
-        initial_weights={"w": np.zeros(100, np.float32)},
-        public_context=scoring_coordinator,
-    )
+    domain = SigningDomain(chain_id=0, ledger_address=NO_LEDGER, run_id=0)
     requests = build_scalar_requests(scoring_coordinator, {u.member.address: u.chunks or [] for u in kept}, None)
-    summary = RoundSummary(server_round=1, status="completed")
     started = time.monotonic()
-    verdict, revealed = coordinator._ask_committee(grid, 1, kept, requests, summary, exchange=1)
+    exchange = ask_committee(
+        GridCommittee(grid, domain, config.committee_timeout_s),
+        domain=domain,
+        server_round=1,
+        exchange=1,
+        nodes={u.member.address: u.node_id for u in kept},
+        requests=requests,
+        committee_size=config.committee_size,
+        seed=config.seed,
+    )
+    verdict, revealed = exchange.verdict, exchange.revealed
     waited = time.monotonic() - started
     assert 1.0 <= waited < 5.0
     assert verdict.disagreement and verdict.products is None
     drawn = select_committee([u.member.address for u in kept], 2, seed=config.seed, server_round=1)
     assert verdict.reason == "; ".join(f"committee member {address!r} did not answer" for address in drawn)
-    assert summary.rejections == {"committee-timeout": 2}
+    assert exchange.problems == {"committee-timeout": 2}
     assert revealed.answers == ()
 
 
 def test_the_coordinator_relays_a_members_dispute_and_the_round_pays_nobody() -> None:
     """A member's signed dispute reaches the chain (eth-tester) before the round is recorded."""
-    from flwr.app import ConfigRecord
-
     from fedchain.contribution.committee import RevealedScalars
     from fedchain.identity import address_of, simulated_member_key
     from fedchain.identity.signing import dispute_digest, sign_digest
     from fedchain.ledger import Web3Ledger, connect
+    from fedchain.protocol import DisputeClaim, EvaluateRes, MemberIdentity, decode_evaluate_res, encode
 
     ledger = Web3Ledger.deploy(connect("embedded"))
     keys = [simulated_member_key(seed=0, member_id=i) for i in range(2)]
     ledger.register_members([address_of(k) for k in keys])
     config = FedChainConfig(members=2, dp=False, he=False, chain="embedded")
-    coordinator = Coordinator(
-        config=config,
-        strategy=create_strategy(config),
-        initial_weights={"w": np.zeros(4, np.float32)},
-        ledger=ledger,
-        ledger_address=ledger.address,
-        chain_id=ledger.chain_id,
-    )
     revealed = RevealedScalars(1, ())
-    coordinator._revealed[1] = revealed
     digest = dispute_digest(
         chain_id=ledger.chain_id, ledger_address=ledger.address, server_round=1, scalars_commitment=revealed.commitment
     )
-    identity = ConfigRecord(
-        {
-            "address": address_of(keys[0]),
-            "dispute-commitment": revealed.commitment,
-            "dispute-signature": sign_digest(keys[0], digest),
-            "dispute-reason": "exchange 1: sq_norms from x is 1, recomputed 2",
-        }
+    claim = DisputeClaim(
+        scalars_commitment=revealed.commitment,
+        signature=sign_digest(keys[0], digest),
+        reason="exchange 1: sq_norms from x is 1, recomputed 2",
     )
-    coordinator._take_dispute(1, identity)
-    forged = ConfigRecord({**identity, "address": address_of(keys[1])})  # another member's claim, not its key
-    coordinator._take_dispute(1, forged)
+
+    def evaluate_reply(address: str) -> EvaluateRes:  # as it travels: encoded, decoded
+        member = MemberIdentity(member_id=0, address=address, model_round=1)
+        return decode_evaluate_res(encode(EvaluateRes(member, num_examples=1, loss=0.0, accuracy=1.0, dispute=claim)))
+
+    forged = evaluate_reply(address_of(keys[1]))  # another member's claim, not its key
+    disputes = [decode_dispute(1, evaluate_reply(address_of(keys[0]))), decode_dispute(1, forged)]
     members = [
         MemberRound(member_id=i, address=address_of(k), kind="honest", num_examples=5, status="accepted", score=5.0)
         for i, k in enumerate(keys)
     ]
-    summary = RoundSummary(server_round=1, status="completed", members=members)
-    coordinator._settle_disputes(summary)
-    assert summary.flagged == f"disputed: {address_of(keys[0])}: exchange 1: sq_norms from x is 1, recomputed 2"
-    assert [m.score for m in summary.members] == [0.0, 0.0]
+    outcome = RoundOutcome(
+        server_round=1,
+        status="completed",
+        previous_model_hash=ZERO_HASH,
+        model_hash=None,
+        aggregate_hash=ZERO_HASH,
+        members=tuple(members),
+        rejections={},
+        aggregation=Aggregation(kept=(), revealed=revealed),
+    )
+    domain = SigningDomain(chain_id=ledger.chain_id, ledger_address=ledger.address, run_id=0)
+    settled = settle_disputes(outcome, [d for d in disputes if d is not None], domain=domain)
+    Recorder(config, ledger, ledger_address=ledger.address).relay_disputes(1, settled.disputes)
+    assert settled.flagged == f"disputed: {address_of(keys[0])}: exchange 1: sq_norms from x is 1, recomputed 2"
+    assert [m.score for m in settled.members] == [0.0, 0.0]
     assert [d.member for d in ledger.disputes(1)] == [address_of(keys[0])]

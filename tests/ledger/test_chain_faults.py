@@ -14,15 +14,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from fedchain.config import FedChainConfig
-from fedchain.coordinator import Coordinator
 from fedchain.errors import LedgerError
 from fedchain.ledger import Web3Ledger, connect
+from fedchain.recording import Recorder
 from fedchain.types import record_from_json
-from strategies.registry import create_strategy
 from tests.anvil import ANVIL_KEY_0, free_port, start_anvil, stop_anvil
 
 from .helpers import member_addresses, next_record
@@ -95,13 +93,11 @@ def anvil(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         stop_anvil(process)
 
 
-def _coordinator(ledger: Web3Ledger, out_dir: Path, attempts: int) -> Coordinator:
+def _recorder(ledger: Web3Ledger, out_dir: Path, attempts: int) -> Recorder:
     config = FedChainConfig(
         members=3, he=False, dp=False, chain="none", out_dir=str(out_dir), chain_attempts=attempts, chain_backoff_s=0.05
     )
-    return Coordinator(
-        config=config, strategy=create_strategy(config), initial_weights={"w": np.zeros(2, np.float32)}, ledger=ledger
-    )
+    return Recorder(config, ledger)
 
 
 def test_dropped_connections_are_retried_and_paid_once(anvil, tmp_path):
@@ -114,7 +110,7 @@ def test_dropped_connections_are_retried_and_paid_once(anvil, tmp_path):
     flaky = Web3Ledger(connect(f"http://127.0.0.1:{proxy.port}", private_key=ANVIL_KEY_0), ledger.address)
     proxy.cut(drops=2)  # the live connection dies and the next two are refused as the coordinator records
     try:
-        receipt = _coordinator(flaky, tmp_path, attempts=5)._record_with_retries(record)
+        receipt = _recorder(flaky, tmp_path, attempts=5).record_with_retries(record)
     finally:
         proxy.close()
     assert proxy.remaining_drops == 0  # the faults really happened
@@ -135,10 +131,10 @@ def test_rpc_down_gives_a_clear_error_and_the_round_is_held_until_recorded(tmp_p
     finally:
         stop_anvil(process)  # the node goes down (its state is saved)
 
-    coordinator = _coordinator(ledger, tmp_path, attempts=3)
+    recorder = _recorder(ledger, tmp_path, attempts=3)
     started = time.monotonic()
     with pytest.raises(LedgerError) as info:
-        coordinator._record_with_retries(record)
+        recorder.record_with_retries(record)
     assert "round 1 was not recorded after 3 attempts" in str(info.value)
     assert time.monotonic() - started >= 0.05 + 0.1  # backoff: 0.05 s then 0.1 s
     held = tmp_path / "pending" / "round-1.json"
@@ -148,7 +144,7 @@ def test_rpc_down_gives_a_clear_error_and_the_round_is_held_until_recorded(tmp_p
     process = start_anvil(port, state)  # the node comes back with its state
     try:
         revived = Web3Ledger(connect(url, private_key=ANVIL_KEY_0), ledger.address)
-        receipt = _coordinator(revived, tmp_path, attempts=3)._record_with_retries(
+        receipt = _recorder(revived, tmp_path, attempts=3).record_with_retries(
             record_from_json(json.loads(held.read_text()))
         )
         assert sorted(receipt.rewards_wei.values()) == [100, 100, 200]
