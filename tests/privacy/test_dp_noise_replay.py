@@ -30,7 +30,7 @@ from fedchain.privacy import (
 from fedchain.protocol import record_to_weights, weights_to_record
 from fedchain.types import LocalDataset
 
-pytestmark = pytest.mark.usefixtures("flower_task_identity")
+pytestmark = pytest.mark.usefixtures("flower_task_identity", "simulated_member")
 
 SIGMA = 50.0  # a member that trusts a huge noise multiplier to hide its one example
 LEARNING_RATE = 0.3
@@ -116,9 +116,8 @@ def test_the_run_seed_no_longer_replays_a_members_noise(tmp_path):
     assert _cosine(recovered, private_row) < 0.5
 
 
-def test_a_seeded_simulation_is_replayable_which_is_why_it_is_a_testing_switch(tmp_path, monkeypatch):
+def test_a_seeded_simulation_is_replayable_which_is_why_it_is_a_testing_switch(tmp_path):
     """The attack itself works: with a known noise seed the private row comes back exactly."""
-    monkeypatch.setenv("FEDCHAIN_SIMULATION", "1")
     node, private_row = _one_row_member(tmp_path, dp_noise_seed=1234)
     trained = _train(node, server_round=1)
     recovered = _replay_and_recover(node, trained, seed=node.noise_seed(server_round=1))
