@@ -95,14 +95,14 @@ def _member_key(config: FedChainConfig, member_id: int, node_config: dict[str, A
                 "creates one); a key derived from the run seed is only for fedchain's simulation"
             )
         return simulated_member_key(seed=config.seed, member_id=member_id)
-    from eth_account import Account
+    from fedchain.identity.wallet import decrypt_key
 
     password_env = str(node_config.get("wallet-password-env", "FEDCHAIN_WALLET_PASSWORD"))
     password = os.environ.get(password_env)
     if password is None:
         raise FedChainError(f"wallet keystore {keystore!r} needs its password in ${password_env}")
     try:
-        return bytes(Account.decrypt(json.loads(Path(keystore).read_text()), password))
+        return decrypt_key(json.loads(Path(keystore).read_text()), password)
     except (OSError, ValueError) as exc:
         raise FedChainError(f"cannot open wallet keystore {keystore!r}: {exc}") from exc
 

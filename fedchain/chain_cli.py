@@ -424,6 +424,7 @@ def deploy_run_ledger(config: Any, *, admin_keystore: Path | None = None, treasu
     """
     if not str(config.chain).startswith(("http://", "https://")) or config.resume or config.ledger_address:
         return config
+    from fedchain.identity import simulated_member_addresses
     from fedchain.ledger import connect
     from fedchain.ledger.admin import (
         ADMIN_KEY_ENV,
@@ -432,7 +433,6 @@ def deploy_run_ledger(config: Any, *, admin_keystore: Path | None = None, treasu
         setup_federation_ledger,
         signer_chain,
     )
-    from strategies.server_app import simulated_members
 
     coordinator = connect(config.chain)  # the key the ServerApp will sign with
     admin = signer_chain(
@@ -454,7 +454,7 @@ def deploy_run_ledger(config: Any, *, admin_keystore: Path | None = None, treasu
         admin,
         recorder=coordinator.address,
         treasury=treasury,
-        members=simulated_members(config),
+        members=simulated_member_addresses(seed=config.seed, count=config.total_members),
         privacy_budget=(config.epsilon, config.delta) if config.dp else None,
     )
     logging.getLogger(__name__).info(

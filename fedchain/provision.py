@@ -454,13 +454,13 @@ def create_wallet(home: str | Path, *, password: str | None = None) -> tuple[str
     Returns:
         ``(address, keystore path, password file, private key bytes)``.
     """
-    from eth_account import Account
+    from fedchain.identity.wallet import account_from_key, encrypt_key, new_private_key
 
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
-    account = Account.create()
+    account = account_from_key(new_private_key())
     secret = password or secrets.token_urlsafe(24)
-    keystore = Account.encrypt(account.key, secret, kdf="scrypt", iterations=SCRYPT_N)
+    keystore = encrypt_key(account.key, secret, iterations=SCRYPT_N)
     keystore_path = home / "wallet.json"
     password_path = home / "wallet.password"
     atomic_write_json(keystore_path, keystore, mode=_SECRET_MODE)
@@ -512,7 +512,7 @@ def read_wallet(keystore: str | Path, *, password: str | None = None, password_e
         account = read_wallet("runs/fed/members/member-0/wallet.json")
         account.address
     """
-    from eth_account import Account
+    from fedchain.identity.wallet import account_from_key, decrypt_key
 
     path = Path(keystore)
     try:
@@ -521,10 +521,10 @@ def read_wallet(keystore: str | Path, *, password: str | None = None, password_e
         raise ConfigError("wallet-keystore", "a readable JSON keystore file", str(path)) from None
     secret = wallet_password(path, password=password, password_env=password_env)
     try:
-        key = Account.decrypt(keyfile, secret)
+        key = decrypt_key(keyfile, secret)
     except ValueError:
         raise ConfigError("wallet password", "the keystore's password", "<hidden>") from None
-    return Account.from_key(key)
+    return account_from_key(key)
 
 
 # ------------------------------------------------------------------- the admin relays the key ceremony

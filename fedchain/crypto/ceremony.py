@@ -103,20 +103,19 @@ def _digest(domain: str, payload: Mapping[str, Any]) -> bytes:
 
 
 def _sign(private_key: bytes, digest: bytes) -> str:
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
+    """EIP-191 signature of the 32-byte ``digest`` with a chain key (:func:`fedchain.identity.sign_digest`)."""
+    from fedchain.identity.signing import sign_digest
 
-    return "0x" + bytes(Account.sign_message(encode_defunct(primitive=digest), private_key=private_key).signature).hex()
+    return sign_digest(private_key, "0x" + digest.hex())
 
 
 def _signer(digest: bytes, signature: str) -> str | None:
     """The address that signed ``digest``, or None when the signature is malformed."""
-    from eth_account import Account
-    from eth_account.messages import encode_defunct
+    from fedchain.identity.signing import recover_signer
 
     try:
-        return str(Account.recover_message(encode_defunct(primitive=digest), signature=bytes.fromhex(signature[2:])))
-    except Exception:  # eth_keys raises several types for malformed signatures
+        return recover_signer("0x" + digest.hex(), "0x" + signature[2:])
+    except SerializationError:  # malformed or invalid signature
         return None
 
 
@@ -262,11 +261,11 @@ def create_enrollment(
     Returns:
         The signed enrollment.
     """
-    from eth_account import Account
+    from fedchain.identity import address_of
 
     unsigned = Enrollment(
         federation_id=_hex32(federation_id, "federation_id"),
-        address=str(Account.from_key(wallet_key).address),
+        address=address_of(wallet_key),
         transport_key=transport_public_key(transport_key),
         member_id=member_id,
         signature="",
@@ -450,7 +449,7 @@ def seal_share(
     Raises:
         CeremonyError: ``recipient`` is not a valid enrollment for ``federation_id``.
     """
-    from eth_account import Account
+    from fedchain.identity import address_of
 
     if preset not in PRESETS:
         raise CeremonyError(f"unknown CKKS preset {preset!r}: one of {sorted(PRESETS)}")
@@ -462,7 +461,7 @@ def seal_share(
         federation_id=federation_id,
         preset=preset,
         public_context_sha256=context_fingerprint(public_context),
-        sender=str(Account.from_key(sender_key).address),
+        sender=address_of(sender_key),
         recipient=recipient.address,
         recipient_key=recipient.transport_key,
         ephemeral_key=ephemeral_hex,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["address_of", "simulated_coordinator_key", "simulated_member_key"]
+__all__ = ["address_of", "simulated_coordinator_key", "simulated_member_addresses", "simulated_member_key"]
 
 
 def simulated_member_key(*, seed: int, member_id: int) -> bytes:
@@ -32,3 +32,8 @@ def address_of(private_key: bytes) -> str:
     from eth_account import Account
 
     return str(Account.from_key(private_key).address)
+
+
+def simulated_member_addresses(*, seed: int, count: int) -> list[str]:
+    """Addresses of simulated members ``0 .. count - 1`` (keys from :func:`simulated_member_key`; testing only)."""
+    return [address_of(simulated_member_key(seed=seed, member_id=i)) for i in range(count)]
