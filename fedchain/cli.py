@@ -24,6 +24,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from fedchain.config import FedChainConfig
+from fedchain.deployment.cli import app as deploy_app
 from fedchain.errors import ConfigError, FedChainError
 
 __all__ = ["app", "main"]
@@ -404,58 +405,7 @@ def provision_relay_command(
         console.print(f"send {share} to {share.name.removesuffix('.share.json')} (`fedchain member open-key`)")
 
 
-deploy_app = typer.Typer(
-    help="A real federation on this machine: SuperLink + SuperNodes (TLS, node auth), anvil, metrics.",
-    no_args_is_help=True,
-)
 app.add_typer(deploy_app, name="deploy")
-
-
-def _deployment(args: list[str]) -> None:
-    from fedchain.deployment.__main__ import main as deployment_main
-
-    raise typer.Exit(deployment_main(args))
-
-
-@deploy_app.command("up")
-def deploy_up(
-    directory: Annotated[Path, typer.Argument(help="Federation directory (provisioned here if it is not yet).")],
-    members: Annotated[int, typer.Option(help="Member organizations.")] = 3,
-    rounds: Annotated[int, typer.Option(help="Federated rounds.")] = 2,
-    data: Annotated[list[Path] | None, typer.Option("--data", help="One data file per member, in order.")] = None,
-    chain: Annotated[str, typer.Option(help="'anvil', 'none' or a JSON-RPC URL.")] = "anvil",
-    run_config: Annotated[str, typer.Option(help="Extra run config, e.g. 'epsilon=4.0 local-epochs=1'.")] = "",
-    metrics: Annotated[bool, typer.Option("--metrics/--no-metrics", help="/metrics endpoints.")] = True,
-    foreground: Annotated[bool, typer.Option(help="After the run, keep running until Ctrl-C.")] = False,
-    stop_after: Annotated[bool, typer.Option(help="Stop everything when the run ends.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds the run may take.")] = 900.0,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
-) -> None:
-    """Provision, start anvil + ledger, SuperLink, SuperNodes and exporters, run the app; Ctrl-C stops all."""
-    args = ["-v"] if verbose else []
-    args += ["up", str(directory), "--members", str(members), "--rounds", str(rounds), "--chain", chain]
-    args += ["--run-config", run_config, "--timeout", str(timeout)]
-    for path in data or []:
-        args += ["--data", str(path)]
-    if not metrics:
-        args.append("--no-metrics")
-    if foreground:
-        args.append("--foreground")
-    if stop_after:
-        args.append("--stop-after")
-    _deployment(args)
-
-
-@deploy_app.command("down")
-def deploy_down(directory: Annotated[Path, typer.Argument(help="Federation directory.")]) -> None:
-    """Stop every process of the deployment, by PID (whole process trees)."""
-    _deployment(["down", str(directory)])
-
-
-@deploy_app.command("status")
-def deploy_status(directory: Annotated[Path, typer.Argument(help="Federation directory.")]) -> None:
-    """Processes, ports, endpoints and last run of the deployment (JSON)."""
-    _deployment(["status", str(directory)])
 
 
 @provision_app.command("keys")
