@@ -13,12 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from flwr.app import ConfigRecord, Message, RecordDict
+from flwr.app import Message
 
 from clients import task
 from clients.node import MemberNode
 from fedchain.config import FedChainConfig
 from fedchain.data import load_demo_partition
+from fedchain.policy import MemberPolicy
 from fedchain.privacy import (
     DPConfig,
     PrivacyAccountant,
@@ -27,7 +28,7 @@ from fedchain.privacy import (
     SeededRandomness,
     train_private,
 )
-from fedchain.protocol import record_to_weights, weights_to_record
+from fedchain.protocol import TrainIns, decode_train_res, encode
 from fedchain.types import LocalDataset
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity", "simulated_member")
@@ -59,16 +60,17 @@ def _one_row_member(tmp_path, **options) -> tuple[MemberNode, np.ndarray]:
         data=data,
         state_dir=tmp_path,
         private_key=b"\x01" * 32,
+        policy=MemberPolicy.for_simulation(config),
+        simulation=True,  # as MemberNode.from_context builds a member of fedchain's simulation
     )
     return node, private_row[0]
 
 
 def _train(node: MemberNode, server_round: int = 1) -> dict[str, np.ndarray]:
-    record = ConfigRecord({"server-round": server_round, "model-round": server_round - 1})
-    content = RecordDict({"model": weights_to_record(node.template()), "config": record})
-    reply = node.train(Message(content, dst_node_id=1, message_type="train"))
+    ins = TrainIns(server_round, server_round - 1, cohort=2, model=node.template())
+    reply = node.train(Message(encode(ins), dst_node_id=1, message_type="train"))
     assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
-    return record_to_weights(reply.content.array_records["arrays"])
+    return decode_train_res(reply.content).arrays or {}
 
 
 def _replay_and_recover(node: MemberNode, trained: dict[str, np.ndarray], *, seed: int) -> np.ndarray:
