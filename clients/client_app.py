@@ -5,55 +5,49 @@ Example (Flower loads it by the component path in ``pyproject.toml``)::
     [tool.flwr.app.components]
     clientapp = "clients.client_app:app"
 
+Each message is answered by its function inside Flower client mods (:mod:`clients.mods`),
+outermost first:
+
+=========  ===========================================================  =============================
+message    mods                                                         function
+=========  ===========================================================  =============================
+train      ``member_mod``, ``refusal_mod``, ``privacy_mod``, ``seal_mod``  :func:`clients.training.train_app`
+evaluate   ``member_mod``, ``refusal_mod``                              :func:`clients.training.evaluate_app`
+query      ``member_mod``                                               :func:`clients.committee.query_app`
+=========  ===========================================================  =============================
+
 A node that cannot be built for a run (a run config it finds invalid, a malformed policy file)
 answers every message with a Flower ``Error`` reply naming why, rather than raising into Flower.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-
-from flwr.app import Context, Error, Message
+from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from clients.node import MemberNode
-from fedchain.errors import FedChainError, PolicyError
-from fedchain.protocol import ERROR_INVALID_INSTRUCTION, ERROR_POLICY_REFUSED
+from clients import training
+from clients.mods import EVALUATE_MODS, TRAIN_MODS, member_mod
 
 __all__ = ["app"]
 
-log = logging.getLogger(__name__)
-
-app = ClientApp()
+app = ClientApp(mods=[member_mod])
 
 
-def _answer(msg: Message, context: Context, duty: Callable[[MemberNode, Message], Message]) -> Message:
-    """Build (or reuse) this run's node and let it answer; a node that cannot be built refuses by name."""
-    try:
-        node = MemberNode.from_context(context)
-    except PolicyError as exc:
-        log.warning("node %d refuses the run: %s", context.node_id, exc)
-        return Message(Error(code=ERROR_POLICY_REFUSED, reason=str(exc)), reply_to=msg)
-    except FedChainError as exc:
-        log.warning("node %d cannot take part in the run: %s", context.node_id, exc)
-        return Message(Error(code=ERROR_INVALID_INSTRUCTION, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)
-    return duty(node, msg)
-
-
-@app.train()
+@app.train(mods=TRAIN_MODS)
 def train(msg: Message, context: Context) -> Message:
-    """Local training round: reply with this member's update."""
-    return _answer(msg, context, MemberNode.train)
+    """Local training round: reply with this member's update (sealed by ``seal_mod``)."""
+    return training.train_app(msg, context)
 
 
-@app.evaluate()
+@app.evaluate(mods=EVALUATE_MODS)
 def evaluate(msg: Message, context: Context) -> Message:
     """Federated evaluation of the global model on this member's held-out data."""
-    return _answer(msg, context, MemberNode.evaluate)
+    return training.evaluate_app(msg, context)
 
 
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     """Decrypt-committee duty: decrypt this round's scoring scalars (HE), nothing else."""
-    return _answer(msg, context, MemberNode.answer_scalars)
+    from clients.committee import query_app  # the committee's code loads only on committee duty
+
+    return query_app(msg, context)

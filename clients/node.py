@@ -1,8 +1,12 @@
-"""The member node: what an organization runs. Loads its data, trains locally, answers the coordinator.
+"""The member node: what an organization runs, and the state it keeps from round to round.
 
 One :class:`MemberNode` exists per (run, node) in a process. It is built from Flower's
 ``Context``: the run config (the federation's options) and the node config (this member's
-data, keys and state). Failures are answered as Flower ``Error`` replies, never raised into Flower.
+data, keys and state). It holds the member's state (data, keys, privacy policy, the global model
+under HE, the committee state) and the checks on it; it does not read or write Flower records:
+:mod:`fedchain.protocol` does, and the member's ClientApp (:mod:`clients.client_app`) answers
+each message with the mods of :mod:`clients.mods` (privacy policy and budget; encrypt and sign)
+around the local work of :mod:`clients.training` and :mod:`clients.committee`.
 
 Node config keys:
     ``partition-id`` / ``num-partitions``: simulation: which shard of the demo data to use.
@@ -35,22 +39,20 @@ import json
 import logging
 import os
 import tempfile
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message, RecordDict
 
-from clients import adversary, task
+from clients import task
 from fedchain._io import atomic_write_json
 from fedchain._validation import check_bool
 from fedchain.aggregation import OptimizerState, load_optimizer_state, save_optimizer_state
 from fedchain.config import FedChainConfig
 from fedchain.data import load_demo_partition, load_local_dataset
 from fedchain.errors import (
-    BudgetExhaustedError,
     FedChainError,
     IntegrityError,
     PolicyError,
@@ -58,22 +60,15 @@ from fedchain.errors import (
     SerializationError,
 )
 from fedchain.identity import address_of, simulated_member_key
-from fedchain.identity.signing import NO_LEDGER, SigningDomain, sign_digest, update_digest
+from fedchain.identity.signing import NO_LEDGER, SigningDomain, sign_digest
 from fedchain.policy import MemberPolicy, check_testing_hooks, load_policy
-from fedchain.protocol import (
-    ERROR_BUDGET_EXHAUSTED,
-    ERROR_COMMITTEE_REFUSED,
-    ERROR_INVALID_INSTRUCTION,
-    ERROR_POLICY_REFUSED,
-    ERROR_PRIVACY_STATE_MISSING,
-    chunks_to_record,
-    record_to_chunks,
-    record_to_weights,
-    weights_to_record,
-)
+from fedchain.protocol import CommitteeQuery, EvaluateIns, MemberIdentity, SealedAggregate, TrainIns
 from fedchain.serialization import Weights, check_weights, flatten, load_model, model_hash, save_model, unflatten
 from fedchain.simulation import is_simulation
-from fedchain.types import DPParams, LocalDataset
+from fedchain.types import LocalDataset
+
+if TYPE_CHECKING:
+    from clients.training import LocalUpdate
 
 __all__ = ["MEMBER_FEATURES", "MemberNode", "member_kind"]
 
@@ -138,17 +133,19 @@ class MemberNode:
     new_member: bool = False
     #: Deployment: ``state-dir`` came from the node config (not a temporary folder).
     durable_state: bool = True
+    #: The Flower node id this node answers as (None: built directly, not from a Context).
+    node_id: int | None = None
     #: The budget ``(epsilon, delta)`` of the round being trained: the stricter of policy, chain and run.
-    _budget: tuple[float, float] | None = field(default=None, repr=False)
+    budget: tuple[float, float] | None = field(default=None, repr=False)
     _ckks: Any = field(default=None, repr=False)
     _ledger: Any = field(default=None, repr=False)
     _template: Weights | None = field(default=None, repr=False)
     #: The HE state last read or written by this process, keyed by the ``global.json`` it matches.
     _he_state: tuple[dict[str, Any], Weights, OptimizerState | None] | None = field(default=None, repr=False)
-    #: The accountant's history after the last DP round this process trained.
-    _spend_history: tuple[tuple[float, float, int], ...] = field(default=(), repr=False)
     #: Decrypted aggregate sums ``S`` applied by this process, by round (a member checks its scalars against them).
     _sums: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
+    #: The local update training handed over to the seal mod.
+    _pending: LocalUpdate | None = field(default=None, repr=False)
 
     @classmethod
     def from_context(cls, context: Context) -> MemberNode:
@@ -214,14 +211,41 @@ class MemberNode:
             state_dir=state_dir,
             ckks_path=ckks_path,
             run_id=int(context.run_id),
+            node_id=int(context.node_id),
             policy=policy,
             simulation=simulation,
             new_member=check_bool("new-member", node_config.get("new-member", False)),
             durable_state=simulation or bool(node_config.get("state-dir")),
         )
 
+    def flower_context(self) -> Context:
+        """A Flower ``Context`` that resolves to this node: to answer a message through the ClientApp."""
+        key = (self.run_id, self.node_id if self.node_id is not None else -id(self))
+        _NODES[key] = self
+        return Context(run_id=key[0], node_id=key[1], node_config={}, state=RecordDict(), run_config={})
+
+    # ----------------------------------------------------------------- answers
+    def train(self, msg: Message) -> Message:
+        """Answer a train instruction as the member's ClientApp does (its mods included)."""
+        from clients.client_app import app
+
+        return app(msg, self.flower_context())
+
+    def evaluate(self, msg: Message) -> Message:
+        """Answer an evaluate instruction as the member's ClientApp does."""
+        from clients.client_app import app
+
+        return app(msg, self.flower_context())
+
+    def answer_scalars(self, msg: Message) -> Message:
+        """Answer a committee query as the member's ClientApp does (see :mod:`clients.committee`)."""
+        from clients.client_app import app
+
+        return app(msg, self.flower_context())
+
     # ------------------------------------------------------------------ model
-    def _new_model(self) -> Any:
+    def new_model(self) -> Any:
+        """The task's model, with the seeded initial weights."""
         return task.build_model(
             num_features=self.data.num_features,
             num_classes=self.data.num_classes,
@@ -232,7 +256,7 @@ class MemberNode:
     def template(self) -> Weights:
         """The seeded initial weights: the shape every model must have, and round 0's model under HE."""
         if self._template is None:
-            self._template = task.get_weights(self._new_model())
+            self._template = task.get_weights(self.new_model())
         return {name: array.copy() for name, array in self._template.items()}
 
     def _context(self) -> Any:
@@ -244,40 +268,34 @@ class MemberNode:
             self._ckks = crypto.load_member_context(crypto.read_context(self.ckks_path))
         return self._ckks
 
-    def _global_model(self, content: RecordDict) -> tuple[Weights, int]:
+    def global_model(self, ins: TrainIns | EvaluateIns) -> tuple[Weights, int]:
         """The global model the instruction refers to: sent in plaintext, or rebuilt from aggregates under HE."""
-        config = content.config_records["config"]
         if not self.config.he:
-            weights = check_weights(record_to_weights(content.array_records["model"]), self.template())
-            return weights, int(config.get("model-round", 0))  # type: ignore[arg-type]
-        return self._apply_aggregates(content)
+            if ins.model is None:
+                raise SerializationError("a plaintext instruction must carry the global model ('model' record)")
+            return check_weights(ins.model, self.template()), ins.model_round
+        return self._apply_aggregates(ins.aggregates, target=ins.model_round)
 
-    def _apply_aggregates(self, content: RecordDict) -> tuple[Weights, int]:
+    def _apply_aggregates(self, aggregates: tuple[SealedAggregate, ...], *, target: int) -> tuple[Weights, int]:
         from fedchain import crypto
         from strategies.builtin import make_server_optimizer
 
-        config = content.config_records["config"]
         weights, model_round, opt_state = self._load_he_state()
         loaded_round = model_round
         optimizer = make_server_optimizer(self.config)  # the strategy's member update ("avg": w + S/W)
-        for agg_round in [int(k) for k in config.get("agg-rounds", [])]:  # type: ignore[union-attr]
+        for aggregate in aggregates:
+            agg_round = aggregate.server_round
             if agg_round <= model_round:
                 continue
-            chunks = record_to_chunks(content.array_records[f"agg.{agg_round}"])
-            crypto.verify_digest(chunks, str(config[f"agg.{agg_round}.digest"]), what=f"aggregate of round {agg_round}")
-            members = config.get(f"agg.{agg_round}.members")
-            self.policy.check_aggregate(agg_round, None if members is None else int(members))  # type: ignore[arg-type]
-            total_weight = int(config[f"agg.{agg_round}.weight"])  # type: ignore[arg-type]
-            if total_weight <= 0:
-                raise SerializationError(f"aggregate of round {agg_round} has total weight {total_weight}")
+            crypto.verify_digest(aggregate.chunks, aggregate.digest, what=f"aggregate of round {agg_round}")
+            self.policy.check_aggregate(agg_round, aggregate.members)
             size = sum(array.size for array in weights.values())
-            total = crypto.decrypt_update(self._context(), chunks, size)
+            total = crypto.decrypt_update(self._context(), list(aggregate.chunks), size)
             self._sums = {agg_round: total}  # the latest round's sum S, for the member's scalar check
-            mean_delta = total / total_weight
+            mean_delta = total / aggregate.total_weight
             flat, opt_state = optimizer.step(flatten(weights), mean_delta, opt_state, server_round=agg_round)
             weights = unflatten(flat, weights)
             model_round = agg_round
-        target = int(config.get("model-round", model_round))  # type: ignore[arg-type]
         if model_round < target:
             model_round = target  # rounds without an aggregate (skipped) leave the model unchanged
         if model_round != loaded_round:
@@ -294,7 +312,11 @@ class MemberNode:
             )
         return self._ledger
 
-    def _check_policy(self, config: ConfigRecord) -> tuple[float, float]:
+    def reads_chain(self) -> bool:
+        """Whether this node can read the run's chain (a JSON-RPC URL; the embedded chain is the coordinator's)."""
+        return self.config.chain.startswith(("http://", "https://"))
+
+    def check_policy(self, ins: TrainIns) -> tuple[float, float]:
         """Refuse, before anything is decrypted or trained, an instruction outside this member's policy.
 
         Checks, in order: testing hooks outside a simulation; the run config and the announced
@@ -302,7 +324,7 @@ class MemberNode:
         read it; in deployment with DP on, the accountant state (see :meth:`_require_privacy_state`).
 
         Returns:
-            The budget ``(epsilon, delta)`` this round trains under.
+            The budget ``(epsilon, delta)`` this round trains under (also kept for the round).
 
         Raises:
             PolicyError: the instruction would weaken the policy (names field, value and limit).
@@ -310,13 +332,12 @@ class MemberNode:
         """
         check_testing_hooks(self.config, simulation=self.simulation)
         policy = self.policy
-        ledger_address = str(config.get("ledger-address", "") or "")
-        if ledger_address and self.config.chain.startswith(("http://", "https://")):
-            policy = policy.stricter(self._ledger_at(ledger_address).privacy_budget(self.address), source="chain")
-        cohort = config.get("cohort")
-        budget = policy.check_run(self.config, cohort=None if cohort is None else int(cohort))  # type: ignore[arg-type]
+        if ins.ledger_address and self.reads_chain():
+            policy = policy.stricter(self._ledger_at(ins.ledger_address).privacy_budget(self.address), source="chain")
+        budget = policy.check_run(self.config, cohort=ins.cohort)
         if self.config.dp:
             self._require_privacy_state()
+        self.budget = budget
         return budget
 
     def _require_privacy_state(self) -> None:
@@ -334,17 +355,16 @@ class MemberNode:
             raise PrivacyStateMissingError(path)
         log.info("member %d is new (new-member = true): starting its privacy accountant at %s", self.member_id, path)
 
-    def _check_against_chain(self, content: RecordDict, weights: Weights, model_round: int) -> None:
+    def check_against_chain(self, ins: TrainIns | EvaluateIns, weights: Weights, model_round: int) -> None:
         """Refuse a global model whose hash differs from the one recorded on chain for its round.
 
         Under HE this also covers the aggregates: a different aggregate yields a different model.
         Needs a chain members can read (a JSON-RPC URL); the embedded chain lives inside the
         coordinator's process, so members of an embedded-chain simulation cannot check it.
         """
-        ledger_address = str(content.config_records["config"].get("ledger-address", "") or "")
-        if model_round == 0 or not ledger_address or not self.config.chain.startswith(("http://", "https://")):
+        if model_round == 0 or not ins.ledger_address or not self.reads_chain():
             return
-        recorded = self._ledger_at(ledger_address).get_round(model_round).model_hash
+        recorded = self._ledger_at(ins.ledger_address).get_round(model_round).model_hash
         actual = model_hash(weights)
         if recorded.lower() != actual.lower():
             raise IntegrityError(f"global model of round {model_round}", recorded, actual)
@@ -381,40 +401,27 @@ class MemberNode:
         atomic_write_json(self.state_dir / "global.json", meta)
         self._he_state = (meta, dict(weights), opt_state)
 
-    def _domain(self, config: ConfigRecord) -> SigningDomain:
+    # --------------------------------------------------------------- identity
+    def domain(self, ins: TrainIns | EvaluateIns | CommitteeQuery) -> SigningDomain:
         """The signing domain: the instruction's chain and ledger, this node's own Flower run id."""
-        return SigningDomain(
-            chain_id=int(config.get("chain-id", 0)),  # type: ignore[arg-type]
-            ledger_address=str(config.get("ledger-address", "") or NO_LEDGER),
-            run_id=self.run_id,
-        )
+        return SigningDomain(chain_id=ins.chain_id, ledger_address=ins.ledger_address or NO_LEDGER, run_id=self.run_id)
 
-    def _sign(
-        self, domain: SigningDomain, server_round: int, payload_hash: str, num_examples: int, dp: DPParams | None
-    ) -> str:
-        digest = update_digest(
-            domain=domain,
-            server_round=server_round,
-            address=self.address,
-            payload_hash=payload_hash,
-            num_examples=num_examples,
-            dp=dp,
-        )
+    def sign(self, digest: str) -> str:
+        """The member's EIP-191 signature over ``digest``."""
         return sign_digest(self.private_key, digest)
 
-    def _identity(self, global_hash: str, model_round: int) -> ConfigRecord:
-        return ConfigRecord(
-            {
-                "member-id": self.member_id,
-                "address": self.address,
-                "kind": self.kind,
-                "model-hash": global_hash,
-                "model-round": model_round,
-            }
+    def identity(self, global_hash: str, model_round: int) -> MemberIdentity:
+        """Who answers, and from which global model (unsigned)."""
+        return MemberIdentity(
+            member_id=self.member_id,
+            address=self.address,
+            kind=self.kind,
+            model_hash=global_hash,
+            model_round=model_round,
         )
 
     # ---------------------------------------------------------------- metrics
-    def _metrics(self, update: Any) -> None:
+    def record_metrics(self, update: Any) -> None:
         """Apply ``update`` to this member's saved metrics (``state-dir/metrics.json``); never fails the round."""
         from fedchain.telemetry import MEMBER_STATE_FILENAME, MemberMetrics
 
@@ -425,101 +432,8 @@ class MemberNode:
         except (FedChainError, OSError) as exc:
             log.warning("member %d: metrics not saved: %s", self.member_id, exc)
 
-    # ------------------------------------------------------------------ train
-    def train(self, msg: Message) -> Message:
-        """Answer a train instruction: local training on the global model, reply with the signed update."""
-        try:
-            server_round = int(msg.content.config_records["config"]["server-round"])  # type: ignore[arg-type]
-            self._note_round(msg.content.config_records["config"], server_round)
-            self._budget = self._check_policy(msg.content.config_records["config"])  # before decrypting or training
-            weights, model_round = self._global_model(msg.content)
-            self._check_against_chain(msg.content, weights, model_round)
-            started = time.perf_counter()
-            loss, dp, epsilon, delta = 0.0, None, None, np.zeros(sum(a.size for a in weights.values()))
-            if adversary.trains(self.kind):
-                model = self._new_model()
-                task.set_weights(model, weights)
-                proximal_mu = float(msg.content.config_records["config"].get("proximal-mu", 0.0))  # type: ignore[arg-type]
-                model, loss, dp, epsilon = self._train_local(model, server_round, proximal_mu=proximal_mu)
-                delta = flatten(task.get_weights(model)) - flatten(weights)
-            if self.kind != "honest":  # simulated adversaries: for tests and benchmarks only
-                rng = adversary.adversary_rng(
-                    seed=self.config.seed, member_id=self.member_id, server_round=server_round
-                )
-                delta = adversary.adversarial_update(self.kind, delta, rng=rng)
-            if self.member_id in self.config.crashing_members:
-                raise RuntimeError(f"fault injection: member {self.member_id} killed during training")
-            claimed = adversary.claimed_examples(self.kind, self.data.num_train)
-            train_seconds = time.perf_counter() - started
-            metrics: dict[str, Any] = {
-                "num-examples": claimed,
-                "train-loss": loss,
-                "train-seconds": train_seconds,
-            }
-            if dp is not None and epsilon is not None:
-                metrics.update(
-                    {
-                        "epsilon": epsilon,
-                        "noise-multiplier": dp.noise_multiplier,
-                        "sample-rate": dp.sample_rate,
-                        "steps": dp.steps,
-                        "max-grad-norm": dp.max_grad_norm,
-                        "delta": dp.delta,
-                        # Every round this member's accountant charged, as flat (sigma, q, steps)
-                        # triples: the coordinator records those the chain lacks (late, replayed).
-                        "spend-history": [float(v) for entry in self._spend_history for v in entry],
-                        "noise-seeded": int(self.config.dp_noise_seed >= 0),
-                    }
-                )
-            content = RecordDict(
-                {"metrics": MetricRecord(metrics), "member": self._identity(model_hash(weights), model_round)}
-            )
-            encrypt_seconds: float | None = None
-            if self.config.he:
-                from fedchain import crypto
-
-                encrypt_started = time.perf_counter()
-                chunks = crypto.encrypt_update(self._context(), delta * claimed)
-                if self.config.he_scoring:
-                    self._keep_update(server_round, delta * claimed)
-                    self._note_round(msg.content.config_records["config"], server_round, trained_again=True)
-                encrypt_seconds = time.perf_counter() - encrypt_started
-                content["update"] = chunks_to_record(chunks)
-                payload_hash = crypto.ciphertext_digest(chunks)
-            else:
-                trained = unflatten(flatten(weights) + delta, weights)
-                content["arrays"] = weights_to_record(trained)
-                payload_hash = model_hash(trained)
-            domain = self._domain(msg.content.config_records["config"])
-            content.config_records["member"]["signature"] = self._sign(domain, server_round, payload_hash, claimed, dp)
-            budget = self._budget[0] if dp is not None and self._budget is not None else None
-
-            def observe(m: Any) -> None:
-                m.observe_training(train_seconds, epsilon=epsilon, epsilon_budget=budget, examples=self.data.num_train)
-                if encrypt_seconds is not None:
-                    m.observe_encrypt(encrypt_seconds)
-
-            self._metrics(observe)
-            return Message(content, reply_to=msg)
-        except BudgetExhaustedError as exc:
-            log.warning("member %d declines the round: %s", self.member_id, exc)
-            self._metrics(lambda m: m.count("declined"))
-            return Message(Error(code=ERROR_BUDGET_EXHAUSTED, reason=str(exc)), reply_to=msg)
-        except PolicyError as exc:
-            log.warning("member %d: its privacy policy refuses the instruction: %s", self.member_id, exc)
-            self._metrics(lambda m: m.count("refused"))
-            return Message(Error(code=ERROR_POLICY_REFUSED, reason=str(exc)), reply_to=msg)
-        except PrivacyStateMissingError as exc:
-            log.warning("member %d refuses to train: %s", self.member_id, exc)
-            self._metrics(lambda m: m.count("refused"))
-            return Message(Error(code=ERROR_PRIVACY_STATE_MISSING, reason=str(exc)), reply_to=msg)
-        except (FedChainError, KeyError) as exc:
-            log.warning("member %d refuses the instruction: %s", self.member_id, exc)
-            self._metrics(lambda m: m.count("failed"))
-            return Message(Error(code=ERROR_INVALID_INSTRUCTION, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)
-
-    # ---------------------------------------------------------- committee duty
-    def _committee_state(self) -> dict[str, Any]:
+    # --------------------------------------------------------- committee state
+    def committee_state(self) -> dict[str, Any]:
         """``state-dir/committee.json``: the current round, its cohort and domain, the exchanges answered."""
         path = self.state_dir / "committee.json"
         if not path.exists():
@@ -530,7 +444,11 @@ class MemberNode:
             raise SerializationError(f"committee state {path} is unreadable: {exc}") from exc
         return state if isinstance(state, dict) else {}
 
-    def _note_round(self, config: ConfigRecord, server_round: int, *, trained_again: bool = False) -> None:
+    def save_committee_state(self, state: dict[str, Any]) -> None:
+        """Write ``state-dir/committee.json`` atomically."""
+        atomic_write_json(self.state_dir / "committee.json", state)
+
+    def note_round(self, server_round: int, cohort: int | None, *, trained_again: bool = False) -> None:
         """Remember the round this member was last instructed to train in: the committee's current round.
 
         Kept in the state dir because Flower's deployment runtime answers each message in a new
@@ -540,16 +458,11 @@ class MemberNode:
         crash, and each replay costs the member privacy that the chain records as ``replayed``, so
         a coordinator cannot reset the quota for free (a refused or failed instruction resets nothing).
         """
-        if not self.config.he or (self._committee_state().get("round") == server_round and not trained_again):
+        if not self.config.he or (self.committee_state().get("round") == server_round and not trained_again):
             return
-        state = {
-            "round": server_round,
-            "cohort": int(config.get("cohort", 0)),  # type: ignore[arg-type]
-            "answered": {},
-        }
-        atomic_write_json(self.state_dir / "committee.json", state)
+        self.save_committee_state({"round": server_round, "cohort": cohort or 0, "answered": {}})
 
-    def _keep_update(self, server_round: int, update: np.ndarray) -> None:
+    def keep_update(self, server_round: int, update: np.ndarray) -> None:
         """Keep ``a_i = n_i * delta_i`` (safetensors) to check the scalars revealed about it; two rounds kept."""
         directory = self.state_dir / "updates"
         directory.mkdir(parents=True, exist_ok=True)
@@ -558,211 +471,27 @@ class MemberNode:
             if old.stem.removeprefix("round-").isdigit() and int(old.stem.removeprefix("round-")) < server_round - 1:
                 old.unlink(missing_ok=True)
 
-    def _kept_update(self, server_round: int) -> np.ndarray | None:
+    def kept_update(self, server_round: int) -> np.ndarray | None:
+        """The ``a_i`` this member sent in ``server_round``, if kept."""
         path = self.state_dir / "updates" / f"round-{server_round}.safetensors"
         return load_model(path)["update"] if path.exists() else None
 
-    def _min_cohort(self) -> int:
+    def decrypted_sum(self, server_round: int) -> np.ndarray | None:
+        """The aggregate sum ``S`` of ``server_round`` this process decrypted, if any."""
+        return self._sums.get(server_round)
+
+    def min_cohort(self) -> int:
         """The smallest cohort whose scalars this member reveals: 2, or its own policy's if larger."""
         from fedchain.contribution.committee import MIN_COHORT
 
         return max(MIN_COHORT, self.policy.min_cohort)
 
-    @staticmethod
-    def _parse_committee_request(content: RecordDict) -> Any:
-        """The labelled :class:`~fedchain.contribution.committee.CommitteeRequest` of a query message."""
-        from fedchain.contribution.committee import CommitteeRequest, CommitteeRequestError, ScalarRequest
-
-        try:
-            config = content.config_records["config"]
-            kinds = [str(kind) for kind in config["scalar-kinds"]]  # type: ignore[union-attr]
-            counts = [int(count) for count in config["scalar-counts"]]  # type: ignore[union-attr]
-            addresses = [str(address) for address in config["scalar-addresses"]]  # type: ignore[union-attr]
-            ciphertexts = record_to_chunks(content.array_records["scalars"])
-            server_round, exchange = int(config["server-round"]), int(config["exchange"])  # type: ignore[arg-type]
-        except (KeyError, TypeError, ValueError, SerializationError) as exc:
-            raise CommitteeRequestError(
-                f"malformed committee request ({type(exc).__name__}: {exc}): it must name its round, exchange, "
-                "and each ciphertext's kind, count and addresses"
-            ) from exc
-        if not len(kinds) == len(counts) == len(ciphertexts):
-            raise CommitteeRequestError(
-                f"{len(ciphertexts)} ciphertexts, {len(kinds)} kinds and {len(counts)} counts: one of each"
-            )
-        requests, offset = [], 0
-        for kind, count, data in zip(kinds, counts, ciphertexts, strict=True):
-            labelled = 0 if kind == "agg_sq_norm" else count
-            names = tuple(addresses[offset : offset + labelled])
-            if count != (len(names) if kind != "agg_sq_norm" else 1) or count < 1:
-                raise CommitteeRequestError(
-                    f"a {kind} ciphertext of {count} scalars must be labelled by as many addresses"
-                )
-            requests.append(ScalarRequest(kind, names, data))
-            offset += labelled
-        if offset != len(addresses):
-            raise CommitteeRequestError(f"{len(addresses)} addresses for {offset} labelled scalars")
-        return CommitteeRequest(server_round, exchange, tuple(requests))
-
-    def answer_scalars(self, msg: Message) -> Message:
-        """Decrypt-committee duty (HE scoring): check the request, decrypt its scalars, sign the answer.
-
-        Only well-formed requests of the current round within the quota are answered
-        (:func:`fedchain.contribution.committee.check_request`); anything else, including a
-        ciphertext that holds more values than its labels, gets the Error reply
-        ``ERROR_COMMITTEE_REFUSED`` before anything is revealed. Vectors never leave.
-        """
-        from fedchain.contribution.committee import (
-            CommitteeRequestError,
-            answer_scalar_request,
-            check_request,
-            request_shape,
-        )
-        from fedchain.errors import CryptoError
-        from fedchain.identity.signing import scalars_digest
-
-        try:
-            request = self._parse_committee_request(msg.content)
-            state = self._committee_state()
-            answered = {int(k): v["shape"] for k, v in dict(state.get("answered", {})).items()}
-            check_request(
-                request,
-                current_round=int(state.get("round", 0)),
-                cohort=int(state.get("cohort", 0)),
-                answered=answered,
-                min_cohort=self._min_cohort(),
-            )
-            values = []
-            for position, scalars in enumerate(request.requests):
-                try:
-                    values.append(answer_scalar_request(self._context(), scalars.ciphertext, scalars.count))
-                except (SerializationError, CryptoError) as exc:
-                    raise CommitteeRequestError(
-                        f"ciphertext {position} ({scalars.kind}) does not hold exactly its {scalars.count} "
-                        f"labelled scalars: {exc}"
-                    ) from exc
-            request_hash = request.request_hash
-            digest = scalars_digest(
-                domain=self._domain(msg.content.config_records["config"]),
-                server_round=request.server_round,
-                exchange=request.exchange,
-                request_hash=request_hash,
-                values=values,
-            )
-            state["answered"] = {
-                **dict(state.get("answered", {})),
-                str(request.exchange): {"shape": request_shape(request.requests), "request_hash": request_hash},
-            }
-            atomic_write_json(self.state_dir / "committee.json", state)
-            answer = ConfigRecord(
-                {
-                    "signer": self.address,
-                    "signature": sign_digest(self.private_key, digest),
-                    "request-hash": request_hash,
-                    "server-round": request.server_round,
-                    "exchange": request.exchange,
-                }
-            )
-            flat = [value for row in values for value in row]
-            return Message(RecordDict({"scalars": MetricRecord({"values": flat}), "answer": answer}), reply_to=msg)
-        except CommitteeRequestError as exc:
-            log.warning("member %d refuses the committee request: %s", self.member_id, exc)
-            return Message(Error(code=ERROR_COMMITTEE_REFUSED, reason=str(exc)), reply_to=msg)
-        except (FedChainError, KeyError, ValueError) as exc:
-            log.warning("member %d cannot answer the committee request: %s", self.member_id, exc)
-            return Message(Error(code=ERROR_INVALID_INSTRUCTION, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)
-
-    def _check_scalars(self, config: ConfigRecord, server_round: int) -> tuple[Any, str] | None:
-        """Check the scalars revealed in ``server_round`` that concern this member; a dispute if one is wrong.
-
-        Returns:
-            ``(Dispute, reason)`` when a revealed scalar about this member, the sum's norm, the
-            commitment or a committee signature is wrong, or when this member's own committee
-            answer was withheld; None when everything checked agrees.
-        """
-        from fedchain.contribution.committee import RevealedScalars, check_own_scalars
-        from fedchain.identity.signing import dispute_digest, recover_signer, scalars_digest
-        from fedchain.types import ZERO_HASH, Dispute
-
-        raw = config.get("revealed-scalars")
-        state = self._committee_state()
-        answered = dict(state.get("answered", {})) if state.get("round") == server_round else {}
-        if not raw and not answered:
-            return None
-        commitment = str(config.get("scalars-commitment", "") or ZERO_HASH)
-        domain = self._domain(config)
-        problems: list[str] = []
-        revealed = None
-        if raw:
-            try:
-                revealed = RevealedScalars.from_json(json.loads(str(raw)))
-            except (SerializationError, ValueError) as exc:
-                problems.append(f"the revealed scalars are unreadable: {exc}")
-        if revealed is not None:
-            if revealed.server_round != server_round:
-                problems.append(f"the revealed scalars are of round {revealed.server_round}, not {server_round}")
-            if revealed.commitment != commitment:
-                problems.append(f"commitment {commitment} is not that of the revealed scalars ({revealed.commitment})")
-            for exchange in revealed.exchanges:
-                request_hash = exchange.request_hash(revealed.server_round)
-                concerned = {address for label in exchange.labels for address in label["addresses"]}
-                for answer in exchange.answers:
-                    digest = scalars_digest(
-                        domain=domain,
-                        server_round=revealed.server_round,
-                        exchange=exchange.exchange,
-                        request_hash=request_hash,
-                        values=[list(row) for row in answer.values],
-                    )
-                    try:
-                        signer = recover_signer(digest, answer.signature)
-                    except SerializationError:
-                        signer = ""
-                    if signer != answer.signer or signer not in concerned:
-                        problems.append(
-                            f"exchange {exchange.exchange}: the answer of {answer.signer} is not signed by a member "
-                            "of the round over these values"
-                        )
-            problems += check_own_scalars(
-                revealed,
-                address=self.address,
-                update=self._kept_update(server_round),
-                total=self._sums.get(server_round),
-            )
-        for exchange_key, entry in answered.items():
-            shown = revealed is not None and any(
-                str(exchange.exchange) == exchange_key
-                and exchange.request_hash(revealed.server_round) == entry.get("request_hash")
-                and any(answer.signer == self.address for answer in exchange.answers)
-                for exchange in revealed.exchanges
-            )
-            if not shown:
-                problems.append(f"this member's committee answer to exchange {exchange_key} was not revealed")
-        if not problems:
-            return None
-        digest = dispute_digest(
-            chain_id=domain.chain_id,
-            ledger_address=domain.ledger_address,
-            server_round=server_round,
-            scalars_commitment=commitment,
-        )
-        dispute = Dispute(server_round, self.address, commitment, sign_digest(self.private_key, digest))
-        reason = "; ".join(problems)
-        log.warning("member %d disputes round %d: %s", self.member_id, server_round, reason)
-        self._file_dispute(dispute, domain.ledger_address)
-        return dispute, reason
-
-    def _file_dispute(self, dispute: Any, ledger_address: str) -> None:
+    def file_dispute(self, dispute: Any, ledger_address: str) -> None:
         """File ``dispute`` on chain when this member can reach it (``chain`` is a JSON-RPC URL)."""
-        if not self.config.chain.startswith(("http://", "https://")) or ledger_address == NO_LEDGER:
+        if not self.reads_chain() or ledger_address == NO_LEDGER:
             return
         try:
-            if self._ledger is None:
-                from fedchain.ledger import Web3Ledger, connect
-
-                self._ledger = Web3Ledger(
-                    connect(self.config.chain, private_key="0x" + self.private_key.hex()), ledger_address
-                )
-            file_dispute = getattr(self._ledger, "file_dispute", None)
+            file_dispute = getattr(self._ledger_at(ledger_address), "file_dispute", None)
             if file_dispute is None:
                 log.warning("member %d: this ledger client cannot file disputes; relayed by the reply", self.member_id)
                 return
@@ -772,6 +501,7 @@ class MemberNode:
                 "member %d: filing the dispute of round %d failed: %s", self.member_id, dispute.server_round, exc
             )
 
+    # ------------------------------------------------------------------ privacy
     def noise_seed(self, *, server_round: int) -> int | None:
         """The round's DP noise seed: None (a CSPRNG) unless a simulation asked for ``dp-noise-seed``.
 
@@ -789,89 +519,17 @@ class MemberNode:
             )
         return self.config.dp_noise_seed * 100_003 + server_round * 1_009 + self.member_id
 
-    def _train_local(
-        self, model: Any, server_round: int, *, proximal_mu: float = 0.0
-    ) -> tuple[Any, float, DPParams | None, float | None]:
-        # Shuffling without DP is not private; it stays reproducible from the run seed.
-        seed = self.config.seed * 100_003 + server_round * 1_009 + self.member_id
-        x, cfg = self.data.x_train, self.config
-        y = adversary.adversarial_labels(self.kind, self.data.y_train, self.data.num_classes)
-        if not cfg.dp:
-            from fedchain.privacy import train_plain
+    def hand_over(self, update: LocalUpdate) -> None:
+        """Keep the round's local update for the seal mod (:func:`clients.mods.seal_mod`), which takes it."""
+        self._pending = update
 
-            plain = train_plain(
-                model,
-                x,
-                y,
-                epochs=cfg.local_epochs,
-                batch_size=cfg.batch_size,
-                learning_rate=cfg.learning_rate,
-                momentum=cfg.momentum,
-                seed=seed,
-                proximal_mu=proximal_mu,
-            )
-            return model, plain.train_loss, None, None
-        from fedchain.privacy import (
-            NoiseCache,
-            PrivacyAccountant,
-            PrivacyBudget,
-            federation_dp_config,
-            plan_round,
-            train_private,
-        )
+    def take_update(self, server_round: int) -> LocalUpdate:
+        """The local update of ``server_round`` handed over by training, once.
 
-        dp_config = federation_dp_config(cfg)
-        if self._budget is not None:  # the member's own budget (check_run refused a looser proposal)
-            dp_config = replace(dp_config, budget=PrivacyBudget(*self._budget))
-        if dp_config.noise_multiplier is None:  # calibrate once per member, not once per process
-            sigma = NoiseCache(self.state_dir / "noise.json").noise_multiplier(
-                dp_config, num_examples=len(y), epochs=cfg.dp_local_epochs, batch_size=cfg.dp_batch_size
-            )
-            dp_config = replace(dp_config, noise_multiplier=sigma)
-        plan = plan_round(dp_config, num_examples=len(y), epochs=cfg.dp_local_epochs, batch_size=cfg.dp_batch_size)
-        self.policy.check_dp(
-            noise_multiplier=plan.noise_multiplier,
-            sample_rate=plan.sample_rate,
-            steps=plan.steps,
-            max_grad_norm=plan.max_grad_norm,
-        )
-        ledger = PrivacyAccountant.open(self.state_dir / "privacy.json")
-        result = train_private(
-            model,
-            x,
-            y,
-            epochs=cfg.dp_local_epochs,
-            batch_size=cfg.dp_batch_size,
-            learning_rate=cfg.dp_learning_rate,
-            momentum=cfg.momentum,
-            config=dp_config,
-            accountant=ledger,
-            seed=self.noise_seed(server_round=server_round),
-            proximal_mu=proximal_mu,
-        )
-        self._spend_history = ledger.history
-        return result.model, result.train_loss, result.dp, result.epsilon
-
-    # --------------------------------------------------------------- evaluate
-    def evaluate(self, msg: Message) -> Message:
-        """Answer an evaluate instruction: loss and accuracy of the global model on local test data."""
-        try:
-            weights, model_round = self._global_model(msg.content)
-            model = self._new_model()
-            task.set_weights(model, weights)
-            loss, accuracy = task.evaluate(model, self.data.x_test, self.data.y_test)
-            metrics = MetricRecord({"num-examples": len(self.data.y_test), "loss": loss, "accuracy": accuracy})
-            content = RecordDict({"metrics": metrics, "member": self._identity(model_hash(weights), model_round)})
-            if self.config.he:  # the scalars the committee revealed about this member, checked
-                disputed = self._check_scalars(msg.content.config_records["config"], model_round)
-                if disputed is not None:
-                    dispute, reason = disputed
-                    content.config_records["member"]["dispute-commitment"] = dispute.scalars_commitment
-                    content.config_records["member"]["dispute-signature"] = dispute.signature
-                    content.config_records["member"]["dispute-reason"] = reason
-            self._metrics(lambda m: m.count("evaluated"))
-            return Message(content, reply_to=msg)
-        except (FedChainError, KeyError) as exc:
-            log.warning("member %d refuses to evaluate: %s", self.member_id, exc)
-            self._metrics(lambda m: m.count("failed"))
-            return Message(Error(code=ERROR_INVALID_INSTRUCTION, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)
+        Raises:
+            FedChainError: training handed over no update of this round.
+        """
+        update, self._pending = self._pending, None
+        if update is None or update.server_round != server_round:
+            raise FedChainError(f"no local update of round {server_round} to seal")
+        return update

@@ -68,7 +68,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar, overload
 
 import numpy as np
@@ -100,6 +100,7 @@ __all__ = [
     "TrainIns",
     "TrainRes",
     "chunks_to_record",
+    "config_record",
     "decode_committee_answer",
     "decode_committee_query",
     "decode_evaluate_ins",
@@ -782,8 +783,11 @@ def _positive(value: float) -> bool:
     return math.isfinite(value) and value > 0
 
 
-def decode_train_res(content: RecordDict) -> TrainRes:
+def decode_train_res(content: RecordDict, *, sealed: bool = True) -> TrainRes:
     """A member's train reply from its records.
+
+    ``sealed=False`` reads the member's own reply before its seal mod adds the payload and the
+    signature (``clients.mods.seal_mod``): it may carry no payload.
 
     Raises:
         SerializationError: a record or key is missing, of the wrong type or out of range, the
@@ -812,7 +816,7 @@ def decode_train_res(content: RecordDict) -> TrainRes:
         update = tuple(record_to_chunks(_record(content, _UPDATE, ArrayRecord, what)))
     if ARRAYS in content:
         arrays = record_to_weights(_record(content, ARRAYS, ArrayRecord, what))
-    if (update is None) == (arrays is None):
+    if (update is None) == (arrays is None) and (sealed or update is not None):
         raise SerializationError(
             f"{what} must carry exactly one payload, {ARRAYS!r} (plaintext) or {_UPDATE!r} (HE), "
             f"got {'both' if update is not None else 'neither'}"
@@ -909,16 +913,31 @@ def decode_strategy_reply(content: RecordDict) -> StrategyReply:
     """One model and its example count, as an inner Flower strategy's reply holds them.
 
     Any single ArrayRecord counts as the model (Flower's strategies name it by ``arrayrecord_key``).
+    The count's range is the strategy's to judge (``FedChainStrategy.aggregate_plain`` refuses a
+    negative one for the whole round).
 
     Raises:
-        SerializationError: not exactly one ArrayRecord, or no int ``num-examples`` >= 0.
+        SerializationError: not exactly one ArrayRecord, or no int ``num-examples``.
     """
     what = "a strategy reply"
     records = list(content.array_records.values())
     if len(records) != 1:
-        raise SerializationError(f"{what} must hold one ArrayRecord (the model), got {len(records)}")
+        error = SerializationError(f"{what} must hold one ArrayRecord (the model), got {len(records)}")
+        error.__cause__ = ValueError(MODEL)
+        raise error
     metrics = _Reader(_record(content, _METRICS, MetricRecord, what), _METRICS, what)
-    return StrategyReply(weights=record_to_weights(records[0]), num_examples=metrics.int_("num-examples"))
+    n = metrics.int_("num-examples", low=-(2**63))
+    return StrategyReply(weights=record_to_weights(records[0]), num_examples=n)
+
+
+def config_record(ins: TrainIns | EvaluateIns) -> ConfigRecord:
+    """The ``config`` record of an instruction: what a Flower strategy samples with (it adds the model).
+
+    Example:
+        >>> sorted(config_record(TrainIns(server_round=1, model_round=0)))
+        ['chain-id', 'ledger-address', 'model-round', 'server-round']
+    """
+    return _encode_instruction(replace(ins, model={}, aggregates=())).config_records[CONFIG]
 
 
 def weights_to_record(weights: Weights) -> ArrayRecord:

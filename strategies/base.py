@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message
 from flwr.app.exception import AppExitException
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
@@ -47,16 +47,24 @@ from fedchain._validation import Interval
 from fedchain.aggregation import ServerOptimizer, create_server_optimizer
 from fedchain.config import FedChainConfig
 from fedchain.errors import FedChainError, StrategyError
-from fedchain.protocol import record_to_weights, weights_to_record
+from fedchain.protocol import (
+    CONFIG,
+    MODEL,
+    StrategyReply,
+    decode_strategy_reply,
+    encode,
+    record_to_weights,
+    weights_to_record,
+)
 from fedchain.serialization import Weights
 
 __all__ = ["MEMBER_FEATURES", "FedChainStrategy", "Interval", "StrategyOption"]
 
 log = logging.getLogger(__name__)
 
-#: Record keys fedchain's inner Flower strategies use.
-MODEL_KEY = "model"
-CONFIG_KEY = "config"
+#: Record keys fedchain's inner Flower strategies use (``fedchain.protocol``'s ``MODEL`` and ``CONFIG``).
+MODEL_KEY = MODEL
+CONFIG_KEY = CONFIG
 
 #: Member-side features a strategy may require of the member node (``member_requirements``):
 #: ``"server-optimizer"``: the node applies aggregates through the strategy's server optimizer
@@ -259,12 +267,7 @@ class FedChainStrategy(ABC):
                 f"{len(given)} update(s), none with a positive example count"
             )
         replies = [
-            Message(
-                RecordDict({MODEL_KEY: weights_to_record(weights), "metrics": MetricRecord({"num-examples": n})}),
-                dst_node_id=0,
-                message_type="train",
-            )
-            for weights, n in kept
+            Message(encode(StrategyReply(weights, n)), dst_node_id=0, message_type="train") for weights, n in kept
         ]
         try:
             arrays, _ = self.inner.aggregate_train(server_round, replies)
@@ -287,8 +290,8 @@ class FedChainStrategy(ABC):
     def aggregate_replies(self, server_round: int, replies: Iterable[Message]) -> ArrayRecord:
         """Aggregate Flower train replies: failed and malformed replies are left out, the rest aggregated.
 
-        A reply counts when it carries no error, one ArrayRecord (the model) and an int
-        ``"num-examples"`` in its ``"metrics"`` MetricRecord.
+        A reply counts when it carries no error and decodes as a
+        :class:`~fedchain.protocol.StrategyReply` (one ArrayRecord, the model, and an int example count).
 
         Raises:
             StrategyError: as :meth:`aggregate_plain`, e.g. when no reply is valid.
@@ -303,15 +306,9 @@ class FedChainStrategy(ABC):
                 )
                 continue
             try:
-                records = list(reply.content.array_records.values())
-                if len(records) != 1:
-                    raise ValueError(f"expected one ArrayRecord (the model), got {len(records)}")
-                record = records[0]
-                n = reply.content.metric_records["metrics"]["num-examples"]
-                if isinstance(n, bool) or not isinstance(n, int):
-                    raise TypeError(f"num-examples is {n!r}")
-                updates.append((record_to_weights(record), n))
-            except (FedChainError, KeyError, TypeError, ValueError) as exc:
+                decoded = decode_strategy_reply(reply.content)
+                updates.append((decoded.weights, decoded.num_examples))
+            except FedChainError as exc:
                 failed += 1
                 log.warning("round %d: malformed reply from node %d: %s", server_round, reply.metadata.src_node_id, exc)
         log.info("round %d: aggregating %d valid replies (%d failed)", server_round, len(updates), failed)

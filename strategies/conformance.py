@@ -42,13 +42,13 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
-from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Error, Message
 from flwr.serverapp import Grid
 
 from fedchain.aggregation import available_server_optimizers
 from fedchain.config import FedChainConfig
 from fedchain.errors import ConfigError, ConformanceError, StrategyError
-from fedchain.protocol import record_to_weights, weights_to_record
+from fedchain.protocol import StrategyReply, TrainIns, config_record, encode, record_to_weights
 from fedchain.serialization import Weights, flatten, unflatten
 from strategies.base import MEMBER_FEATURES, MODEL_KEY, FedChainStrategy, StrategyOption
 
@@ -162,10 +162,15 @@ def _deltas(rng: np.random.Generator, count: int, size: int, scale: float = 0.05
     return [rng.normal(0.0, scale, size) for _ in range(count)]
 
 
+def _config(server_round: int) -> ConfigRecord:
+    """The config a coordinator passes to ``configure_train``: the round's instruction, model to come."""
+    return config_record(TrainIns(server_round, server_round - 1))
+
+
 def _plain_round(
     strategy: FedChainStrategy, grid: Grid, server_round: int, weights: Weights, updates: list[tuple[Weights, int]]
 ) -> Weights:
-    strategy.configure_train(server_round, weights, ConfigRecord({"model-round": server_round - 1}), grid)
+    strategy.configure_train(server_round, weights, _config(server_round), grid)
     return record_to_weights(strategy.aggregate_plain(server_round, updates))
 
 
@@ -363,8 +368,7 @@ def _replies(instructions: list[Message], updates: list[tuple[Weights, int]], fa
         if index in failed:
             replies.append(Message(Error(code=1, reason="conformance: simulated failure"), reply_to=instruction))
         else:
-            content = RecordDict({MODEL_KEY: weights_to_record(weights), "metrics": MetricRecord({"num-examples": n})})
-            replies.append(Message(content, reply_to=instruction))
+            replies.append(Message(encode(StrategyReply(weights, n)), reply_to=instruction))
     return replies
 
 
@@ -380,24 +384,26 @@ def check_failed_replies(cls: type[FedChainStrategy]) -> None:
     failed = {1, 4}
     with flower_sandbox() as grid:
         first = _build(check, cls, config)
-        instructions = first.configure_train(1, template, ConfigRecord({"model-round": 0}), grid)
+        instructions = first.configure_train(1, template, _config(1), grid)
         if len(instructions) != NODES:
             raise _fail(check, cls, f"sampled {len(instructions)} of {NODES} members with fraction_train=1.0")
         replies = _replies(instructions, updates, failed)
-        malformed = Message(RecordDict({"metrics": MetricRecord({"num-examples": 5})}), reply_to=instructions[0])
+        modelless = encode(StrategyReply(template, 5))
+        del modelless[MODEL_KEY]  # a reply without its model
+        malformed = Message(modelless, reply_to=instructions[0])
         try:
             got = record_to_weights(first.aggregate_replies(1, [*replies, malformed]))
         except StrategyError as exc:
             raise _fail(check, cls, f"could not aggregate {NODES - len(failed)} valid replies: {exc}") from exc
         second = _build(check, cls, config)
-        second.configure_train(1, template, ConfigRecord({"model-round": 0}), grid)
+        second.configure_train(1, template, _config(1), grid)
         valid = [update for index, update in enumerate(updates) if index not in failed]
         expected = record_to_weights(second.aggregate_plain(1, valid))
         _same_layout(check, cls, got, template)
         if not all(np.array_equal(got[k], expected[k]) for k in expected):
             raise _fail(check, cls, "aggregating replies with failures differs from aggregating the valid subset")
         third = _build(check, cls, config)
-        third.configure_train(1, template, ConfigRecord({"model-round": 0}), grid)
+        third.configure_train(1, template, _config(1), grid)
         try:
             third.aggregate_replies(1, _replies(instructions, updates, set(range(NODES))))
         except StrategyError:
@@ -421,9 +427,7 @@ def check_deterministic(cls: type[FedChainStrategy]) -> None:
                 sampled, models = [], []
                 for server_round in range(1, ROUNDS + 1):
                     random.seed(1234 + server_round)
-                    instructions = strategy.configure_train(
-                        server_round, weights, ConfigRecord({"model-round": server_round - 1}), grid
-                    )
+                    instructions = strategy.configure_train(server_round, weights, _config(server_round), grid)
                     sampled.append(sorted(m.metadata.dst_node_id for m in instructions))
                     counts = [int(n) for n in rng.integers(1, 30, 4)]
                     deltas = _deltas(rng, len(counts), flatten(weights).size)

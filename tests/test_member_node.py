@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.app import Context, Message, RecordDict
 
 from clients.node import MemberNode
 from fedchain.config import FedChainConfig
-from fedchain.protocol import ERROR_INVALID_INSTRUCTION, weights_to_record
+from fedchain.protocol import ERROR_INVALID_INSTRUCTION, TrainIns, decode_train_res, encode
 from fedchain.serialization import model_hash
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity", "simulated_member")
@@ -30,12 +30,10 @@ def _node(tmp_path, **options) -> MemberNode:
     return MemberNode.from_context(context)
 
 
-def _train_message(node: MemberNode, server_round: int, weights=None, **config) -> Message:
+def _train_message(node: MemberNode, server_round: int, weights=None, ledger_address: str = "") -> Message:
     weights = node.template() if weights is None else weights
-    record = ConfigRecord({"server-round": server_round, "model-round": server_round - 1, "cohort": 2, **config})
-    return Message(
-        RecordDict({"model": weights_to_record(weights), "config": record}), dst_node_id=1, message_type="train"
-    )
+    ins = TrainIns(server_round, server_round - 1, cohort=2, ledger_address=ledger_address, model=weights)
+    return Message(encode(ins), dst_node_id=1, message_type="train")
 
 
 def test_dp_member_reports_growing_cumulative_epsilon(tmp_path):
@@ -44,7 +42,7 @@ def test_dp_member_reports_growing_cumulative_epsilon(tmp_path):
     for server_round in (1, 2, 3):
         reply = node.train(_train_message(node, server_round))
         assert not reply.has_error(), reply.error.reason if reply.has_error() else ""
-        epsilons.append(reply.content.metric_records["metrics"]["epsilon"])
+        epsilons.append(decode_train_res(reply.content).dp.epsilon)
     assert epsilons == sorted(epsilons) and epsilons[-1] <= 8.0
 
 
@@ -82,8 +80,8 @@ def test_model_that_differs_from_the_chain_record_is_refused(tmp_path):
             RoundRecord(1, ZERO_HASH, model_hash(honest), ZERO_HASH, (MemberRoundRecord(node.address, 1.0),), 10)
         )
         tampered = {name: array + 0.001 for name, array in honest.items()}
-        refused = node.train(_train_message(node, 2, weights=tampered, **{"ledger-address": ledger.address}))
+        refused = node.train(_train_message(node, 2, weights=tampered, ledger_address=ledger.address))
         assert refused.has_error()
         assert f"does not match the recorded {model_hash(honest)}" in refused.error.reason
-        accepted = node.train(_train_message(node, 2, weights=honest, **{"ledger-address": ledger.address}))
+        accepted = node.train(_train_message(node, 2, weights=honest, ledger_address=ledger.address))
         assert not accepted.has_error(), accepted.error.reason if accepted.has_error() else ""

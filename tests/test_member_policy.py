@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Context, Message, RecordDict
+from flwr.app import Context, Message, RecordDict
 
 from clients.client_app import app as client_app
 from clients.node import MemberNode
@@ -26,8 +26,10 @@ from fedchain.protocol import (
     ERROR_INVALID_INSTRUCTION,
     ERROR_POLICY_REFUSED,
     ERROR_PRIVACY_STATE_MISSING,
-    chunks_to_record,
-    weights_to_record,
+    SealedAggregate,
+    TrainIns,
+    decode_train_res,
+    encode,
 )
 from fedchain.simulation import SIMULATION_ENV, is_simulation
 
@@ -99,10 +101,13 @@ def _deployed(tmp_path: Path, data_file: Path, *, policy: str | None = POLICY, n
     return MemberNode.from_context(_context(_node_config(tmp_path, data_file, policy, **(node or {})), **run))
 
 
-def _train(node: MemberNode, server_round: int = 1, **config) -> Message:
-    record = ConfigRecord({"server-round": server_round, "model-round": server_round - 1, "cohort": 2, **config})
-    content = RecordDict({"model": weights_to_record(node.template()), "config": record})
-    return node.train(Message(content, dst_node_id=1, message_type="train"))
+def _train(node: MemberNode, server_round: int = 1, *, cohort: int | None = 2, ledger_address: str = "") -> Message:
+    ins = TrainIns(server_round, server_round - 1, cohort=cohort, ledger_address=ledger_address, model=node.template())
+    return node.train(Message(encode(ins), dst_node_id=1, message_type="train"))
+
+
+def _epsilon(reply: Message) -> float:
+    return decode_train_res(reply.content).dp.epsilon
 
 
 def _refused(reply: Message, code: int = ERROR_POLICY_REFUSED) -> str:
@@ -125,7 +130,7 @@ def test_an_instruction_within_the_policy_trains(tmp_path, data_file):
     assert node.policy.source.endswith("policy.toml") and node.kind == "honest"
     reply = _train(node)
     assert not reply.has_error(), reply.error.reason
-    assert 0 < reply.content.metric_records["metrics"]["epsilon"] <= 8.0 and _spent(tmp_path)
+    assert 0 < _epsilon(reply) <= 8.0 and _spent(tmp_path)
 
 
 # ------------------------------------------------------------------ a malicious coordinator's run config
@@ -158,10 +163,7 @@ def test_a_run_config_that_weakens_the_policy_is_refused_and_nothing_trains(tmp_
 def test_a_cohort_below_the_minimum_or_unannounced_is_refused(tmp_path, data_file, cohort, expected):
     policy = POLICY.replace("min-cohort = 2", "min-cohort = 3")
     node = _deployed(tmp_path, data_file, policy=policy, members=4, min_members=3)
-    config = {"cohort": cohort} if cohort is not None else {}
-    record = ConfigRecord({"server-round": 1, "model-round": 0, **config})
-    content = RecordDict({"model": weights_to_record(node.template()), "config": record})
-    reason = _refused(node.train(Message(content, dst_node_id=1, message_type="train")))
+    reason = _refused(_train(node, cohort=cohort))
     assert expected in reason and not _spent(tmp_path)
     assert "cohort = 2 proposed" in _refused(_train(node, cohort=2))
     assert not _train(node, cohort=3).has_error()
@@ -201,7 +203,7 @@ def test_the_member_trains_against_its_own_smaller_budget(tmp_path, data_file):
     node = _deployed(tmp_path, data_file, epsilon=2.0)
     reply = _train(node)
     assert not reply.has_error(), reply.error.reason
-    assert reply.content.metric_records["metrics"]["epsilon"] <= 2.0
+    assert _epsilon(reply) <= 2.0
 
 
 # ----------------------------------------------------------------------------------- testing hooks
@@ -256,11 +258,11 @@ def test_a_deployed_member_without_accountant_state_refuses_unless_new(tmp_path,
     assert not state.exists()  # no fresh accountant started behind the operator's back
 
     first = MemberNode.from_context(_context({**node_config, "new-member": True}))
-    epsilon_1 = _train(first).content.metric_records["metrics"]["epsilon"]
+    epsilon_1 = _epsilon(_train(first))
     assert state.exists()
     # The next process (Flower starts one per message) without the flag finds the state and goes on.
     again = MemberNode.from_context(_context(node_config))
-    epsilon_2 = _train(again, server_round=2).content.metric_records["metrics"]["epsilon"]
+    epsilon_2 = _epsilon(_train(again, server_round=2))
     assert epsilon_2 > epsilon_1 > 0
 
 
@@ -293,24 +295,17 @@ def test_an_aggregate_of_too_few_members_is_not_decrypted(tmp_path, data_file, m
     chunks = crypto.encrypt_update(node._context(), np.full(size, 1e-3) * 10)
 
     def instruction(members: int) -> Message:
-        config = {
-            "server-round": 2,
-            "model-round": 1,
-            "cohort": 3,
-            "agg-rounds": [1],
-            "agg.1.weight": 10,
-            "agg.1.digest": crypto.ciphertext_digest(chunks),
-            "agg.1.members": members,
-        }
-        content = RecordDict({"config": ConfigRecord(config), "agg.1": chunks_to_record(chunks)})
-        return Message(content, dst_node_id=1, message_type="train")
+        aggregate = SealedAggregate(1, tuple(chunks), 10, crypto.ciphertext_digest(chunks), members=members)
+        ins = TrainIns(server_round=2, model_round=1, cohort=3, aggregates=(aggregate,))
+        return Message(encode(ins), dst_node_id=1, message_type="train")
 
     reason = _refused(node.train(instruction(members=2)))
     assert "agg.1.members = 2 proposed; this member accepts aggregates to decrypt of at least 3 members" in reason
     assert not (tmp_path / "state" / "global.json").exists()  # nothing decrypted and applied
     reply = node.train(instruction(members=3))
     assert not reply.has_error(), reply.error.reason
-    assert "update" in reply.content.array_records and "arrays" not in reply.content.array_records
+    sealed = decode_train_res(reply.content)
+    assert sealed.update is not None and sealed.arrays is None
 
 
 # ---------------------------------------------------------------------- the ClientApp and the policy
@@ -321,7 +316,7 @@ def test_the_client_app_answers_an_invalid_run_config_with_a_named_error(tmp_pat
     context = _context(_node_config(tmp_path, data_file), he=False)
     context.run_config["he"] = True
     context.run_config["min-members"] = 1
-    message = Message(RecordDict({"config": ConfigRecord({"server-round": 1})}), dst_node_id=1, message_type="train")
+    message = Message(encode(TrainIns(1, 0)), dst_node_id=1, message_type="train")
     reply = client_app(message, context)
     assert reply.has_error() and reply.error.code == ERROR_INVALID_INSTRUCTION
     assert "'min_members' parameter must be an int in [2, inf) when HE is on" in reply.error.reason
@@ -329,7 +324,7 @@ def test_the_client_app_answers_an_invalid_run_config_with_a_named_error(tmp_pat
 
 def test_a_malformed_policy_file_refuses_every_instruction(tmp_path, data_file):
     context = _context(_node_config(tmp_path, data_file, policy=POLICY + "epsilom = 3\n"))
-    message = Message(RecordDict({"config": ConfigRecord({"server-round": 1})}), dst_node_id=1, message_type="train")
+    message = Message(encode(TrainIns(1, 0)), dst_node_id=1, message_type="train")
     reply = client_app(message, context)
     assert reply.has_error() and reply.error.code == ERROR_INVALID_INSTRUCTION
     assert "epsilom" in reply.error.reason and "min-noise-multiplier" in reply.error.reason
@@ -382,10 +377,10 @@ def test_the_on_chain_budget_is_read_and_the_stricter_wins(tmp_path, data_file):
         node = _deployed(tmp_path, data_file, chain=url, epsilon=3.0)
         ledger.register_members([node.address])
         ledger.set_privacy_budgets({node.address: (2.0, 1e-5)})
-        reason = _refused(_train(node, **{"ledger-address": ledger.address}))
+        reason = _refused(_train(node, ledger_address=ledger.address))
         assert "epsilon = 3.0 proposed; this member accepts at most 2" in reason and "+ chain" in reason
         within = _deployed(tmp_path, data_file, chain=url, epsilon=2.0)
-        reply = _train(within, **{"ledger-address": ledger.address})
+        reply = _train(within, ledger_address=ledger.address)
         assert not reply.has_error(), reply.error.reason
 
 

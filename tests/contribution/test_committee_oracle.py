@@ -6,6 +6,7 @@ build each attack with real TenSEAL and send it to the real ``MemberNode.answer_
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,18 @@ from fedchain.contribution.committee import (
 )
 from fedchain.identity import address_of, simulated_member_key
 from fedchain.identity.signing import NO_LEDGER, SigningDomain, dispute_digest, recover_signer, scalars_digest
-from fedchain.protocol import ERROR_COMMITTEE_REFUSED, chunks_to_record, record_to_chunks
+from fedchain.protocol import (
+    ERROR_COMMITTEE_REFUSED,
+    CommitteeQuery,
+    EvaluateIns,
+    SealedAggregate,
+    TrainIns,
+    chunks_to_record,
+    decode_committee_answer,
+    decode_evaluate_res,
+    decode_train_res,
+    encode,
+)
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity", "simulated_member")
 
@@ -64,34 +76,25 @@ def committee_node(tmp_path: Any, scoring_member: Any) -> MemberNode:
 
 def _train_reply(node: MemberNode, server_round: int = 1, cohort: int = 3) -> Message:
     """Instruct ``node`` to train ``server_round`` (announcing ``cohort``); return its reply."""
-    config = ConfigRecord({"server-round": server_round, "model-round": server_round - 1, "agg-rounds": []})
-    config["cohort"] = cohort
-    return node.train(Message(RecordDict({"config": config}), dst_node_id=1, message_type="train"))
+    ins = TrainIns(server_round, server_round - 1, cohort=cohort)
+    return node.train(Message(encode(ins), dst_node_id=1, message_type="train"))
 
 
 def _train(node: MemberNode, server_round: int = 1, cohort: int = 3) -> list[bytes]:
     """Instruct ``node`` to train ``server_round`` (announcing ``cohort``); return its encrypted update."""
     reply = _train_reply(node, server_round, cohort)
     assert not reply.has_error(), reply.error.reason
-    return record_to_chunks(reply.content.array_records["update"])
+    return list(decode_train_res(reply.content).update or ())
 
 
-def _query(requests: list[ScalarRequest], *, server_round: int = 1, exchange: int = 1, **overrides: Any) -> Message:
-    """A committee request as the coordinator sends it (``fedchain.coordinator.Coordinator._ask_committee``)."""
-    config = {
-        "server-round": server_round,
-        "exchange": exchange,
-        "scalar-kinds": [r.kind for r in requests],
-        "scalar-counts": [r.count for r in requests],
-        "scalar-addresses": [a for r in requests for a in r.addresses],
-        "chain-id": 0,
-        "ledger-address": "",
-        **overrides,
-    }
-    content = RecordDict(
-        {"config": ConfigRecord(config), "scalars": chunks_to_record([r.ciphertext for r in requests])}
-    )
-    return Message(content, dst_node_id=1, message_type="query")
+def _query(
+    requests: list[ScalarRequest], *, server_round: int = 1, exchange: int = 1, counts: tuple[int, ...] | None = None
+) -> Message:
+    """A committee request as the coordinator sends it (``fedchain.protocol.CommitteeQuery``)."""
+    query = CommitteeQuery.of(server_round, exchange, requests, chain_id=0, ledger_address="")
+    if counts is not None:  # a count that differs from the labels
+        query = replace(query, counts=counts)
+    return Message(encode(query), dst_node_id=1, message_type="query")
 
 
 def _refusal(reply: Message) -> str:
@@ -134,7 +137,7 @@ def test_the_coordinator_cannot_decrypt_an_update_chunk_through_a_committee_memb
     assert "vector of size 4096, expected 3" in reason
     # a count that differs from the labels
     reason = _refusal(
-        committee_node.answer_scalars(_query([ScalarRequest("sq_norms", members, stolen)], **{"scalar-counts": [4096]}))
+        committee_node.answer_scalars(_query([ScalarRequest("sq_norms", members, stolen)], counts=(4096,)))
     )
     assert reason == "a sq_norms ciphertext of 4096 scalars must be labelled by as many addresses"
 
@@ -156,14 +159,14 @@ def test_well_formed_requests_are_answered_once_and_signed(
     norms = build_scalar_requests(scoring_coordinator, chunks, None)
     reply = committee_node.answer_scalars(_query(norms))
     assert not reply.has_error(), reply.error.reason
-    answer = reply.content.config_records["answer"]
-    values = [float(v) for v in reply.content.metric_records["scalars"]["values"]]
+    answer = decode_committee_answer(reply.content)
+    values = list(answer.values)
     assert len(values) == 3
     request_hash = CommitteeRequest(1, 1, tuple(norms)).request_hash
-    assert answer["request-hash"] == request_hash
+    assert answer.request_hash == request_hash
     domain = SigningDomain(chain_id=0, ledger_address=NO_LEDGER, run_id=committee_node.run_id)
     digest = scalars_digest(domain=domain, server_round=1, exchange=1, request_hash=request_hash, values=[values])
-    assert recover_signer(digest, str(answer["signature"])) == committee_node.address
+    assert recover_signer(digest, answer.signature) == committee_node.address
     # each exchange once; a past or future round never
     assert _refusal(committee_node.answer_scalars(_query(norms))) == "exchange 1 of round 1 was already answered"
     assert _refusal(committee_node.answer_scalars(_query(norms, server_round=2))) == (
@@ -174,7 +177,7 @@ def test_well_formed_requests_are_answered_once_and_signed(
     dots = build_scalar_requests(scoring_coordinator, chunks, total, sq_norms=False)
     second = committee_node.answer_scalars(_query(dots, exchange=2))
     assert not second.has_error(), second.error.reason
-    assert len(second.content.metric_records["scalars"]["values"]) == 4  # k + 1
+    assert len(decode_committee_answer(second.content).values) == 4  # k + 1
     assert _refusal(committee_node.answer_scalars(_query(dots, exchange=3))) == "exchange 3 is not one of (1, 2)"
 
 
@@ -245,33 +248,23 @@ def test_a_members_own_smallest_cohort_is_kept() -> None:
 def _evaluate(node: MemberNode, chunks: dict[str, list[bytes]], revealed: RevealedScalars, coordinator: Any) -> Message:
     """The round's evaluate instruction: its aggregate and the revealed scalars with their commitment."""
     total = crypto.sum_encrypted(coordinator, list(chunks.values()), expected_chunks=2)
-    config = ConfigRecord(
-        {
-            "server-round": 1,
-            "model-round": 1,
-            "agg-rounds": [1],
-            "agg.1.weight": 3 * node.data.num_train,
-            "agg.1.members": 3,
-            "agg.1.digest": crypto.ciphertext_digest(total),
-            "chain-id": 0,
-            "ledger-address": "",
-            "revealed-scalars": canonical_json(revealed.to_json()).decode(),
-            "scalars-commitment": revealed.commitment,
-        }
+    aggregate = SealedAggregate(1, tuple(total), 3 * node.data.num_train, crypto.ciphertext_digest(total), members=3)
+    ins = EvaluateIns(
+        server_round=1,
+        model_round=1,
+        aggregates=(aggregate,),
+        revealed_scalars=canonical_json(revealed.to_json()).decode(),
+        scalars_commitment=revealed.commitment,
     )
-    content = RecordDict({"config": config, "agg.1": chunks_to_record(total)})
-    return Message(content, dst_node_id=1, message_type="evaluate")
+    return Message(encode(ins), dst_node_id=1, message_type="evaluate")
 
 
 def _exchange(node: MemberNode, requests: list[ScalarRequest], exchange: int) -> RevealedExchange:
     reply = node.answer_scalars(_query(requests, exchange=exchange))
     assert not reply.has_error(), reply.error.reason
-    values = [float(v) for v in reply.content.metric_records["scalars"]["values"]]
-    rows, offset = [], 0
-    for request in requests:
-        rows.append(tuple(values[offset : offset + request.count]))
-        offset += request.count
-    signed = SignedAnswer(node.address, tuple(rows), str(reply.content.config_records["answer"]["signature"]))
+    answer = decode_committee_answer(reply.content)
+    rows = [tuple(row) for row in answer.split([request.count for request in requests])]
+    signed = SignedAnswer(node.address, tuple(rows), answer.signature)
     return RevealedExchange(exchange, tuple(CommitteeRequest(1, exchange, tuple(requests)).labels()), (signed,))
 
 
@@ -285,7 +278,7 @@ def test_members_check_the_revealed_scalars_and_an_honest_round_passes(
     revealed = RevealedScalars(1, (first, second))
     reply = committee_node.evaluate(_evaluate(committee_node, chunks, revealed, scoring_coordinator))
     assert not reply.has_error(), reply.error.reason
-    assert "dispute-signature" not in reply.content.config_records["member"]
+    assert decode_evaluate_res(reply.content).dispute is None
 
 
 def test_a_cheating_coordinator_is_disputed_by_the_member_it_concerns(
@@ -300,13 +293,14 @@ def test_a_cheating_coordinator_is_disputed_by_the_member_it_concerns(
     cheat = [ScalarRequest("sq_norms", (me, *OTHERS), crypto.pack_scalars(scoring_coordinator, forged))]
     revealed = RevealedScalars(1, (_exchange(committee_node, cheat, 1),))  # the member cannot tell: it answers
     reply = committee_node.evaluate(_evaluate(committee_node, chunks, revealed, scoring_coordinator))
-    member = reply.content.config_records["member"]
-    assert str(member["dispute-reason"]).startswith(f"exchange 1: sq_norms from {me} is ")
-    assert member["dispute-commitment"] == revealed.commitment
+    dispute = decode_evaluate_res(reply.content).dispute
+    assert dispute is not None
+    assert dispute.reason.startswith(f"exchange 1: sq_norms from {me} is ")
+    assert dispute.scalars_commitment == revealed.commitment
     digest = dispute_digest(
         chain_id=0, ledger_address=NO_LEDGER, server_round=1, scalars_commitment=revealed.commitment
     )
-    assert recover_signer(digest, str(member["dispute-signature"])) == me
+    assert recover_signer(digest, dispute.signature) == me
 
 
 def test_a_committee_member_disputes_a_round_that_hides_its_answer(
@@ -316,5 +310,6 @@ def test_a_committee_member_disputes_a_round_that_hides_its_answer(
     _exchange(committee_node, build_scalar_requests(scoring_coordinator, chunks, None), 1)
     hidden = RevealedScalars(1, ())  # the coordinator shows members nothing of what it asked
     reply = committee_node.evaluate(_evaluate(committee_node, chunks, hidden, scoring_coordinator))
-    member = reply.content.config_records["member"]
-    assert member["dispute-reason"] == "this member's committee answer to exchange 1 was not revealed"
+    dispute = decode_evaluate_res(reply.content).dispute
+    assert dispute is not None
+    assert dispute.reason == "this member's committee answer to exchange 1 was not revealed"
