@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Error, Message, MetricRecord, RecordDict
+from flwr.app import Error, Message, RecordDict
 
 from fedchain.config import FedChainConfig
 from fedchain.coordinator import Coordinator
@@ -15,7 +15,9 @@ from fedchain.protocol import (
     ERROR_BUDGET_EXHAUSTED,
     ERROR_POLICY_REFUSED,
     ERROR_PRIVACY_STATE_MISSING,
-    weights_to_record,
+    MemberIdentity,
+    TrainRes,
+    encode,
 )
 from fedchain.serialization import model_hash
 from strategies.registry import create_strategy
@@ -71,23 +73,16 @@ def _reply(
         num_examples=n,
         dp=None,
     )
-    identity = {
-        "member-id": member_id if claimed_id is None else claimed_id,
-        "address": address,
-        "kind": "honest",
-        "model-round": server_round - 1,
-    }
     if signature == "auto":
-        identity["signature"] = sign_digest(sign_key or _key(member_id), digest)
-    elif signature is not None:
-        identity["signature"] = signature
-    content = RecordDict(
-        {
-            "arrays": weights_to_record(weights),
-            "metrics": MetricRecord({"num-examples": n, "train-loss": 0.1}),
-            "member": ConfigRecord(identity),
-        }
+        signature = sign_digest(sign_key or _key(member_id), digest)
+    identity = MemberIdentity(
+        member_id=member_id if claimed_id is None else claimed_id,
+        address=address,
+        kind="honest",
+        model_round=server_round - 1,
+        signature=signature,
     )
+    content = encode(TrainRes(member=identity, num_examples=n, train_loss=0.1, arrays=weights))
     return Message(content, dst_node_id=100 + member_id, message_type="train")
 
 

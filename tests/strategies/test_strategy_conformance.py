@@ -94,16 +94,11 @@ class RawFlower(FedChainStrategy):
         return FedAvg(**sampling_options(config))
 
     def aggregate_plain(self, server_round, updates):
-        from flwr.app import Message, MetricRecord, RecordDict
+        from flwr.app import Message
 
-        from fedchain.protocol import weights_to_record
+        from fedchain.protocol import StrategyReply, encode
 
-        replies = [
-            Message(
-                RecordDict({"model": weights_to_record(w), "metrics": MetricRecord({"num-examples": n})}), 0, "train"
-            )
-            for w, n in updates
-        ]
+        replies = [Message(encode(StrategyReply(w, n)), 0, "train") for w, n in updates]
         arrays, _ = self.inner.aggregate_train(server_round, replies)
         if arrays is None:
             raise StrategyError("no model")

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord
 
 from fedchain import crypto
 from fedchain.aggregation import load_optimizer_state, save_optimizer_state
 from fedchain.config import FedChainConfig
+from fedchain.protocol import TrainIns, config_record
 from fedchain.serialization import flatten, model_hash, unflatten
 from strategies.builtin import make_server_optimizer
 from strategies.conformance import flower_sandbox
@@ -46,7 +46,7 @@ def test_members_apply_server_optimizer_on_decrypted_sum_and_match_plaintext(nam
             # Each member trains from its own copy of the model; their deltas are what training produced.
             deltas = [rng.normal(0, 0.05, size) for _ in COUNTS]
             # Plaintext: Flower's server-side optimizer on the members' weights.
-            plain_strategy.configure_train(t, plain, ConfigRecord({"model-round": t - 1}), grid)
+            plain_strategy.configure_train(t, plain, config_record(TrainIns(t, t - 1)), grid)
             updates = [(unflatten(flatten(plain) + d, plain), n) for d, n in zip(deltas, COUNTS, strict=True)]
             plain = {k: v.numpy() for k, v in plain_strategy.aggregate_plain(t, updates).items()}
             # HE: members encrypt n * delta, the coordinator adds ciphertexts with the public context only.

@@ -93,13 +93,14 @@ def test_bad_option_values_are_refused_naming_the_option(name, option, value, me
 
 
 def test_fedprox_sends_proximal_mu_to_members():
-    from flwr.app import ConfigRecord
+    from fedchain.protocol import TrainIns, config_record, decode_train_ins
 
     strategy = create_strategy(_with(FedChainConfig(strategy="fedprox", he=False, members=3), proximal_mu=0.25))
     with flower_sandbox(3) as grid:
-        messages = strategy.configure_train(1, {"w": np.zeros(2, np.float32)}, ConfigRecord({"model-round": 0}), grid)
+        config = config_record(TrainIns(1, 0))
+        messages = strategy.configure_train(1, {"w": np.zeros(2, np.float32)}, config, grid)
     assert len(messages) == 3
-    assert all(m.content.config_records["config"]["proximal-mu"] == 0.25 for m in messages)
+    assert all(decode_train_ins(m.content).proximal_mu == 0.25 for m in messages)
 
 
 def test_member_requirements_depend_on_the_mode():
@@ -190,10 +191,10 @@ def test_krum_keeps_the_update_closest_to_the_others():
 def test_fedadam_plaintext_result_has_the_models_dtype():
     """Flower's FedAdam returns float64 arrays; the coordinator's model stays float32."""
     strategy = create_strategy(FedChainConfig(strategy="fedadam", he=False, members=2))
-    from flwr.app import ConfigRecord
+    from fedchain.protocol import TrainIns, config_record
 
     weights = {"w": np.zeros(3, np.float32)}
     with flower_sandbox(2) as grid:
-        strategy.configure_train(1, weights, ConfigRecord({"model-round": 0}), grid)
+        strategy.configure_train(1, weights, config_record(TrainIns(1, 0)), grid)
         record = strategy.aggregate_plain(1, [({"w": np.ones(3, np.float32)}, 1), ({"w": np.ones(3, np.float32)}, 3)])
     assert record["w"].numpy().dtype == np.float32

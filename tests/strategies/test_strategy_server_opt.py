@@ -7,7 +7,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message
 from flwr.serverapp.strategy import FedAdam, FedAvgM, FedYogi
 
 from fedchain.aggregation import (
@@ -22,6 +22,7 @@ from fedchain.aggregation import (
 )
 from fedchain.config import FedChainConfig
 from fedchain.errors import ConfigError, IntegrityError, SerializationError, StrategyError
+from fedchain.protocol import StrategyReply, TrainIns, config_record, encode
 from fedchain.serialization import flatten, unflatten
 from strategies.conformance import flower_sandbox
 from strategies.registry import create_strategy
@@ -74,17 +75,7 @@ def test_member_steps_equal_flowers_server_side_math_float64(kind, flower_class,
             counts = [int(n) for n in rng.integers(1, 100, len(instructions))]
             deltas = [rng.normal(0, 0.1, ours.size) for _ in counts]
             replies = [
-                Message(
-                    RecordDict(
-                        {
-                            "model": ArrayRecord(
-                                {k: Array(v) for k, v in unflatten(flatten(current) + d, current).items()}
-                            ),
-                            "metrics": MetricRecord({"num-examples": n}),
-                        }
-                    ),
-                    reply_to=instruction,
-                )
+                Message(encode(StrategyReply(unflatten(flatten(current) + d, current), n)), reply_to=instruction)
                 for instruction, d, n in zip(instructions, deltas, counts, strict=True)
             ]
             arrays, _ = flower.aggregate_train(t, replies)
@@ -107,7 +98,7 @@ def test_fedchain_plaintext_aggregation_over_three_rounds_is_flowers_math(name):
     member, state = weights, None
     with flower_sandbox(4) as grid:
         for t in range(1, 4):
-            strategy.configure_train(t, weights, ConfigRecord({"model-round": t - 1}), grid)
+            strategy.configure_train(t, weights, config_record(TrainIns(t, t - 1)), grid)
             counts = [int(n) for n in rng.integers(1, 60, 4)]
             deltas = [rng.normal(0, 0.05, 22) for _ in counts]
             updates = [(unflatten(flatten(weights) + d, weights), n) for d, n in zip(deltas, counts, strict=True)]
