@@ -99,6 +99,7 @@ __all__ = [
     "StrategyReply",
     "TrainIns",
     "TrainRes",
+    "WireMessage",
     "chunks_to_record",
     "config_record",
     "decode_committee_answer",
@@ -443,11 +444,12 @@ class _Labelled(Protocol):
     def count(self) -> int: ...
 
 
-Message_ = TrainIns | EvaluateIns | TrainRes | EvaluateRes | CommitteeQuery | CommitteeAnswer | StrategyReply
+#: Any message :func:`encode` takes.
+WireMessage = TrainIns | EvaluateIns | TrainRes | EvaluateRes | CommitteeQuery | CommitteeAnswer | StrategyReply
 
 
 # --------------------------------------------------------------------------- encode
-def encode(message: Message_) -> RecordDict:
+def encode(message: WireMessage) -> RecordDict:
     """The Flower records of ``message`` (see the module docstring for each message's keys).
 
     Example:
