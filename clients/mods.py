@@ -34,6 +34,7 @@ from flwr.app import Context, Error, Message
 from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from clients.node import MemberNode
+from clients.training import train_instruction
 from fedchain.errors import (
     BudgetExhaustedError,
     FedChainError,
@@ -47,7 +48,6 @@ from fedchain.protocol import (
     ERROR_INVALID_INSTRUCTION,
     ERROR_POLICY_REFUSED,
     ERROR_PRIVACY_STATE_MISSING,
-    decode_train_ins,
     decode_train_res,
     encode,
 )
@@ -98,7 +98,7 @@ def privacy_mod(msg: Message, context: Context, call_next: ClientAppCallable) ->
     """The member's privacy policy and budget: refuse before decrypting or training, and answer refusals."""
     node = MemberNode.from_context(context)
     try:
-        ins = decode_train_ins(msg.content)
+        ins = train_instruction(msg)
         node.note_round(ins.server_round, ins.cohort)
         node.check_policy(ins)  # before anything is decrypted or trained; sets the round's budget
         return call_next(msg, context)
@@ -117,7 +117,7 @@ def seal_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Me
     if reply.has_error():
         return reply
     node = MemberNode.from_context(context)
-    ins = decode_train_ins(msg.content)
+    ins = train_instruction(msg)
     res = decode_train_res(reply.content, sealed=False)
     update = node.take_update(ins.server_round)
     encrypt_seconds: float | None = None

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from flwr.app import Context, Message
+from flwr.app import Context, Message, RecordDict
 
 from clients import adversary, task
 from clients.node import MemberNode
@@ -39,7 +39,7 @@ from fedchain.protocol import (
 from fedchain.serialization import Weights, flatten, model_hash
 from fedchain.types import DPParams
 
-__all__ = ["LocalUpdate", "evaluate", "evaluate_app", "train", "train_app"]
+__all__ = ["LocalUpdate", "evaluate", "evaluate_app", "train", "train_app", "train_instruction"]
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,30 @@ class LocalUpdate:
     dp: DPParams | None = None
 
 
+#: The last train instruction decoded, with the content it came from: the mods and the train
+#: function of one message read the same instruction, and its arrays are decoded once.
+_decoded: tuple[RecordDict, TrainIns] | None = None
+
+
+def train_instruction(msg: Message) -> TrainIns:
+    """The train instruction ``msg`` carries (:func:`fedchain.protocol.decode_train_ins`, decoded once per message).
+
+    Raises:
+        SerializationError: the instruction is malformed.
+    """
+    global _decoded
+    cached = _decoded  # read once: another thread may replace it
+    if cached is not None and cached[0] is msg.content:
+        return cached[1]
+    ins = decode_train_ins(msg.content)
+    _decoded = (msg.content, ins)
+    return ins
+
+
 def train_app(msg: Message, context: Context) -> Message:
     """The ClientApp's train function: decode, train, reply (unsealed: the seal mod completes it)."""
     node = MemberNode.from_context(context)
-    return Message(encode(train(node, decode_train_ins(msg.content))), reply_to=msg)
+    return Message(encode(train(node, train_instruction(msg))), reply_to=msg)
 
 
 def evaluate_app(msg: Message, context: Context) -> Message:
