@@ -61,6 +61,7 @@ from fedchain.protocol import (
     EvaluateRes,
     SealedAggregate,
     TrainIns,
+    config_record,
     decode_committee_answer,
     decode_evaluate_ins,
     decode_evaluate_res,
@@ -227,7 +228,7 @@ class Coordinator:
 
         # 1. Train: sample members and send them the global model (or the aggregates they miss).
         ins = TrainIns(server_round, server_round - 1, chain_id=self.chain_id, ledger_address=self.ledger_address or "")
-        sampled = self.strategy.configure_train(server_round, self.weights, _config_of(ins), grid)
+        sampled = self.strategy.configure_train(server_round, self.weights, config_record(ins), grid)
         instructions = self._instructions(sampled, decode_train_ins)
         with clock("train"):
             replies = list(grid.send_and_receive(instructions, timeout=self.config.round_timeout_s))
@@ -354,7 +355,7 @@ class Coordinator:
             if self.config.he:
                 content = encode(replace(instruction, aggregates=self._sealed_for(node_id)))
             else:  # the strategy's model record travels as it built it
-                content = RecordDict({**message.content, CONFIG: _config_of(instruction)})
+                content = RecordDict({**message.content, CONFIG: config_record(instruction)})
             out.append(Message(content, dst_node_id=node_id, message_type=message.metadata.message_type))
         return out
 
@@ -416,7 +417,7 @@ class Coordinator:
         self._adopt(outcome)
         server_round = outcome.server_round
         revealed = outcome.revealed  # every member checks the scalars that concern it (a dispute if wrong)
-        config = _config_of(
+        config = config_record(
             EvaluateIns(
                 server_round,
                 model_round=server_round,
@@ -535,9 +536,3 @@ def decode_dispute(server_round: int, res: EvaluateRes) -> tuple[Dispute, str] |
     claim = res.dispute
     dispute = Dispute(server_round, res.member.address, claim.scalars_commitment, claim.signature)
     return dispute, claim.reason
-
-
-def _config_of(instruction: Instruction) -> ConfigRecord:
-    """The config record of ``instruction``, for the strategy to sample with (it adds the model)."""
-    # an empty model stands for the strategy's: without one, an instruction's config lists aggregates
-    return encode(replace(instruction, model={})).config_records[CONFIG]
