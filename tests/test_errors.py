@@ -52,7 +52,6 @@ def test_the_drawing_shows_every_class_with_its_parent() -> None:
     ("module", "name"),
     [
         ("fedchain.contribution.committee", "CommitteeRequestError"),
-        ("fedchain.coordinator", "ReplyRejectedError"),
         ("fedchain.crypto.vectors", "UpdateRejectedError"),
         ("fedchain.ledger.admin", "ChainIdMismatchError"),
         ("fedchain.ledger.admin", "MissingRoleError"),
