@@ -85,3 +85,22 @@ def test_model_that_differs_from_the_chain_record_is_refused(tmp_path):
         assert f"does not match the recorded {model_hash(honest)}" in refused.error.reason
         accepted = node.train(_train_message(node, 2, weights=honest, ledger_address=ledger.address))
         assert not accepted.has_error(), accepted.error.reason if accepted.has_error() else ""
+
+
+def test_a_member_app_without_its_seal_mod_sends_nothing_the_coordinator_accepts(tmp_path):
+    """The seal mod attaches the payload: an app that leaves it out sends no weights and no ciphertext."""
+    from flwr.clientapp import ClientApp
+
+    from clients.mods import member_mod, privacy_mod, refusal_mod
+    from clients.training import train_app
+    from fedchain.errors import SerializationError
+
+    node = _node(tmp_path, dp=False)
+    unsealed = ClientApp(mods=[member_mod])
+    unsealed.train(mods=[refusal_mod, privacy_mod])(train_app)
+    reply = unsealed(_train_message(node, 1), node.flower_context())
+    assert not reply.has_error() and not reply.content.array_records
+    with pytest.raises(SerializationError, match="must carry exactly one payload"):
+        decode_train_res(reply.content)
+    sealed = decode_train_res(node.train(_train_message(node, 1)).content)
+    assert sealed.arrays is not None and sealed.member.signature

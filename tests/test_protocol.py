@@ -274,3 +274,80 @@ def test_property_any_config_decodes_or_is_refused_by_name(config: dict[str, Any
         assert "'config'" in str(exc) or "'agg." in str(exc)
     else:
         assert decoded.server_round >= 0 and (decoded.cohort is None or decoded.cohort >= 0)
+
+
+_values = st.one_of(
+    st.integers(-(2**40), 2**40),
+    st.floats(),
+    st.text(max_size=4),
+    st.booleans(),
+    st.lists(st.integers(-2, 5), max_size=4),
+    st.lists(st.floats(width=32), max_size=4),
+    st.lists(st.text(max_size=3), max_size=3),
+)
+_keys = st.sampled_from(
+    [
+        "server-round",
+        "model-round",
+        "cohort",
+        "agg-rounds",
+        "agg.1.weight",
+        "agg.1.digest",
+        "num-examples",
+        "epsilon",
+        "steps",
+        "spend-history",
+        "member-id",
+        "address",
+        "signature",
+        "scalar-kinds",
+        "scalar-counts",
+        "scalar-addresses",
+        "exchange",
+        "values",
+        "loss",
+        "accuracy",
+    ]
+)
+_metric_values = st.one_of(
+    st.integers(-(2**40), 2**40),
+    st.floats(),
+    st.lists(st.floats(width=32), max_size=4),
+    st.lists(st.integers(), max_size=4),
+)
+DECODERS = (
+    decode_train_ins,
+    decode_evaluate_ins,
+    decode_train_res,
+    decode_evaluate_res,
+    decode_committee_query,
+    decode_committee_answer,
+    decode_strategy_reply,
+)
+
+
+@given(
+    config=st.dictionaries(_keys, _values, max_size=8),
+    metrics=st.dictionaries(_keys, _metric_values, max_size=6),
+    chunks=st.lists(st.binary(max_size=8), max_size=2),
+    names=st.sets(st.sampled_from(["config", "member", "answer", "metrics", "scalars", "update", "arrays", "agg.1"])),
+)
+def test_property_every_decoder_returns_a_message_or_names_the_problem(
+    config: dict[str, Any], metrics: dict[str, Any], chunks: list[bytes], names: set[str]
+) -> None:
+    """Whatever records arrive, each decoder returns its message or raises SerializationError, nothing else."""
+    from fedchain.protocol import chunks_to_record
+
+    content = RecordDict({})
+    for name in names:
+        if name in ("metrics", "scalars") and metrics:
+            content[name] = MetricRecord(metrics)
+        elif name in ("update", "arrays", "agg.1"):
+            content[name] = chunks_to_record(chunks)
+        else:
+            content[name] = ConfigRecord(config)
+    for decode in DECODERS:
+        try:
+            decode(content)
+        except SerializationError as exc:
+            assert str(exc)
