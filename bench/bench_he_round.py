@@ -143,10 +143,10 @@ def he_components(size: int = parameter_count(HIDDEN_UNITS), members: int = MEMB
 
 def _time_member(node: Any, *, he: bool, aggregate: list[bytes], repeats: int) -> dict[str, float]:
     """Fastest ``evaluate`` then ``train`` reply of ``node`` on coordinator-like messages."""
-    from flwr.app import ConfigRecord, Message, RecordDict
+    from flwr.app import Message
 
     from fedchain import crypto
-    from fedchain.protocol import chunks_to_record, weights_to_record
+    from fedchain.protocol import EvaluateIns, SealedAggregate, TrainIns, encode
 
     weights = node.template()
     state = {"round": 0}
@@ -154,31 +154,19 @@ def _time_member(node: Any, *, he: bool, aggregate: list[bytes], repeats: int) -
     def evaluate() -> None:
         state["round"] += 1
         server_round = state["round"]
-        config: dict[str, Any] = {"model-round": server_round}
-        content = RecordDict({})
         if he:
-            config.update(
-                {
-                    "agg-rounds": [server_round],
-                    f"agg.{server_round}.weight": 1437,
-                    f"agg.{server_round}.members": MEMBERS,
-                    f"agg.{server_round}.digest": crypto.ciphertext_digest(aggregate),
-                }
-            )
-            content[f"agg.{server_round}"] = chunks_to_record(aggregate)
+            digest = crypto.ciphertext_digest(aggregate)
+            sealed = SealedAggregate(server_round, tuple(aggregate), 1437, digest, members=MEMBERS)
+            ins = EvaluateIns(server_round, model_round=server_round, aggregates=(sealed,))
         else:
-            content["model"] = weights_to_record(weights)
-        content["config"] = ConfigRecord(config)
-        reply = node.evaluate(Message(content, dst_node_id=3, message_type="evaluate"))
+            ins = EvaluateIns(server_round, model_round=server_round, model=weights)
+        reply = node.evaluate(Message(encode(ins), dst_node_id=3, message_type="evaluate"))
         assert not reply.has_error(), reply.error.reason
 
     def train() -> None:
         server_round = state["round"] + 1
-        config: dict[str, Any] = {"server-round": server_round, "model-round": server_round - 1, "cohort": MEMBERS}
-        content = RecordDict({"config": ConfigRecord(config)})
-        if not he:
-            content["model"] = weights_to_record(weights)
-        reply = node.train(Message(content, dst_node_id=3, message_type="train"))
+        ins = TrainIns(server_round, server_round - 1, cohort=MEMBERS, model=None if he else weights)
+        reply = node.train(Message(encode(ins), dst_node_id=3, message_type="train"))
         assert not reply.has_error(), reply.error.reason
 
     evaluate_s = min(_cpu_s(evaluate) for _ in range(repeats))
