@@ -63,6 +63,7 @@ _REFUSALS: tuple[tuple[type[PrivacyError], int, str, str], ...] = (
     (PolicyError, ERROR_POLICY_REFUSED, "refused", "its privacy policy refuses the instruction"),
     (PrivacyStateMissingError, ERROR_PRIVACY_STATE_MISSING, "refused", "refuses to train"),
 )
+_REFUSAL_TYPES = tuple(kind for kind, *_ in _REFUSALS)
 
 
 def member_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
@@ -102,13 +103,11 @@ def privacy_mod(msg: Message, context: Context, call_next: ClientAppCallable) ->
         node.note_round(ins.server_round, ins.cohort)
         node.check_policy(ins)  # before anything is decrypted or trained; sets the round's budget
         return call_next(msg, context)
-    except (BudgetExhaustedError, PolicyError, PrivacyStateMissingError) as exc:
-        for kind, code, counter, wording in _REFUSALS:
-            if isinstance(exc, kind):
-                log.warning("member %d %s: %s", node.member_id, wording, exc)
-                node.record_metrics(lambda m, counter=counter: m.count(counter))
-                return Message(Error(code=code, reason=str(exc)), reply_to=msg)
-        raise
+    except _REFUSAL_TYPES as exc:
+        _, code, counter, wording = next(refusal for refusal in _REFUSALS if isinstance(exc, refusal[0]))
+        log.warning("member %d %s: %s", node.member_id, wording, exc)
+        node.record_metrics(lambda m: m.count(counter))
+        return Message(Error(code=code, reason=str(exc)), reply_to=msg)
 
 
 def seal_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
