@@ -186,8 +186,10 @@ def _build(check: str, cls: type[FedChainStrategy], config: FedChainConfig) -> F
 
 
 def _weighted_mean(deltas: Sequence[np.ndarray], counts: Sequence[int]) -> np.ndarray:
-    total = sum(counts)
-    return sum(n * d for n, d in zip(counts, deltas, strict=True)) / total  # type: ignore[return-value]
+    weighted: np.ndarray = np.zeros_like(deltas[0])
+    for n, d in zip(counts, deltas, strict=True):  # in order, as sum() adds them
+        weighted = weighted + n * d
+    return weighted / sum(counts)
 
 
 def _close(a: Weights, b: Weights, *, rtol: float, atol: float) -> float | None:
