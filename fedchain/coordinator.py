@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -44,7 +43,7 @@ from fedchain.pipeline import (
     AggregationStrategy,
     CommitteeReply,
     EncryptedAggregation,
-    Evaluation,
+    EvaluationReport,
     FailedReply,
     PlainAggregation,
     RoundOutcome,
@@ -412,8 +411,8 @@ class Coordinator:
             spend_history=dp.spend_history if dp is not None else (),
         )
 
-    def _evaluate(self, grid: Grid, outcome: RoundOutcome) -> Evaluation:
-        """Adopt the round's model, have members evaluate it; collect accuracy, model hash and disputes."""
+    def _evaluate(self, grid: Grid, outcome: RoundOutcome) -> list[EvaluationReport]:
+        """Adopt the round's model and have members evaluate it (the pipeline tallies their reports)."""
         self._adopt(outcome)
         server_round = outcome.server_round
         revealed = outcome.revealed  # every member checks the scalars that concern it (a dispute if wrong)
@@ -430,7 +429,7 @@ class Coordinator:
         sampled = self.strategy.configure_evaluate(server_round, self.weights, config, grid)
         instructions = self._instructions(sampled, decode_evaluate_ins)
         if not instructions:
-            return Evaluation()
+            return []
         replies = list(grid.send_and_receive(instructions, timeout=self.config.round_timeout_s))
         if self.metrics is not None:
             errors = sum(1 for r in replies if r.has_error())
@@ -438,9 +437,7 @@ class Coordinator:
             self.metrics.count_replies(
                 "evaluate", sampled=len(instructions), replied=len(replies) - errors, failed_by_reason=failed
             )
-        tallies: dict[str, list[Any]] = {}  # model hash -> [examples, correct, loss sum]
-        hashes: Counter[str] = Counter()
-        disputes: list[tuple[Dispute, str]] = []
+        reports = []
         for reply in replies:
             node_id = reply.metadata.src_node_id
             if reply.has_error():
@@ -454,26 +451,10 @@ class Coordinator:
             if res.member.model_round != server_round:
                 continue
             self.known_rounds[node_id] = server_round
+            model_hash = res.member.model_hash or ZERO_HASH
             dispute = decode_dispute(server_round, res)
-            if dispute is not None:
-                disputes.append(dispute)
-            reported = res.member.model_hash or ZERO_HASH
-            hashes[reported] += 1
-            if not self.config.he and reported != self.model_hash:
-                log.warning("round %d: node %d evaluated another model", server_round, node_id)
-                continue
-            tally = tallies.setdefault(reported, [0, 0.0, 0.0])
-            tally[0] += res.num_examples
-            tally[1] += res.accuracy * res.num_examples
-            tally[2] += res.loss * res.num_examples
-        if len(hashes) > 1:
-            log.warning("round %d: members disagree on the global model hash: %s", server_round, dict(hashes))
-        consensus = hashes.most_common(1)[0][0] if hashes else None
-        # Accuracy is the consensus model's: a member holding another model evaluated something else.
-        total, correct, loss = tallies.get(consensus or "", [0, 0.0, 0.0])
-        if total == 0:
-            return Evaluation(model_hash=consensus, disputes=tuple(disputes))
-        return Evaluation(correct / total, loss / total, consensus, tuple(disputes))
+            reports.append(EvaluationReport(model_hash, res.num_examples, res.accuracy, res.loss, dispute))
+        return reports
 
 
 @dataclass(frozen=True)
@@ -483,7 +464,7 @@ class _GridEvaluation:
     coordinator: Coordinator
     grid: Grid
 
-    def evaluate(self, outcome: RoundOutcome) -> Evaluation:
+    def evaluate(self, outcome: RoundOutcome) -> list[EvaluationReport]:
         return self.coordinator._evaluate(self.grid, outcome)
 
 

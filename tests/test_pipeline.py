@@ -18,12 +18,13 @@ from fedchain.contribution import create_scorer
 from fedchain.identity import address_of, simulated_member_key
 from fedchain.identity.signing import SigningDomain, sign_digest, update_digest
 from fedchain.pipeline import (
-    Evaluation,
+    EvaluationReport,
     FailedReply,
     PlainAggregation,
     RoundOutcome,
     RoundPipeline,
     TrainReply,
+    tally,
     update_root,
 )
 from fedchain.serialization import Weights, model_hash
@@ -66,9 +67,14 @@ class Members:
     def __init__(self) -> None:
         self.asked: list[RoundOutcome] = []
 
-    def evaluate(self, outcome: RoundOutcome) -> Evaluation:
+    def evaluate(self, outcome: RoundOutcome) -> list[EvaluationReport]:
         self.asked.append(outcome)
-        return Evaluation(accuracy=0.75, loss=0.5, model_hash=outcome.model_hash)
+        assert outcome.model_hash is not None
+        return [
+            EvaluationReport(outcome.model_hash, num_examples=30, accuracy=0.8, loss=0.4),
+            EvaluationReport(outcome.model_hash, num_examples=10, accuracy=0.6, loss=0.8),
+            EvaluationReport("0x" + "99" * 32, num_examples=50, accuracy=0.1, loss=9.0),  # holds another model
+        ]
 
 
 def _pipeline(config: FedChainConfig) -> RoundPipeline:
@@ -100,7 +106,7 @@ def test_a_plaintext_round_from_replies_to_the_record() -> None:
     assert outcome.status == "completed" and outcome.flagged == ""
     assert outcome.model_hash == model_hash(outcome.aggregation.weights) == record.model_hash
     assert outcome.rejections == {"bad-signature": 1, "declined": 1, "norm-bound": 1}
-    assert (outcome.accuracy, outcome.loss) == (0.75, 0.5)
+    assert outcome.accuracy == pytest.approx(0.75) and outcome.loss == pytest.approx(0.5)  # weighted by examples
     assert [o.server_round for o in members.asked] == [1]  # evaluated once, after scoring
 
     addresses = [address_of(_key(i)) for i in (0, 1, 4)]
@@ -125,6 +131,21 @@ def test_too_few_updates_skip_the_round_and_pay_nobody() -> None:
     assert done.record.reward_pool_wei == 0 and done.record.aggregate_hash == ZERO_HASH
     assert done.record.model_hash == ZERO_HASH  # the model stays the previous one
     assert [(m.status, m.score) for m in done.record.members] == [("skipped", 0.0), ("skipped", 0.0)]
+
+
+def test_the_round_is_the_model_most_members_hold() -> None:
+    """Under HE the coordinator learns the model only from the members: the majority hash wins."""
+    good, other = "0x" + "aa" * 32, "0x" + "bb" * 32
+    reports = [
+        EvaluationReport(good, num_examples=10, accuracy=0.9, loss=0.1),
+        EvaluationReport(good, num_examples=30, accuracy=0.5, loss=0.3),
+        EvaluationReport(other, num_examples=100, accuracy=0.0, loss=5.0),
+    ]
+    evaluation = tally(1, reports, model_hash=None)
+    assert evaluation.model_hash == good and evaluation.accuracy == pytest.approx(0.6)
+    # plaintext: the coordinator knows the model; when most members hold another, there is no accuracy
+    assert tally(1, reports, model_hash=other).accuracy is None
+    assert tally(1, [], model_hash=None) == tally(1, [], model_hash=good)
 
 
 def test_the_pipeline_imports_no_flower_torch_or_web3() -> None:

@@ -16,7 +16,8 @@ instructions and decodes the replies. Everything it then decides about the round
       ▼
     RoundOutcome ──► EvaluationPort (coordinator: members evaluate the new model, report its hash
       │                               and any signed dispute of the revealed scalars)
-      │ 5. settle        a valid dispute flags the round and zeroes its scores
+      │ 5. tally         the model most members hold, its example-weighted accuracy
+      │    settle        a valid dispute flags the round and zeroes its scores
       │ 6. record        RoundRecord (statuses, Merkle root of signed digests, scalars commitment)
       ▼
     Round(outcome, record) ──► fedchain.recording.Recorder (stage, record with retries, proofs)
@@ -61,6 +62,7 @@ from fedchain.pipeline.values import (
     CommitteeReply,
     Evaluation,
     EvaluationPort,
+    EvaluationReport,
     FailedReply,
     Round,
     RoundOutcome,
@@ -88,6 +90,7 @@ __all__ = [
     "EncryptedAggregation",
     "Evaluation",
     "EvaluationPort",
+    "EvaluationReport",
     "FailedReply",
     "PlainAggregation",
     "Round",
@@ -100,6 +103,7 @@ __all__ = [
     "round_record",
     "settle_disputes",
     "stage_timer",
+    "tally",
     "update_leaves",
     "update_root",
     "valid_dispute",
@@ -198,7 +202,7 @@ class RoundPipeline:
 
         # 5. Evaluate the new model on members; under HE they also report its hash (and disputes).
         with clock("evaluate"):
-            report = evaluation.evaluate(outcome)
+            report = tally(server_round, evaluation.evaluate(outcome), model_hash=new_hash)
         outcome = replace(
             outcome,
             accuracy=report.accuracy,
@@ -346,6 +350,33 @@ def _accept(
         chunks=chunks,
         spend_history=reply.spend_history if member.dp is not None else (),
     )
+
+
+# ---------------------------------------------------------------------------------------- 5. evaluate
+def tally(server_round: int, reports: Sequence[EvaluationReport], *, model_hash: str | None) -> Evaluation:
+    """The round's accuracy and model hash from its members' evaluation reports.
+
+    The round's model hash is the one most members report; its accuracy and loss are the
+    example-weighted means over the members that evaluated that model (a member holding another
+    model evaluated something else). In plaintext mode the coordinator knows the hash
+    (``model_hash``): only reports of that model count.
+    """
+    hashes: Counter[str] = Counter(report.model_hash for report in reports)
+    if len(hashes) > 1:
+        log.warning("round %d: members disagree on the global model hash: %s", server_round, dict(hashes))
+    consensus = hashes.most_common(1)[0][0] if hashes else None
+    counted = [r for r in reports if r.model_hash == (model_hash if model_hash is not None else consensus)]
+    if model_hash is not None and len(counted) < len(reports):
+        log.warning("round %d: %d members evaluated another model", server_round, len(reports) - len(counted))
+    disputes = tuple(report.dispute for report in reports if report.dispute is not None)
+    total = sum(r.num_examples for r in counted)
+    if model_hash is not None and consensus != model_hash:
+        total = 0  # the members mostly hold another model: no accuracy for this one
+    if total == 0:
+        return Evaluation(model_hash=consensus, disputes=disputes)
+    accuracy = sum(r.accuracy * r.num_examples for r in counted) / total
+    loss = sum(r.loss * r.num_examples for r in counted) / total
+    return Evaluation(accuracy, loss, consensus, disputes)
 
 
 # ----------------------------------------------------------------------------------- 5. settle, record

@@ -37,6 +37,7 @@ __all__ = [
     "CommitteeReply",
     "Evaluation",
     "EvaluationPort",
+    "EvaluationReport",
     "FailedReply",
     "Round",
     "RoundOutcome",
@@ -258,14 +259,34 @@ class Evaluation:
     disputes: tuple[tuple[Dispute, str], ...] = ()
 
 
+@dataclass(frozen=True)
+class EvaluationReport:
+    """One member's evaluation of the round's model, as decoded from its reply.
+
+    Attributes:
+        model_hash: the hash of the model the member evaluated (``ZERO_HASH``: not said).
+        num_examples: its local test examples.
+        accuracy: its accuracy on them.
+        loss: its mean loss on them.
+        dispute: the member's signed dispute of the revealed scalars, with its reason (unchecked).
+    """
+
+    model_hash: str
+    num_examples: int
+    accuracy: float
+    loss: float
+    dispute: tuple[Dispute, str] | None = None
+
+
 class EvaluationPort(Protocol):
     """The network, as the evaluation stage needs it (the coordinator implements it over Flower's Grid)."""
 
-    def evaluate(self, outcome: RoundOutcome) -> Evaluation:
+    def evaluate(self, outcome: RoundOutcome) -> Sequence[EvaluationReport]:
         """Send members the round's model and the scalars revealed about them; collect their reports.
 
         The model is the outcome's plaintext weights, or under HE the aggregates each member lacks;
-        the coordinator adopts it as the global model when it sends it.
+        the coordinator adopts it as the global model when it sends it. Returns the reports of
+        the members that evaluated this round's model (failed and malformed replies are left out).
         """
         ...
 

@@ -21,7 +21,7 @@ from fedchain.identity.signing import SigningDomain, scalars_digest, sign_digest
 from fedchain.pipeline import (
     CommitteeReply,
     EncryptedAggregation,
-    Evaluation,
+    EvaluationReport,
     RoundOutcome,
     RoundPipeline,
     TrainReply,
@@ -65,11 +65,11 @@ class Members:
     def __init__(self, secret: Any) -> None:
         self.secret, self.sums = secret, []
 
-    def evaluate(self, outcome: RoundOutcome) -> Evaluation:
+    def evaluate(self, outcome: RoundOutcome) -> list[EvaluationReport]:
         assert outcome.aggregation is not None and outcome.aggregation.aggregate is not None
         chunks = list(outcome.aggregation.aggregate.ciphertext or ())
         self.sums.append(crypto.decrypt_update(self.secret, chunks, SIZE))
-        return Evaluation(accuracy=0.5, loss=1.0, model_hash=MODEL_HASH)
+        return [EvaluationReport(MODEL_HASH, num_examples=10, accuracy=0.5, loss=1.0)]
 
 
 def _reply(secret: Any, address: str, delta: np.ndarray, n: int, node_id: int) -> TrainReply:
