@@ -47,6 +47,8 @@ _SAMPLES_PER_VALUE = 4
 _MAX_CHUNK_BYTES = 1 << 26
 #: Keeps 53 of a keystream word's 64 bits: a float64 in [0, 1) has 53 bits of mantissa.
 _LOW_53_BITS = (1 << 53) - 1
+#: ChaCha20's block in bytes: ``update_into`` needs that much room beyond its input.
+_CHACHA_BLOCK_BYTES = 64
 
 
 class PrivacyRandomness(ABC):
@@ -91,6 +93,8 @@ class SecureRandomness(PrivacyRandomness):
 
     def __init__(self) -> None:
         self._stream = Cipher(algorithms.ChaCha20(os.urandom(32), os.urandom(16)), mode=None).encryptor()
+        self._zeros = b""
+        self._keystream = bytearray()
 
     def __repr__(self) -> str:
         return "SecureRandomness()"
@@ -98,11 +102,16 @@ class SecureRandomness(PrivacyRandomness):
     def _unit(self, count: int) -> torch.Tensor:
         """``count`` uniforms in ``[0, 1)`` with 53 random bits each (float64), from the keystream."""
         out = torch.empty(count, dtype=torch.float64)
-        per_chunk = _MAX_CHUNK_BYTES // 8
+        per_chunk = min(count, _MAX_CHUNK_BYTES // 8)
+        if len(self._zeros) < 8 * per_chunk:  # buffers kept for the next draw: no page faults each time
+            self._zeros = bytes(8 * per_chunk)
+            self._keystream = bytearray(8 * per_chunk + _CHACHA_BLOCK_BYTES)  # update_into wants room
+        zeros = memoryview(self._zeros)
         for start in range(0, count, per_chunk):
             n = min(per_chunk, count - start)
-            words = np.frombuffer(bytearray(self._stream.update(bytes(8 * n))), dtype=np.int64)
-            out[start : start + n] = (torch.from_numpy(words) & _LOW_53_BITS).to(torch.float64)
+            self._stream.update_into(zeros[: 8 * n], self._keystream)
+            words = torch.frombuffer(self._keystream, dtype=torch.int64, count=n)
+            out[start : start + n] = (words & _LOW_53_BITS).to(torch.float64)
         return out.mul_(1.0 / (1 << 53))
 
     def uniform(self, shape: Sequence[int]) -> torch.Tensor:
