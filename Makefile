@@ -57,7 +57,7 @@ bench: $(STAMP) $(NODE_STAMP)
 
 # Longer fuzzing of every decoder that reads network or disk bytes (the suite runs a bounded pass).
 fuzz: $(STAMP)
-	HYPOTHESIS_PROFILE=fuzz bash scripts/pytest.sh tests/test_fuzz.py tests/crypto/test_he_malformed.py -p no:cacheprovider
+	HYPOTHESIS_PROFILE=fuzz bash scripts/pytest.sh tests/test_fuzz.py tests/crypto/test_malformed.py -p no:cacheprovider
 
 contracts: $(NODE_STAMP)
 	cd contracts && node ../scripts/compile_contracts.mjs

@@ -26,8 +26,8 @@ Stages 1, 4, 5 and 6 are in this module, in that order; 2 and 3 are the two aggr
 of :mod:`fedchain.pipeline.aggregation`; the frozen values and ports are in
 :mod:`fedchain.pipeline.values`. What needs the network comes in as a port (a ``typing.Protocol``,
 like Flower's ``Grid``): :class:`CommitteePort` asks the decrypt committee, :class:`EvaluationPort`
-asks members to evaluate. Tests answer them in process (``tests/test_pipeline.py``,
-``tests/contribution/test_pipeline_he.py``).
+asks members to evaluate. Tests answer them in process (``tests/pipeline/test_pipeline.py``,
+``tests/pipeline/test_pipeline_he.py``).
 """
 
 from __future__ import annotations

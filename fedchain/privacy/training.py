@@ -14,7 +14,7 @@ Two implementations of the same DP-SGD step (``DPConfig.grad_sample_mode``):
   identity, clipped sums by one weighted matrix product per layer, Opacus's clip factor,
   expected batch size and noise draws, batches drawn exactly as Opacus's ``DPDataLoader`` draws
   them, one Opacus accountant step per step. For a seed it trains the same model as Opacus
-  (``tests/privacy/test_dp_fused.py``: identical batches, clipped sums and noise to 1e-6, whole
+  (``tests/privacy/test_fused.py``: identical batches, clipped sums and noise to 1e-6, whole
   rounds to 1e-5).
 - Opacus itself: ``PrivacyEngine.make_private`` (``DPDataLoader``, a grad-sample wrapper in
   ``"ew"``, ``"hooks"``, ``"ghost"`` or ``"functorch"`` mode, ``DPOptimizer``), for any layer

@@ -4,7 +4,7 @@
 // tests/audit/contracts/<Contract>.json (abi, bytecode, compiler, sha256 of each source).
 //
 // Usage (from the repo root):  node tests/audit/compile_variants.mjs
-// The artifacts are committed, so the tests need no Node; tests/audit/test_audit_variants.py
+// The artifacts are committed, so the tests need no Node; tests/audit/test_variants.py
 // checks the recorded source hashes against the .sol files.
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
