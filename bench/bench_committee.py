@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from fedchain import crypto
-from fedchain.contribution import answer_scalar_requests, build_scalar_requests, reconcile
+from fedchain.contribution import reconcile
 from fedchain.contribution.committee import (
     CommitteeRequest,
     RevealedExchange,
@@ -46,6 +46,7 @@ from fedchain.contribution.committee import (
     check_request,
     request_shape,
 )
+from fedchain.crypto import answer_scalar_requests, build_scalar_requests
 from fedchain.identity import address_of, simulated_member_key
 from fedchain.identity.signing import NO_LEDGER, SigningDomain, recover_signer, scalars_digest, sign_digest
 from fedchain.serialization import load_model, save_model

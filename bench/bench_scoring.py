@@ -48,8 +48,6 @@ from fedchain.contribution import (
     GTGShapleyScorer,
     InnerProducts,
     ScoringInputs,
-    answer_scalar_requests,
-    build_scalar_requests,
     create_scorer,
     data_size_scores,
     exact_shapley,
@@ -59,6 +57,7 @@ from fedchain.contribution import (
     select_committee,
     withheld_scores,
 )
+from fedchain.crypto import answer_scalar_requests, build_scalar_requests
 from fedchain.data import load_demo_partition, load_digits_split
 from fedchain.privacy import train_plain
 from fedchain.rewards import proportional_rewards, score_to_fixed

@@ -21,7 +21,6 @@ from fedchain.contribution.committee import (
     CommitteeRequestError,
     RevealedScalars,
     ScalarRequest,
-    answer_scalar_request,
     check_own_scalars,
     check_request,
     request_shape,
@@ -88,6 +87,8 @@ def answer_scalars(node: MemberNode, msg: Message) -> Message:
     ciphertext that holds more values than its labels, gets the Error reply
     ``ERROR_COMMITTEE_REFUSED`` before anything is revealed. Vectors never leave.
     """
+    from fedchain import crypto  # TenSEAL: only committee members load it
+
     try:
         query, request = _decode(msg)
         state = node.committee_state()
@@ -102,7 +103,7 @@ def answer_scalars(node: MemberNode, msg: Message) -> Message:
         values = []
         for position, scalars in enumerate(request.requests):
             try:
-                values.append(answer_scalar_request(node._context(), scalars.ciphertext, scalars.count))
+                values.append(crypto.answer_scalar_request(node._context(), scalars.ciphertext, scalars.count))
             except (SerializationError, CryptoError) as exc:
                 raise CommitteeRequestError(
                     f"ciphertext {position} ({scalars.kind}) does not hold exactly its {scalars.count} "

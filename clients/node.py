@@ -278,11 +278,10 @@ class MemberNode:
 
     def _apply_aggregates(self, aggregates: tuple[SealedAggregate, ...], *, target: int) -> tuple[Weights, int]:
         from fedchain import crypto
-        from strategies.builtin import make_server_optimizer
+        from fedchain.aggregation import create_server_optimizer
 
         weights, model_round, opt_state = self._load_he_state()
         loaded_round = model_round
-        optimizer = make_server_optimizer(self.config)  # the strategy's member update ("avg": w + S/W)
         for aggregate in aggregates:
             agg_round = aggregate.server_round
             if agg_round <= model_round:
@@ -293,6 +292,8 @@ class MemberNode:
             total = crypto.decrypt_update(self._context(), list(aggregate.chunks), size)
             self._sums = {agg_round: total}  # the latest round's sum S, for the member's scalar check
             mean_delta = total / aggregate.total_weight
+            # the strategy's member update, sent with the aggregate ("avg": w + S / W)
+            optimizer = create_server_optimizer(aggregate.update, **dict(aggregate.update_options))
             flat, opt_state = optimizer.step(flatten(weights), mean_delta, opt_state, server_round=agg_round)
             weights = unflatten(flat, weights)
             model_round = agg_round

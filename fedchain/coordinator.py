@@ -109,6 +109,10 @@ class RoundStrategy(Protocol):
         """Restore :meth:`server_state` output on resume."""
         ...
 
+    def member_update_rule(self, config: FedChainConfig) -> tuple[str, tuple[tuple[str, float], ...]]:
+        """Under HE: the server-optimizer name and options members apply to each aggregate."""
+        ...
+
 
 @dataclass
 class Coordinator:
@@ -160,6 +164,8 @@ class Coordinator:
         # Lineage starts at ZERO_HASH: round 1's "previous model" is the zero hash (as on chain).
         self.model_hash = ZERO_HASH
         self._vector_size = sum(array.size for array in self.weights.values())
+        # Under HE members apply the strategy's server step to each aggregate: it travels with it.
+        self._member_update = self.strategy.member_update_rule(self.config) if self.config.he else ("avg", ())
         self.recorder = Recorder(self.config, self.ledger, ledger_address=self.ledger_address, faults=self.faults)
 
     @property
@@ -364,8 +370,11 @@ class Coordinator:
         for agg_round in sorted(k for k in self.aggregates if k > self.known_rounds.get(node_id, 0)):
             aggregate = self.aggregates[agg_round]
             chunks = tuple(aggregate.ciphertext or ())
+            update, options = self._member_update
             sealed.append(
-                SealedAggregate(agg_round, chunks, aggregate.total_weight, aggregate.digest, aggregate.members)
+                SealedAggregate(
+                    agg_round, chunks, aggregate.total_weight, aggregate.digest, aggregate.members, update, options
+                )
             )
             if self.metrics is not None:
                 self.metrics.ciphertext_bytes(sum(map(len, chunks)), direction="sent")

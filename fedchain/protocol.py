@@ -179,6 +179,9 @@ class SealedAggregate:
         total_weight: the sum of the members' example counts (> 0): members divide by it.
         digest: the hash of ``chunks`` the coordinator announces (members verify it).
         members: how many members it sums; None when the coordinator did not say.
+        update: the strategy's member-side update members apply to it (a
+            ``fedchain.aggregation`` server-optimizer name: ``"avg"`` is ``w + S / W``).
+        update_options: that update's options (e.g. FedAdam's ``eta``), as ``(name, value)`` pairs.
     """
 
     server_round: int
@@ -186,6 +189,8 @@ class SealedAggregate:
     total_weight: int
     digest: str
     members: int | None = None
+    update: str = "avg"
+    update_options: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -528,6 +533,9 @@ def _encode_instruction(ins: TrainIns | EvaluateIns) -> RecordDict:
             if aggregate.members is not None:
                 config[f"agg.{k}.members"] = aggregate.members
             config[f"agg.{k}.digest"] = aggregate.digest
+            config[f"agg.{k}.update"] = aggregate.update
+            config[f"agg.{k}.update-option-names"] = [name for name, _ in aggregate.update_options]
+            config[f"agg.{k}.update-option-values"] = [float(value) for _, value in aggregate.update_options]
             content[f"agg.{k}"] = _aggregate_record(aggregate.chunks)
     elif ins.model is None:
         config["agg-rounds"] = []
@@ -692,9 +700,24 @@ def _decode_aggregates(content: RecordDict, config: _Reader) -> tuple[SealedAggr
                 total_weight=config.int_(f"agg.{k}.weight", low=1),
                 digest=config.str_(f"agg.{k}.digest"),
                 members=config.int_(f"agg.{k}.members", low=0, default=None),
+                update=config.str_(f"agg.{k}.update", default="avg"),
+                update_options=_update_options(config, k),
             )
         )
     return tuple(aggregates)
+
+
+def _update_options(config: _Reader, k: int) -> tuple[tuple[str, float], ...]:
+    names = config.list_(f"agg.{k}.update-option-names", str, "a list of option names", default=[])
+    values = config.list_(f"agg.{k}.update-option-values", float, "a list of floats", default=[])
+    if len(names) != len(values) or len(set(names)) != len(names) or not all(map(math.isfinite, values)):
+        raise config._bad(
+            f"agg.{k}.update-option-names",
+            "distinct names, one finite value each",
+            {"names": names, "values": values},
+            ValueError,
+        )
+    return tuple(zip(names, values, strict=True))
 
 
 def _options(config: ConfigRecord) -> dict[str, ConfigScalar]:

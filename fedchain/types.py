@@ -30,6 +30,7 @@ __all__ = [
     "MemberRoundRecord",
     "Receipt",
     "RoundRecord",
+    "ScalarRequest",
     "record_from_json",
     "record_to_json",
 ]
@@ -276,3 +277,23 @@ def record_from_json(data: dict[str, Any]) -> RoundRecord:
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SerializationError(f"malformed round record: {type(exc).__name__}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class ScalarRequest:
+    """One ciphertext for the committee to decrypt.
+
+    Attributes:
+        kind: ``"sq_norms"``, ``"dots"`` or ``"agg_sq_norm"``.
+        addresses: whose scalars, in slot order (empty for ``agg_sq_norm``).
+        ciphertext: the packed (or, for ``agg_sq_norm``, single inner-product) ciphertext.
+    """
+
+    kind: str
+    addresses: tuple[str, ...]
+    ciphertext: bytes = field(repr=False)
+
+    @property
+    def count(self) -> int:
+        """Scalars the ciphertext holds (what :func:`fedchain.crypto.answer_scalar_request` must be told)."""
+        return len(self.addresses) or 1

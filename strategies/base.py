@@ -177,6 +177,21 @@ class FedChainStrategy(ABC):
         return create_server_optimizer(cls.member_update, **cls.server_optimizer_options(config))
 
     @classmethod
+    def member_update_rule(cls, config: FedChainConfig) -> tuple[str, tuple[tuple[str, float], ...]]:
+        """What members apply to each decrypted aggregate: ``(member_update, options)``, sent with it.
+
+        Members build the update from the library (``fedchain.aggregation.create_server_optimizer``),
+        so a member never imports a strategy.
+
+        Raises:
+            StrategyError: the strategy is plaintext-only (``member_update`` is None).
+        """
+        cls.server_optimizer(config)  # validates the kind and its options
+        assert cls.member_update is not None
+        options = cls.server_optimizer_options(config)
+        return cls.member_update, tuple(sorted((name, float(value)) for name, value in options.items()))
+
+    @classmethod
     def member_requirements(cls, *, he: bool) -> frozenset[str]:
         """Member-node features (:data:`MEMBER_FEATURES`) this strategy needs in the given mode."""
         needs = set(cls.member_training)

@@ -49,7 +49,14 @@ DP = DPReport(
 )
 AGGREGATES = (
     SealedAggregate(1, (b"\x01\x02", b"\x03"), total_weight=30, digest="0x" + "aa" * 32, members=3),
-    SealedAggregate(2, (b"\x04",), total_weight=20, digest="0x" + "bb" * 32),
+    SealedAggregate(
+        2,
+        (b"\x04",),
+        total_weight=20,
+        digest="0x" + "bb" * 32,
+        update="fedadam",
+        update_options=(("beta_1", 0.9), ("eta", 0.1)),
+    ),
 )
 
 
@@ -176,6 +183,13 @@ def test_an_aggregate_with_no_weight_or_a_bad_chunk_is_refused() -> None:
     bad["agg.1"] = ArrayRecord({"c0": __import__("flwr.app", fromlist=["Array"]).Array(np.zeros(2, np.float32))})
     with pytest.raises(SerializationError, match="must be a 1-D uint8 array"):
         decode_train_ins(bad)
+
+
+def test_an_aggregates_member_update_options_must_pair_up() -> None:
+    content = encode(TrainIns(3, 2, aggregates=AGGREGATES[1:]))
+    content["config"]["agg.2.update-option-values"] = [0.9]  # two names, one value
+    with pytest.raises(SerializationError, match=r"'agg\.2\.update-option-names' must be distinct names, one finite"):
+        decode_train_ins(content)
 
 
 def _train_res(**metrics: Any) -> RecordDict:

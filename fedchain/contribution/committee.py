@@ -3,7 +3,7 @@
 Under HE the coordinator holds ``Enc(a_i)`` with ``a_i = n_i * delta_i`` for every accepted member
 (SCORING parameters) and the encrypted sum ``Enc(S)``, but no secret key. The protocol, one round:
 
-1. **Requests** (coordinator, :func:`build_scalar_requests`): encrypted inner products with
+1. **Requests** (coordinator, :func:`fedchain.crypto.build_scalar_requests`): encrypted inner products with
    :func:`fedchain.crypto.encrypted_dot`, packed with :func:`fedchain.crypto.pack_scalars`, in this
    order: ``sq_norms`` (``||a_i||^2``, members in order, at most ``slots`` per ciphertext), then
    ``dots`` (``<a_i, S>``, same order and packing), then ``agg_sq_norm`` (``||S||^2``, one unpacked
@@ -14,7 +14,7 @@ Under HE the coordinator holds ``Enc(a_i)`` with ``a_i = n_i * delta_i`` for eve
    seed, the round and each member id, so anyone can recompute who was drawn. Nobody is excluded,
    the members being scored included: a committee member learns only the round's scalars (its own
    it could compute anyway), never a vector.
-3. **Answers** (each committee member, :func:`answer_scalar_requests`): decrypt every request with
+3. **Answers** (each committee member, :func:`fedchain.crypto.answer_scalar_requests`): decrypt every request with
    the federation's secret context and return the scalars, signed. Nothing else: see "Not an
    oracle" below.
 4. **Reconcile** (coordinator, :func:`reconcile`): all committee members must answer with the
@@ -33,7 +33,7 @@ Under HE the coordinator holds ``Enc(a_i)`` with ``a_i = n_i * delta_i`` for eve
 Exchanges: with the norm bound on, exchange 1 reveals the squared norms alone; the coordinator
 sums the kept ciphertexts again after exclusions and, when the scorer needs them, exchange 2
 reveals the kept members' ``dots`` and ``agg_sq_norm`` against that kept sum
-(``build_scalar_requests(..., sq_norms=False)``). With the bound off, exchange 1 carries all three
+(``fedchain.crypto.build_scalar_requests(..., sq_norms=False)``). With the bound off, exchange 1 carries all three
 kinds. ``dots`` and ``||S||^2`` are therefore always taken against the sum members decrypt. Every
 value revealed is an inner product involving the full kept sum or one member with itself:
 **never the sum minus one member**, which would expose that member's update. The cosine score's
@@ -83,6 +83,7 @@ from fedchain._validation import Interval
 from fedchain.contribution.base import InnerProducts
 from fedchain.contribution.bounds import norm_bound_filter
 from fedchain.errors import CommitteeRequestError, ConfigError, SerializationError
+from fedchain.types import ScalarRequest
 
 __all__ = [
     "DEFAULT_ABS_TOLERANCE",
@@ -101,9 +102,6 @@ __all__ = [
     "RevealedScalars",
     "ScalarRequest",
     "SignedAnswer",
-    "answer_scalar_request",
-    "answer_scalar_requests",
-    "build_scalar_requests",
     "canonical_json",
     "check_own_scalars",
     "check_request",
@@ -122,7 +120,7 @@ DEFAULT_COMMITTEE_SIZE = 2
 DEFAULT_REL_TOLERANCE = 1e-6
 #: Absolute tolerance between two committee answers.
 DEFAULT_ABS_TOLERANCE = 1e-9
-#: Request kinds, in the order :func:`build_scalar_requests` emits them.
+#: Request kinds, in the order :func:`fedchain.crypto.build_scalar_requests` emits them.
 REQUEST_KINDS = ("sq_norms", "dots", "agg_sq_norm")
 #: Exchanges a committee member answers per round: 1 (the squared norms, with the dot products
 #: when no norm-bound exclusion can follow), 2 (the dot products against the kept sum).
@@ -141,120 +139,6 @@ VERIFY_CROSSTALK = 1e-7
 VERIFY_ABS_TOLERANCE = 1e-2
 
 K = TypeVar("K", bound=Hashable)
-
-
-@dataclass(frozen=True)
-class ScalarRequest:
-    """One ciphertext for the committee to decrypt.
-
-    Attributes:
-        kind: ``"sq_norms"``, ``"dots"`` or ``"agg_sq_norm"``.
-        addresses: whose scalars, in slot order (empty for ``agg_sq_norm``).
-        ciphertext: the packed (or, for ``agg_sq_norm``, single inner-product) ciphertext.
-    """
-
-    kind: str
-    addresses: tuple[str, ...]
-    ciphertext: bytes = field(repr=False)
-
-    @property
-    def count(self) -> int:
-        """Scalars the ciphertext holds (what :func:`answer_scalar_request` must be told)."""
-        return len(self.addresses) or 1
-
-
-def _slots(public_ctx: Any) -> int:
-    from fedchain import crypto
-
-    return int(crypto.context_slot_count(public_ctx))
-
-
-def build_scalar_requests(
-    public_ctx: Any,
-    member_chunks: Mapping[str, Sequence[bytes]],
-    sum_chunks: Sequence[bytes] | None,
-    *,
-    sq_norms: bool = True,
-) -> list[ScalarRequest]:
-    """Compute and pack the encrypted inner products the committee will decrypt (coordinator side).
-
-    Args:
-        public_ctx: the coordinator's SCORING public context (relinearization and Galois keys).
-        member_chunks: ``Enc(a_i)`` chunks per member address, in the round's member order.
-        sum_chunks: ``Enc(S)`` chunks, the sum over exactly ``member_chunks``; None requests the
-            squared norms only.
-        sq_norms: include the ``sq_norms`` requests (False when asking again after exclusions).
-
-    Returns:
-        Requests in the documented order: ``sq_norms`` packs, ``dots`` packs, ``agg_sq_norm``.
-        About ``2 * n + 1`` encrypted inner products (0.15 s each at 100k values, measured).
-
-    Raises:
-        ConfigError: when nothing would be requested.
-        CryptoError: when the context lacks evaluation keys or chunk counts differ.
-        SerializationError: when a chunk is malformed.
-
-    Example:
-        >>> import numpy as np
-        >>> from fedchain import crypto
-        >>> ctx = crypto.create_secret_context(crypto.SCORING)
-        >>> a, b = crypto.encrypt_update(ctx, np.ones(3)), crypto.encrypt_update(ctx, np.full(3, 2.0))
-        >>> total = crypto.sum_encrypted(ctx, [a, b], expected_chunks=1)
-        >>> [(r.kind, r.count) for r in build_scalar_requests(ctx, {"a": a, "b": b}, total)]
-        [('sq_norms', 2), ('dots', 2), ('agg_sq_norm', 1)]
-    """
-    from fedchain import crypto
-
-    addresses = list(member_chunks)
-    if not addresses or (not sq_norms and sum_chunks is None):
-        raise ConfigError("member_chunks", "at least one member and something to request", addresses)
-    slots = _slots(public_ctx)
-    requests: list[ScalarRequest] = []
-
-    def packed(kind: str, other: Sequence[bytes] | None) -> None:
-        for start in range(0, len(addresses), slots):
-            group = addresses[start : start + slots]
-            dots = [crypto.encrypted_dot(public_ctx, member_chunks[a], other or member_chunks[a]) for a in group]
-            requests.append(ScalarRequest(kind, tuple(group), crypto.pack_scalars(public_ctx, dots)))
-
-    if sq_norms:
-        packed("sq_norms", None)
-    if sum_chunks is not None:
-        packed("dots", sum_chunks)
-        requests.append(ScalarRequest("agg_sq_norm", (), crypto.encrypted_dot(public_ctx, sum_chunks, sum_chunks)))
-    log.debug("built %d scalar requests for %d members", len(requests), len(addresses))
-    return requests
-
-
-def answer_scalar_request(secret_ctx: Any, ciphertext: bytes, count: int) -> list[float]:
-    """Decrypt one request (committee member side): the scalars, nothing else.
-
-    Args:
-        secret_ctx: the federation's secret SCORING context, held by members only.
-        ciphertext: ``ScalarRequest.ciphertext``.
-        count: ``ScalarRequest.count``.
-
-    Raises:
-        CryptoError: without a secret key, or when the scalars are out of the decodable range.
-        SerializationError: when the ciphertext is malformed or holds another count.
-    """
-    from fedchain import crypto
-
-    return list(crypto.decrypt_scalars(secret_ctx, ciphertext, count))
-
-
-def answer_scalar_requests(secret_ctx: Any, requests: Sequence[ScalarRequest]) -> list[list[float]]:
-    """Decrypt every request of a round, in order (what a committee member replies).
-
-    Example:
-        >>> import numpy as np
-        >>> from fedchain import crypto
-        >>> ctx = crypto.create_secret_context(crypto.SCORING)
-        >>> a = crypto.encrypt_update(ctx, np.full(4, 0.5))
-        >>> [[round(x, 3) for x in v] for v in answer_scalar_requests(ctx, build_scalar_requests(ctx, {"a": a}, a))]
-        [[1.0], [1.0], [1.0]]
-    """
-    return [answer_scalar_request(secret_ctx, request.ciphertext, request.count) for request in requests]
 
 
 def decode_answer(requests: Sequence[ScalarRequest], answer: Sequence[Sequence[float]]) -> InnerProducts:

@@ -27,7 +27,14 @@ from fedchain.crypto.keys import (
     load_member_context,
 )
 from fedchain.crypto.params import AGGREGATION, MAX_COEFF_MODULUS_BITS_128, SCORING, CkksParams
-from fedchain.crypto.scoring import decrypt_scalars, encrypted_dot, pack_scalars
+from fedchain.crypto.scoring import (
+    answer_scalar_request,
+    answer_scalar_requests,
+    build_scalar_requests,
+    decrypt_scalars,
+    encrypted_dot,
+    pack_scalars,
+)
 from fedchain.crypto.storage import read_context, write_context
 from fedchain.crypto.vectors import (
     UpdateRejectedError,
@@ -44,6 +51,9 @@ __all__ = [
     "MAX_COEFF_MODULUS_BITS_128",
     "SCORING",
     "UpdateRejectedError",
+    "answer_scalar_request",
+    "answer_scalar_requests",
+    "build_scalar_requests",
     "can_encrypt",
     "can_score",
     "chunk_count",

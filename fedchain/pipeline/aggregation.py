@@ -22,7 +22,6 @@ from fedchain.contribution.committee import (
     RevealedScalars,
     ScalarRequest,
     SignedAnswer,
-    build_scalar_requests,
     reconcile,
     select_committee,
 )
@@ -221,7 +220,7 @@ class EncryptedAggregation:
         bound_on = self.config.norm_bound > 0
         counts = {u.member.address: u.member.num_examples for u in kept}
         first_sum = sum_chunks if self.want_dots and not bound_on else None
-        requests = build_scalar_requests(self.public_context, _chunks_of(kept), first_sum)
+        requests = crypto.build_scalar_requests(self.public_context, _chunks_of(kept), first_sum)
         first = self._ask(server_round, 1, kept, requests)
         exchanges = [first]
         excluded: list[str] = []
@@ -239,7 +238,7 @@ class EncryptedAggregation:
                 expected_length=self.vector_size,
             )
         if self.want_dots and bound_on and kept and not flagged and first.verdict.products is not None:
-            again = build_scalar_requests(self.public_context, _chunks_of(kept), sum_chunks, sq_norms=False)
+            again = crypto.build_scalar_requests(self.public_context, _chunks_of(kept), sum_chunks, sq_norms=False)
             second = self._ask(server_round, 2, kept, again)
             exchanges.append(second)
             if second.verdict.disagreement or second.verdict.products is None:

@@ -12,13 +12,12 @@ from fedchain.contribution import (
     CosineScorer,
     InnerProducts,
     ScoringInputs,
-    answer_scalar_requests,
-    build_scalar_requests,
     norm_bound_filter,
     reconcile,
     select_committee,
     withheld_scores,
 )
+from fedchain.crypto import answer_scalar_requests, build_scalar_requests
 from fedchain.errors import ConfigError, CryptoError
 
 LENGTH = 5000  # two chunks

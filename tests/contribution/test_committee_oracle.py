@@ -24,10 +24,10 @@ from fedchain.contribution.committee import (
     RevealedScalars,
     ScalarRequest,
     SignedAnswer,
-    build_scalar_requests,
     canonical_json,
     check_request,
 )
+from fedchain.crypto import build_scalar_requests
 from fedchain.identity import address_of, simulated_member_key
 from fedchain.identity.signing import NO_LEDGER, SigningDomain, dispute_digest, recover_signer, scalars_digest
 from fedchain.protocol import (

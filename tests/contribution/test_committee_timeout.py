@@ -28,8 +28,9 @@ from flwr.superlink.grid.inmemory_grid import InMemoryGrid
 
 from fedchain import crypto
 from fedchain.config import FedChainConfig
-from fedchain.contribution import build_scalar_requests, select_committee
+from fedchain.contribution import select_committee
 from fedchain.coordinator import GridCommittee, decode_dispute
+from fedchain.crypto import build_scalar_requests
 from fedchain.identity.signing import NO_LEDGER, SigningDomain
 from fedchain.pipeline import AcceptedUpdate, Aggregation, RoundOutcome, ask_committee, settle_disputes
 from fedchain.recording import Recorder

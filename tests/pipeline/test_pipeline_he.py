@@ -15,7 +15,8 @@ import numpy as np
 from fedchain import crypto
 from fedchain.config import FedChainConfig
 from fedchain.contribution import create_scorer, select_committee
-from fedchain.contribution.committee import CommitteeRequest, answer_scalar_requests
+from fedchain.contribution.committee import CommitteeRequest
+from fedchain.crypto import answer_scalar_requests
 from fedchain.identity import address_of, simulated_member_key
 from fedchain.identity.signing import SigningDomain, scalars_digest, sign_digest, update_digest
 from fedchain.pipeline import (
