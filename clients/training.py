@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flwr.app import Context, Message, RecordDict
@@ -38,6 +38,9 @@ from fedchain.protocol import (
 )
 from fedchain.serialization import Weights, flatten, model_hash
 from fedchain.types import DPParams
+
+if TYPE_CHECKING:
+    from fedchain.privacy.training import TrainResult
 
 __all__ = ["LocalUpdate", "evaluate", "evaluate_app", "train", "train_app", "train_instruction"]
 
@@ -108,14 +111,14 @@ def train(node: MemberNode, ins: TrainIns) -> TrainRes:
     weights, model_round = node.global_model(ins)
     node.check_against_chain(ins, weights, model_round)
     started = time.perf_counter()
-    loss, dp, epsilon = 0.0, None, None
+    result: TrainResult | None = None
     history: tuple[tuple[float, float, int], ...] = ()
     delta = np.zeros(sum(a.size for a in weights.values()))
     if adversary.trains(node.kind):
         model = node.new_model()
         task.set_weights(model, weights)
-        model, loss, dp, epsilon, history = _train_local(node, model, ins.server_round, proximal_mu=ins.proximal_mu)
-        delta = flatten(task.get_weights(model)) - flatten(weights)
+        result, history = _train_local(node, model, ins.server_round, proximal_mu=ins.proximal_mu)
+        delta = flatten(task.get_weights(result.model)) - flatten(weights)
     if node.kind != "honest":  # simulated adversaries: for tests and benchmarks only
         rng = adversary.adversary_rng(seed=node.config.seed, member_id=node.member_id, server_round=ins.server_round)
         delta = adversary.adversarial_update(node.kind, delta, rng=rng)
@@ -123,14 +126,15 @@ def train(node: MemberNode, ins: TrainIns) -> TrainRes:
         raise RuntimeError(f"fault injection: member {node.member_id} killed during training")
     claimed = adversary.claimed_examples(node.kind, node.data.num_train)
     train_seconds = time.perf_counter() - started
-    report = None
-    if dp is not None and epsilon is not None:
-        report = DPReport(epsilon, dp, history, noise_seeded=node.config.dp_noise_seed >= 0)
+    report, dp = None, result.dp if result is not None else None
+    if result is not None and dp is not None and result.epsilon is not None:
+        # what the noise really came from, as train_private reports it (not the option asked for)
+        report = DPReport(result.epsilon, dp, history, noise_seeded=not result.secure_noise)
     node.hand_over(LocalUpdate(ins.server_round, weights, delta, claimed, dp))
     return TrainRes(
         member=node.identity(model_hash(weights), model_round),
         num_examples=claimed,
-        train_loss=loss,
+        train_loss=result.train_loss if result is not None else 0.0,
         train_seconds=train_seconds,
         dp=report,
     )
@@ -138,8 +142,8 @@ def train(node: MemberNode, ins: TrainIns) -> TrainRes:
 
 def _train_local(
     node: MemberNode, model: Any, server_round: int, *, proximal_mu: float = 0.0
-) -> tuple[Any, float, DPParams | None, float | None, tuple[tuple[float, float, int], ...]]:
-    """Local training, with DP-SGD or without: ``(model, loss, dp, epsilon, accountant history)``."""
+) -> tuple[TrainResult, tuple[tuple[float, float, int], ...]]:
+    """Local training, with DP-SGD or without: the result and the accountant's history (empty without DP)."""
     from fedchain.privacy import train_plain
 
     # Shuffling without DP is not private; it stays reproducible from the run seed.
@@ -158,7 +162,7 @@ def _train_local(
             seed=seed,
             proximal_mu=proximal_mu,
         )
-        return model, plain.train_loss, None, None, ()
+        return plain, ()
     from fedchain.privacy import (
         NoiseCache,
         PrivacyAccountant,
@@ -198,7 +202,7 @@ def _train_local(
         proximal_mu=proximal_mu,
     )
     # Every round this member's accountant charged: the coordinator records those the chain lacks.
-    return result.model, result.train_loss, result.dp, result.epsilon, tuple(accountant.history)
+    return result, tuple(accountant.history)
 
 
 def evaluate(node: MemberNode, ins: EvaluateIns) -> EvaluateRes:

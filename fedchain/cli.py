@@ -24,6 +24,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from fedchain.config import FedChainConfig
+from fedchain.deployment.cli import ScoringOption
 from fedchain.deployment.cli import app as deploy_app
 from fedchain.errors import ConfigError, FedChainError
 
@@ -332,13 +333,7 @@ def provision_federation_command(
     address: Annotated[
         list[str] | None, typer.Option("--address", help="Address SuperNodes dial (certificate SAN; repeatable).")
     ] = None,
-    scoring: Annotated[
-        bool,
-        typer.Option(
-            "--scoring/--no-scoring",
-            help="CKKS parameters for encrypted scoring (default: on; HE's default norm bound needs them).",
-        ),
-    ] = True,
+    scoring: ScoringOption = True,
     force: Annotated[bool, typer.Option("--force", help="Replace an already provisioned directory.")] = False,
 ) -> None:
     """TLS CA + SuperLink certificate, SuperNode keys, coordinator wallet, manifest.json (members enroll next)."""
@@ -411,13 +406,7 @@ app.add_typer(deploy_app, name="deploy")
 @provision_app.command("keys")
 def provision_keys_command(
     directory: Annotated[Path, typer.Argument(help="Where to write member.ckks and coordinator.ckks.")],
-    scoring: Annotated[
-        bool,
-        typer.Option(
-            "--scoring/--no-scoring",
-            help="Parameters for encrypted scoring, one multiplication (default: on; HE's norm bound needs them).",
-        ),
-    ] = True,
+    scoring: ScoringOption = True,
 ) -> None:
     """One-machine simulations only: member.ckks (secret, 0600) and coordinator.ckks (public) side by side.
 

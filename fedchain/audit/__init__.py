@@ -39,8 +39,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fedchain._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from fedchain.audit.auditor import (
@@ -96,14 +97,4 @@ _HOME = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module 'fedchain.audit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"fedchain.audit.{home}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _HOME)

@@ -41,6 +41,14 @@ app = typer.Typer(
 )
 
 Directory = Annotated[Path, typer.Argument(help="Federation directory.", show_default=False)]
+#: The CKKS preset of provisioning commands: SCORING by default, since HE's default norm bound needs it.
+ScoringOption = Annotated[
+    bool,
+    typer.Option(
+        "--scoring/--no-scoring",
+        help="CKKS parameters for encrypted norms and scores (default: on; HE's default norm bound needs them).",
+    ),
+]
 RunConfig = Annotated[str, typer.Option(help="Extra run config, e.g. 'epsilon=4.0 local-epochs=1'.")]
 AppDir = Annotated[
     Path | None, typer.Option(help="The Flower App to run (default: this checkout).", show_default=False)
@@ -107,13 +115,7 @@ def provision(
             help="SuperLink address nodes dial (repeatable; default 127.0.0.1, localhost).", show_default=False
         ),
     ] = None,
-    scoring: Annotated[
-        bool,
-        typer.Option(
-            "--scoring/--no-scoring",
-            help="CKKS parameters for encrypted scoring (default: on; HE's default norm bound needs them).",
-        ),
-    ] = True,
+    scoring: ScoringOption = True,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing provisioned directory.")] = False,
     if_missing: Annotated[bool, typer.Option("--if-missing", help="Do nothing if DIR is provisioned already.")] = False,
     local_ceremony: Annotated[

@@ -30,8 +30,31 @@ __all__ = [
 ]
 
 
+class _PrivacySpend:
+    """What a recorded member-round and a recorded spend both decode: status, DP parameters, epsilon."""
+
+    status_code: int
+    dp_word: int
+    epsilon_fixed: int
+
+    @property
+    def status(self) -> str:
+        """The status name (``"accepted"``, ``"late"``, ...; ``"unknown(N)"`` for a foreign code)."""
+        return code_to_status(self.status_code)
+
+    @property
+    def dp(self) -> DPParams | None:
+        """The decoded DP-SGD parameters, or None without DP."""
+        return unpack_dp(self.dp_word)
+
+    @property
+    def epsilon(self) -> float | None:
+        """The reported cumulative epsilon, or None without DP or when none was reported."""
+        return fixed_to_epsilon(self.epsilon_fixed)
+
+
 @dataclass(frozen=True)
-class RecordedMember:
+class RecordedMember(_PrivacySpend):
     """One member's entry of a recorded round, decoded from its ``MemberRecorded`` event.
 
     Attributes:
@@ -58,24 +81,9 @@ class RecordedMember:
     status_code: int = 0
 
     @property
-    def status(self) -> str:
-        """The status name (``"accepted"``, ``"rejected"``, ...; ``"unknown(N)"`` for a foreign code)."""
-        return code_to_status(self.status_code)
-
-    @property
     def score(self) -> float:
         """The score as a float."""
         return fixed_to_score(self.score_fixed)
-
-    @property
-    def dp(self) -> DPParams | None:
-        """The decoded DP-SGD parameters, or None without DP."""
-        return unpack_dp(self.dp_word)
-
-    @property
-    def epsilon(self) -> float | None:
-        """The recorded cumulative epsilon, or None without DP."""
-        return fixed_to_epsilon(self.epsilon_fixed)
 
 
 @dataclass(frozen=True)
@@ -134,7 +142,7 @@ class RecordedRound:
 
 
 @dataclass(frozen=True)
-class RecordedSpend:
+class RecordedSpend(_PrivacySpend):
     """A privacy spend recorded after its round (``recordSpends``), decoded from ``SpendRecorded``.
 
     Attributes:
@@ -159,21 +167,6 @@ class RecordedSpend:
     block_number: int
     log_index: int
     tx_hash: str
-
-    @property
-    def status(self) -> str:
-        """The status name (``"late"``, ``"replayed"``, ``"rejected"``)."""
-        return code_to_status(self.status_code)
-
-    @property
-    def dp(self) -> DPParams | None:
-        """The decoded DP-SGD parameters, or None without DP."""
-        return unpack_dp(self.dp_word)
-
-    @property
-    def epsilon(self) -> float | None:
-        """The reported cumulative epsilon, or None when none was reported."""
-        return fixed_to_epsilon(self.epsilon_fixed)
 
 
 @dataclass(frozen=True)

@@ -47,13 +47,14 @@ a margin: the ratio moves a few hundredths with the machine's load and thread co
 ``bench/results/privacy.json``). Both paths gather each epoch's batches with one index, so the
 comparison is like for like.
 
-Determinism: with ``seed`` set, Poisson sampling and the noise come from two ``torch.Generator``
-objects seeded from it, and torch's global RNG is forked and seeded for the round (dropout), so a
-round is reproducible on the same machine, thread count and torch build (float summation order
-can differ across those). With ``seed=None`` both generators are seeded from OS entropy. Opacus's
-``secure_mode`` (a cryptographic RNG, robust to floating-point attacks on the noise) needs
-``torchcsprng``, which cannot be installed for this torch, so the noise comes from torch's
-pseudo-RNG: fine for research federations, not hardened against a side-channel adversary.
+Randomness (:mod:`fedchain.privacy.randomness`): by default, ``seed=None``, Poisson sampling and
+the noise come from :class:`~fedchain.privacy.randomness.SecureRandomness`, a ChaCha20 keystream
+keyed from ``os.urandom`` each round, each Gaussian value the sum of four samples as in Opacus's
+``secure_mode`` (which itself needs ``torchcsprng``, not installable for this torch). With ``seed``
+set (tests and replayable simulations only: whoever knows the seed can strip the noise), they come
+from two ``torch.Generator`` objects seeded from it, Opacus's very draws, and torch's global RNG is
+forked and seeded for the round (dropout), so a round is reproducible on the same machine, thread
+count and torch build (float summation order can differ across those).
 
 Example:
     >>> import numpy as np, torch
