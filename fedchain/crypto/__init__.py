@@ -37,6 +37,7 @@ from fedchain.crypto.scoring import (
 )
 from fedchain.crypto.storage import read_context, write_context
 from fedchain.crypto.vectors import (
+    EncryptedSum,
     UpdateRejectedError,
     chunk_count,
     decrypt_update,
@@ -48,6 +49,7 @@ from fedchain.crypto.vectors import (
 __all__ = [
     "AGGREGATION",
     "CkksParams",
+    "EncryptedSum",
     "MAX_COEFF_MODULUS_BITS_128",
     "SCORING",
     "UpdateRejectedError",

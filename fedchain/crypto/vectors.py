@@ -33,6 +33,7 @@ from fedchain.crypto.keys import can_encrypt, context_slot_count
 from fedchain.errors import ConfigError, CryptoError, FedChainError, UpdateRejectedError
 
 __all__ = [
+    "EncryptedSum",
     "UpdateRejectedError",
     "chunk_count",
     "decrypt_update",
@@ -154,6 +155,100 @@ def _serialize(total: list[ts.CKKSVector]) -> list[bytes]:
     return [bytes(v.serialize()) for v in total]
 
 
+class EncryptedSum:
+    """A running encrypted sum that members' updates join one at a time (coordinator side).
+
+    Each :meth:`add` checks one member's chunks under the context (chunk count, wire format, size,
+    level, scale, parameters: see :mod:`fedchain.crypto._chunks`) before any of them is added, so an
+    invalid update raises :class:`UpdateRejectedError` and leaves the sum as it was. Memory: the
+    running sum plus the one update being added, so a coordinator can sum replies as they arrive.
+
+    Args:
+        ctx: the coordinator's context (no secret key needed).
+        expected_chunks: chunks every update must have.
+        expected_length: the plaintext length, when known: checked against ``expected_chunks``.
+
+    Raises:
+        ConfigError: when ``expected_chunks``/``expected_length`` are invalid or disagree.
+
+    Example:
+        >>> import numpy as np
+        >>> from fedchain.crypto import AGGREGATION, EncryptedSum, create_secret_context
+        >>> from fedchain.crypto import decrypt_update, encrypt_update
+        >>> ctx = create_secret_context(AGGREGATION)
+        >>> running = EncryptedSum(ctx, expected_chunks=1, expected_length=3)
+        >>> running.add(encrypt_update(ctx, np.ones(3)))
+        >>> running.add([b"junk"])
+        Traceback (most recent call last):
+        ...
+        fedchain.errors.UpdateRejectedError: update 1 rejected: chunk 0: ...
+        >>> running.add(encrypt_update(ctx, np.full(3, 2.0)))
+        >>> running.count, np.round(decrypt_update(ctx, running.result(), 3), 3)
+        (2, array([3., 3., 3.]))
+    """
+
+    def __init__(self, ctx: ts.Context, *, expected_chunks: int, expected_length: int | None = None) -> None:
+        self._ctx = ctx
+        self._slots = context_slot_count(ctx)
+        _check_expected(expected_chunks, expected_length, self._slots)
+        self._expected_chunks = expected_chunks
+        self._total: list[ts.CKKSVector] | None = None
+        self._count = 0
+        self._offered = 0
+        self._broken = ""
+
+    @property
+    def count(self) -> int:
+        """Updates added so far (rejected ones do not count)."""
+        return self._count
+
+    @property
+    def expected_chunks(self) -> int:
+        """Chunks every update must have."""
+        return self._expected_chunks
+
+    def add(self, chunks: Sequence[bytes], *, index: int | None = None) -> None:
+        """Check one member's update and add it to the sum.
+
+        Args:
+            chunks: the member's serialized chunks, from :func:`encrypt_update`.
+            index: how the rejection names the update; default: its position among the updates
+                offered to this sum so far, rejected ones included (0 for the first).
+
+        Raises:
+            UpdateRejectedError: the update is invalid; the sum is unchanged.
+            CryptoError: a homomorphic addition failed after every check passed (not the member's
+                fault); the sum is then unusable and every later call raises.
+        """
+        if self._broken:
+            raise CryptoError(f"this encrypted sum is unusable: {self._broken}")
+        position = self._offered if index is None else index
+        self._offered += 1
+        vectors = _load_update(self._ctx, position, chunks, self._expected_chunks, self._slots)
+        if self._total is None:
+            self._total = vectors
+        else:
+            try:
+                for acc, vector in zip(self._total, vectors, strict=True):
+                    acc.add_(vector)
+            except TENSEAL_ERRORS as exc:  # all checks passed, so this is not the member's fault
+                self._broken = f"homomorphic addition failed: {exc}"
+                raise CryptoError(self._broken) from exc
+        self._count += 1
+
+    def result(self) -> list[bytes]:
+        """The serialized chunks of the sum so far (more updates may be added afterwards).
+
+        Raises:
+            CryptoError: when no update has been added, or the sum is unusable.
+        """
+        if self._broken:
+            raise CryptoError(f"this encrypted sum is unusable: {self._broken}")
+        if self._total is None:
+            raise CryptoError("no encrypted update to sum")
+        return _serialize(self._total)
+
+
 def sum_encrypted(
     public_ctx: ts.Context,
     updates: Sequence[Sequence[bytes]],
@@ -164,7 +259,8 @@ def sum_encrypted(
 
     Each member's chunks are all deserialized and checked under ``public_ctx`` before any of them
     is added: chunk count, wire format, size, level, scale and parameters (see
-    :mod:`fedchain.crypto._chunks` for what can and cannot be detected).
+    :mod:`fedchain.crypto._chunks` for what can and cannot be detected). A thin wrapper over
+    :class:`EncryptedSum`.
 
     Args:
         public_ctx: the coordinator's context (no secret key needed).
@@ -191,25 +287,12 @@ def sum_encrypted(
         ...
         fedchain.errors.UpdateRejectedError: update 1 rejected: chunk 0: ...
     """
-    slots = context_slot_count(public_ctx)
-    _check_expected(expected_chunks, expected_length, slots)
+    running = EncryptedSum(public_ctx, expected_chunks=expected_chunks, expected_length=expected_length)
     if not updates:
         raise CryptoError("no encrypted update to sum")
-    total: list[ts.CKKSVector] | None = None
-    for index, chunks in enumerate(updates):
-        vectors = _load_update(public_ctx, index, chunks, expected_chunks, slots)
-        total = vectors if total is None else _add(total, vectors)
-    assert total is not None
-    return _serialize(total)
-
-
-def _add(total: list[ts.CKKSVector], vectors: list[ts.CKKSVector]) -> list[ts.CKKSVector]:
-    try:
-        for acc, vector in zip(total, vectors, strict=True):
-            acc.add_(vector)
-    except TENSEAL_ERRORS as exc:  # all checks passed, so this is not the member's fault
-        raise CryptoError(f"homomorphic addition failed: {exc}") from exc
-    return total
+    for chunks in updates:
+        running.add(chunks)
+    return running.result()
 
 
 def sum_encrypted_valid(
@@ -219,6 +302,8 @@ def sum_encrypted_valid(
     expected_length: int | None = None,
 ) -> tuple[list[bytes], dict[int, str]]:
     """Add the valid updates and report the others, so that the round continues without them.
+
+    A thin wrapper over :class:`EncryptedSum` that records each rejection and goes on.
 
     Args:
         public_ctx: the coordinator's context.
@@ -244,22 +329,18 @@ def sum_encrypted_valid(
         >>> rejected
         {1: '0 chunks, expected 1'}
     """
-    slots = context_slot_count(public_ctx)
-    _check_expected(expected_chunks, expected_length, slots)
-    total: list[ts.CKKSVector] | None = None
+    running = EncryptedSum(public_ctx, expected_chunks=expected_chunks, expected_length=expected_length)
     rejected: dict[int, str] = {}
-    for index, chunks in enumerate(updates):
+    for chunks in updates:
         try:
-            vectors = _load_update(public_ctx, index, chunks, expected_chunks, slots)
+            running.add(chunks)
         except UpdateRejectedError as exc:
-            logger.warning("leaving update %d out of the encrypted sum: %s", index, exc.reason)
-            rejected[index] = exc.reason
-            continue
-        total = vectors if total is None else _add(total, vectors)
-    if total is None:
+            logger.warning("leaving update %d out of the encrypted sum: %s", exc.index, exc.reason)
+            rejected[exc.index] = exc.reason
+    if running.count == 0:
         reasons = "; ".join(f"{i}: {r}" for i, r in rejected.items()) or "no updates given"
         raise CryptoError(f"no valid encrypted update to sum ({reasons})")
-    return _serialize(total), rejected
+    return running.result(), rejected
 
 
 def decrypt_update(
