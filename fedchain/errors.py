@@ -13,6 +13,7 @@ counted per reason), never exceptions.
     │   └── IntegrityError                a hash does not match the recorded one
     ├── PrivacyError                      differential privacy cannot be applied as configured
     │   ├── BudgetExhaustedError          the next round would exceed a member's budget
+    │   ├── DPIncompatibleModelError      DP-SGD cannot train the model: each layer at fault, and the fix
     │   ├── PolicyError                   an instruction would weaken the member's own privacy policy
     │   └── PrivacyStateMissingError      a deployed member has no accountant state and was not told it is new
     ├── CryptoError                       homomorphic encryption failed or a context is wrong
@@ -53,7 +54,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "ConfigError",
     "ConformanceError",
     "CryptoError",
+    "DPIncompatibleModelError",
     "DataError",
     "DeploymentError",
     "DeploymentTimeoutError",
@@ -173,6 +175,32 @@ class BudgetExhaustedError(PrivacyError):
             f"privacy budget exhausted: epsilon spent {epsilon_spent:.4f}, next round would reach "
             f"{epsilon_next:.4f} > budget {epsilon_budget:.4f}"
         )
+
+
+class DPIncompatibleModelError(PrivacyError):
+    """DP-SGD cannot train a model: it has layers Opacus refuses or has no per-sample rule for.
+
+    Raised before any training step and before any budget is spent
+    (:func:`fedchain.privacy.check_dp_compatible`).
+
+    Attributes:
+        problems: one line per offending submodule: its dotted name and type, what Opacus says, the fix.
+        grad_sample_mode: the mode the model was checked for (``"auto"``: any mode fedchain can pick).
+
+    Example:
+        >>> print(DPIncompatibleModelError(["1 (LSTM): ...; replace it with opacus.layers.DPLSTM"], "auto"))
+        DP-SGD (grad_sample_mode 'auto') cannot train this model:
+          - 1 (LSTM): ...; replace it with opacus.layers.DPLSTM
+    """
+
+    def __init__(self, problems: Sequence[str], grad_sample_mode: str, hint: str = "") -> None:
+        self.problems = tuple(problems)
+        self.grad_sample_mode = grad_sample_mode
+        lines = "".join(f"\n  - {problem}" for problem in self.problems)
+        message = f"DP-SGD (grad_sample_mode {grad_sample_mode!r}) cannot train this model:{lines}"
+        if hint:
+            message = f"{message}\n{hint}"
+        super().__init__(message)
 
 
 class PolicyError(PrivacyError):

@@ -35,6 +35,13 @@ if TYPE_CHECKING:
     from fedchain.privacy._registry import ACCOUNTANT_NAMES, GRAD_SAMPLE_MODES
     from fedchain.privacy.accountant import PrivacyAccountant
     from fedchain.privacy.accounting import calibrate_noise_multiplier, plan_round
+    from fedchain.privacy.compatibility import (
+        OPACUS_MODES,
+        check_dp_compatible,
+        dp_compatibility,
+        incompatible_layers,
+        opacus_mode_for,
+    )
     from fedchain.privacy.config import DPConfig, PrivacyBudget, check_delta, federation_dp_config
     from fedchain.privacy.epsilon import (
         HistoryEntry,
@@ -45,7 +52,7 @@ if TYPE_CHECKING:
     )
     from fedchain.privacy.noise_cache import NoiseCache
     from fedchain.privacy.randomness import PrivacyRandomness, SecureRandomness, SeededRandomness
-    from fedchain.privacy.training import TrainResult, incompatible_layers, train_plain, train_private
+    from fedchain.privacy.training import TrainResult, train_plain, train_private
 
 __all__ = [
     "ACCOUNTANT_NAMES",
@@ -53,6 +60,7 @@ __all__ = [
     "GRAD_SAMPLE_MODES",
     "HistoryEntry",
     "NoiseCache",
+    "OPACUS_MODES",
     "PrivacyAccountant",
     "PrivacyBudget",
     "PrivacyRandomness",
@@ -61,11 +69,14 @@ __all__ = [
     "TrainResult",
     "calibrate_noise_multiplier",
     "check_delta",
+    "check_dp_compatible",
     "compute_epsilon",
     "declared_dp_problem",
+    "dp_compatibility",
     "epsilon_curve",
     "federation_dp_config",
     "incompatible_layers",
+    "opacus_mode_for",
     "plan_round",
     "sample_rate_for",
     "train_plain",
@@ -84,7 +95,11 @@ _HOME = {
     "PrivacyAccountant": "accountant",
     "NoiseCache": "noise_cache",
     **dict.fromkeys(("PrivacyRandomness", "SecureRandomness", "SeededRandomness"), "randomness"),
-    **dict.fromkeys(("TrainResult", "incompatible_layers", "train_plain", "train_private"), "training"),
+    **dict.fromkeys(
+        ("OPACUS_MODES", "check_dp_compatible", "dp_compatibility", "incompatible_layers", "opacus_mode_for"),
+        "compatibility",
+    ),
+    **dict.fromkeys(("TrainResult", "train_plain", "train_private"), "training"),
 }
 
 

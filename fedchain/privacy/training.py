@@ -92,7 +92,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from fedchain._validation import Interval
-from fedchain.errors import BudgetExhaustedError, ConfigError, DataError, PrivacyError
+from fedchain.errors import BudgetExhaustedError, ConfigError, DataError, DPIncompatibleModelError, PrivacyError
 from fedchain.privacy._fused import (
     FusedDPStep,
     expected_batch_size,
@@ -103,6 +103,7 @@ from fedchain.privacy._fused import (
 from fedchain.privacy._quiet import quiet_opacus
 from fedchain.privacy.accountant import PrivacyAccountant
 from fedchain.privacy.accounting import plan_round
+from fedchain.privacy.compatibility import check_dp_compatible, incompatible_layers, opacus_mode_for
 from fedchain.privacy.config import DPConfig, check_delta, positive_float
 from fedchain.privacy.randomness import PrivacyRandomness, SecureRandomness, SeededRandomness
 from fedchain.types import DPParams
@@ -111,7 +112,6 @@ __all__ = ["TrainResult", "incompatible_layers", "train_plain", "train_private"]
 
 log = logging.getLogger(__name__)
 
-_BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 _OPACUS_PARAM_ATTRS = ("grad_sample", "summed_grad", "_forward_counter", "_current_grad_sample", "_norm_sample")
 
 
@@ -170,10 +170,22 @@ def _whole_batch(batch: Any) -> Any:
     return batch
 
 
+def _feature_dtype(x_train: Any) -> tuple[Any, torch.dtype]:
+    """``x`` as an array and the dtype a model gets it in: int64 for integers (token ids), float32 else."""
+    if isinstance(x_train, torch.Tensor):
+        x_train = x_train.detach().cpu().numpy()
+    array = np.asarray(x_train)
+    if array.dtype.kind in "iu":
+        return array.astype(np.int64, copy=False), torch.int64
+    return array.astype(np.float32, copy=False), torch.float32
+
+
 def _as_tensors(x_train: Any, y_train: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Copies of the data as tensors on ``device``: float32 features (or int64 ids) of shape ``(n, ...)``."""
     try:
+        array, dtype = _feature_dtype(x_train)
         # torch.tensor copies: callers' arrays may be read-only (and must not be trained on in place).
-        x = torch.tensor(np.asarray(x_train, dtype=np.float32), device=device)
+        x = torch.tensor(array, dtype=dtype, device=device)
         y = torch.tensor(np.asarray(y_train, dtype=np.int64), device=device)
     except (TypeError, ValueError) as exc:
         raise DataError(f"training data must be numeric arrays: {exc}") from exc
@@ -232,45 +244,18 @@ def _round_rng(seed: int) -> Iterator[None]:
         yield
 
 
-def incompatible_layers(model: nn.Module) -> list[str]:
-    """Names of the layers DP-SGD cannot train, as ``"name (Type)"``.
-
-    BatchNorm layers are always listed, trainable or not: their running statistics mix
-    examples of a batch and travel with the model, which per-sample DP cannot account for.
-    Other layers are listed when one of Opacus's module validators rejects them.
-
-    Example:
-        >>> from torch import nn
-        >>> incompatible_layers(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)))
-        ['1 (BatchNorm1d)']
-    """
-    found: list[str] = []
-    for name, module in model.named_modules():
-        label = f"{name or '<model>'} ({type(module).__name__})"
-        if isinstance(module, _BATCH_NORMS):
-            found.append(label)
-            continue
-        validator = ModuleValidator.VALIDATORS.get(type(module))
-        trainable = any(p.requires_grad for p in module.parameters(recurse=False))
-        if validator is not None and trainable and validator(module):
-            found.append(label)
-    return found
-
-
-def _dp_compatible(model: nn.Module, *, fix: bool) -> nn.Module:
+def _dp_compatible(model: nn.Module, *, fix: bool, mode: str) -> nn.Module:
+    """``model``, or Opacus's fixed copy when asked; raises DPIncompatibleModelError before any step."""
     bad = incompatible_layers(model)
-    if not bad:
-        return model
-    if not fix:
-        raise PrivacyError(
-            f"DP-SGD cannot train layer(s) {', '.join(bad)}: BatchNorm mixes the examples of a batch. "
-            "Replace them in the task's model for every member (e.g. GroupNorm), or set "
-            "fix_incompatible_layers=True to have Opacus swap them on this member"
+    if not (bad and fix):
+        hint = (
+            "Replace them in the task's model for every member, or set fix_incompatible_layers=True "
+            "to have Opacus replace them on this member (its trained model then differs from the federation's)"
         )
+        check_dp_compatible(model, grad_sample_mode=mode, hint=hint if bad else "")
+        return model
     fixed = ModuleValidator.fix(model)
-    still = incompatible_layers(fixed)
-    if still:
-        raise PrivacyError(f"DP-SGD cannot train layer(s) {', '.join(still)}, and Opacus cannot replace them")
+    check_dp_compatible(fixed, grad_sample_mode=mode, hint="(after opacus.validators.ModuleValidator.fix)")
     log.warning(
         "replaced layer(s) DP-SGD cannot train: %s (Opacus ModuleValidator.fix); the trained model's "
         "architecture now differs from the model passed in",
@@ -326,19 +311,23 @@ class _Round:
 
 
 def _resolve_mode(requested: str, model: nn.Module, x: torch.Tensor) -> str:
-    """``"auto"`` -> ``"fused"`` when the fused step can train ``model``, else ``"ew"``."""
+    """``"auto"`` -> ``"fused"`` when the fused step can train ``model``, else :func:`opacus_mode_for`."""
     if requested not in ("auto", "fused"):
         return requested
     problems = fused_incompatibilities(model, x[:2])
     if not problems:
         return "fused"
     if requested == "fused":
-        raise PrivacyError(
-            f"grad_sample_mode 'fused' cannot train this model: {'; '.join(problems)}. "
-            "Use 'auto' (falls back to Opacus 'ew') or an Opacus mode such as 'ew' or 'hooks'"
+        raise DPIncompatibleModelError(
+            [
+                f"{problem}: use 'auto' (falls back to Opacus) or an Opacus mode such as 'ew' or 'hooks'"
+                for problem in problems
+            ],
+            "fused",
         )
-    log.debug("grad_sample_mode 'auto' uses Opacus 'ew': %s", "; ".join(problems))
-    return "ew"
+    mode = opacus_mode_for(model)
+    log.debug("grad_sample_mode 'auto' uses Opacus %r: %s", mode, "; ".join(problems))
+    return mode
 
 
 def _train_fused(job: _Round, taken: list[tuple[float, float, int]]) -> tuple[torch.Tensor, int]:
@@ -566,6 +555,7 @@ def train_private(
         raise ConfigError("accountant", "a PrivacyAccountant", accountant)
     _check_hyperparameters(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, momentum=momentum)
     proximal_mu = _PROXIMAL_MU.check("proximal_mu", proximal_mu)
+    model = _dp_compatible(model, fix=config.fix_incompatible_layers, mode=config.grad_sample_mode)
     x, y = _as_tensors(x_train, y_train, _device_of(model))
     n = int(x.shape[0])
     delta = check_delta(config.budget.delta, n)
@@ -582,10 +572,7 @@ def train_private(
     if after > config.budget.epsilon:
         raise BudgetExhaustedError(spent, after, config.budget.epsilon)
 
-    model = _dp_compatible(model, fix=config.fix_incompatible_layers)
     model.train()
-    if not any(p.requires_grad for p in model.parameters()):
-        raise PrivacyError("the model has no trainable parameters")
     mode = _resolve_mode(config.grad_sample_mode, model, x)
     source = _randomness(seed, randomness)
     global_seed = source.global_seed if isinstance(source, SeededRandomness) else _seeds(None)[2]

@@ -278,7 +278,7 @@ def test_models_the_fused_step_cannot_train(member_data, build, reason: str) -> 
     torch.manual_seed(0)
     model = build()
     assert any(reason in problem for problem in fused_incompatibilities(model, torch.tensor(x[:2])))
-    with pytest.raises(PrivacyError, match="grad_sample_mode 'fused' cannot train this model") as info:
+    with pytest.raises(PrivacyError, match=r"grad_sample_mode 'fused'\) cannot train this model") as info:
         train_private(
             copy.deepcopy(model),
             x,

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 import fedchain.privacy.training as training
-from fedchain.errors import BudgetExhaustedError, ConfigError, DataError, PrivacyError
+from fedchain.errors import BudgetExhaustedError, ConfigError, DataError, DPIncompatibleModelError, PrivacyError
 from fedchain.privacy import (
     GRAD_SAMPLE_MODES,
     DPConfig,
@@ -182,10 +182,11 @@ def _bn_model() -> nn.Module:
 def test_batchnorm_is_refused_by_name(member_data, config) -> None:
     x, y = member_data
     ledger = PrivacyAccountant()
-    with pytest.raises(PrivacyError) as info:
+    with pytest.raises(DPIncompatibleModelError) as info:
         train_private(_bn_model(), x, y, **HYPER, config=config, accountant=ledger, seed=0)
-    assert "cannot train layer(s) 1 (BatchNorm1d)" in str(info.value)
+    assert "cannot train this model:\n  - 1 (BatchNorm1d): BatchNorm mixes the examples of a batch" in str(info.value)
     assert "fix_incompatible_layers=True" in str(info.value)
+    assert isinstance(info.value, PrivacyError)
     assert len(ledger) == 0
 
 
