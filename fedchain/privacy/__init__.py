@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from fedchain.privacy.accountant import PrivacyAccountant
     from fedchain.privacy.accounting import calibrate_noise_multiplier, plan_round
     from fedchain.privacy.compatibility import (
-        OPACUS_MODES,
         check_dp_compatible,
         dp_compatibility,
         incompatible_layers,
@@ -60,7 +59,6 @@ __all__ = [
     "GRAD_SAMPLE_MODES",
     "HistoryEntry",
     "NoiseCache",
-    "OPACUS_MODES",
     "PrivacyAccountant",
     "PrivacyBudget",
     "PrivacyRandomness",
@@ -96,7 +94,7 @@ _HOME = {
     "NoiseCache": "noise_cache",
     **dict.fromkeys(("PrivacyRandomness", "SecureRandomness", "SeededRandomness"), "randomness"),
     **dict.fromkeys(
-        ("OPACUS_MODES", "check_dp_compatible", "dp_compatibility", "incompatible_layers", "opacus_mode_for"),
+        ("check_dp_compatible", "dp_compatibility", "incompatible_layers", "opacus_mode_for"),
         "compatibility",
     ),
     **dict.fromkeys(("TrainResult", "train_plain", "train_private"), "training"),

@@ -13,6 +13,8 @@ ACCOUNTANT_NAMES: tuple[str, ...] = ("prv", "rdp")
 
 #: How DP-SGD computes clipped per-sample gradients. ``"fused"``: fedchain's one-pass step for
 #: models whose trainable layers are all ``nn.Linear`` (:mod:`fedchain.privacy._fused`);
-#: ``"auto"``: ``"fused"`` when the model allows it, else ``"ew"``; the others are Opacus
+#: ``"auto"``: ``"fused"`` when the model allows it, else the Opacus mode
+#: :func:`~fedchain.privacy.opacus_mode_for` picks (``"ghost"`` for embedding models, ``"ew"``
+#: for CNNs, ``"hooks"`` for layers ExpandedWeights lacks); the others are Opacus
 #: ``grad_sample_mode`` values for single-process training (``PrivacyEngine.make_private``).
 GRAD_SAMPLE_MODES: tuple[str, ...] = ("auto", "ew", "functorch", "fused", "ghost", "hooks")

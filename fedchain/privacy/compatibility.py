@@ -45,6 +45,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from opacus.grad_sample.grad_sample_module_fast_gradient_clipping import GradSampleModuleFastGradientClipping
 from opacus.validators import ModuleValidator
 from torch import nn
 
@@ -52,11 +53,10 @@ from fedchain.errors import ConfigError, DPIncompatibleModelError
 from fedchain.privacy._fused import _static_incompatibilities
 from fedchain.privacy._registry import GRAD_SAMPLE_MODES
 
-__all__ = ["OPACUS_MODES", "check_dp_compatible", "dp_compatibility", "incompatible_layers", "opacus_mode_for"]
+__all__ = ["check_dp_compatible", "dp_compatibility", "incompatible_layers", "opacus_mode_for"]
 
-#: The Opacus modes ``"auto"`` may pick for a model the fused step cannot train, in order of
-#: preference: the first one with a per-sample rule for every trainable layer is used.
-OPACUS_MODES: tuple[str, ...] = ("ew", "hooks")
+#: The Opacus modes that between them train every model ``"auto"`` accepts (ghost trains a subset of hooks').
+_GENERAL_MODES = ("ew", "hooks")
 
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 _INSTANCE_NORMS = (nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
@@ -199,20 +199,53 @@ def _mode_problems(model: nn.Module, mode: str) -> list[tuple[str, str]]:
     return found
 
 
+def _shares_parameters(model: nn.Module) -> bool:
+    owners: dict[int, int] = {}
+    for module in model.modules():
+        for parameter in module.parameters(recurse=False):
+            if parameter.requires_grad:
+                owners[id(parameter)] = owners.get(id(parameter), 0) + 1
+    return any(count > 1 for count in owners.values())
+
+
+def _ghost_pays(model: nn.Module) -> bool:
+    """Ghost clipping for a model with a trainable Embedding whose every trainable layer Opacus samples natively.
+
+    Per-sample gradients of an embedding table are ``batch x vocabulary x dim`` numbers;
+    ghost clipping gets their norms from the activations and backprops alone, then takes a
+    second backward pass for the clipped sum. Tied weights are not supported there.
+    """
+    layers = [module for module in model.modules() if _trainable(module)]
+    native = (*GradSampleModuleFastGradientClipping.NORM_SAMPLERS, *GradSampleModuleFastGradientClipping.GRAD_SAMPLERS)
+    return (
+        any(type(module) is nn.Embedding for module in layers)
+        and all(type(module) in native for module in layers)
+        and not _shares_parameters(model)
+        and not _mode_problems(model, "ghost")
+    )
+
+
 def opacus_mode_for(model: nn.Module) -> str:
-    """The Opacus mode ``"auto"`` uses for ``model``: the first of :data:`OPACUS_MODES` that can train it.
+    """The Opacus mode ``"auto"`` uses for a model the fused step cannot train (measured choice).
+
+    ``"ghost"`` when the model has a trainable ``nn.Embedding`` and Opacus has a native rule for
+    every trainable layer (no tied weights): its per-sample embedding gradients are never built;
+    else ``"ew"`` when ExpandedWeights has a rule for every trainable layer (Conv, norms, Linear);
+    else ``"hooks"`` (Opacus's functorch fallback covers the rest). Figures in
+    :mod:`fedchain.privacy.training` and ``bench/bench_dp_models.py``.
 
     Example:
         >>> from torch import nn
         >>> opacus_mode_for(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2)))
         'ew'
+        >>> opacus_mode_for(nn.Sequential(nn.Embedding(100, 8), nn.Flatten(), nn.Linear(40, 2)))
+        'ghost'
         >>> opacus_mode_for(nn.Sequential(nn.Linear(4, 4), nn.PReLU(), nn.Linear(4, 2)))
         'hooks'
     """
-    for mode in OPACUS_MODES:
-        if not _mode_problems(model, mode):
-            return mode
-    return OPACUS_MODES[-1]
+    if _ghost_pays(model):
+        return "ghost"
+    return "ew" if not _mode_problems(model, "ew") else "hooks"
 
 
 def dp_compatibility(model: nn.Module, *, grad_sample_mode: str = "auto") -> list[str]:
@@ -253,9 +286,9 @@ def dp_compatibility(model: nn.Module, *, grad_sample_mode: str = "auto") -> lis
     if not any(p.requires_grad for p in model.parameters()):
         return [*found, "<model>: it has no trainable parameters; DP-SGD has nothing to train"]
     if grad_sample_mode == "auto":
-        if not _static_incompatibilities(model) or any(not _mode_problems(model, m) for m in OPACUS_MODES):
+        if not _static_incompatibilities(model) or any(not _mode_problems(model, m) for m in _GENERAL_MODES):
             return found
-        grad_sample_mode = OPACUS_MODES[-1]  # the most general mode auto picks says what is left
+        grad_sample_mode = _GENERAL_MODES[-1]  # the most general mode auto picks says what is left
     rejected = {label for label, _ in refused}  # a layer the validators reject is listed once
     return found + [problem for label, problem in _mode_problems(model, grad_sample_mode) if label not in rejected]
 

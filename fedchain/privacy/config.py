@@ -83,8 +83,10 @@ class DPConfig:
             :data:`GRAD_SAMPLE_MODES`. ``"auto"`` (default) uses ``"fused"``, fedchain's one-pass
             DP step, when every trainable layer is an ``nn.Linear`` on ``(batch, features)``
             inputs (the demo MLP: 1.5x the non-private epoch instead of 4x, see
-            :mod:`fedchain.privacy.training`), and Opacus's ``"ew"`` otherwise; ``"hooks"`` covers
-            layers ExpandedWeights lacks.
+            :mod:`fedchain.privacy.training`), else the Opacus mode
+            :func:`~fedchain.privacy.opacus_mode_for` picks: ``"ghost"`` for a model with an
+            ``nn.Embedding`` (no per-sample embedding gradients), ``"ew"`` for Conv/norm/Linear
+            models, ``"hooks"`` for layers ExpandedWeights lacks.
         fix_incompatible_layers: when True, layers DP-SGD cannot train (BatchNorm) are replaced
             by Opacus's ``ModuleValidator.fix`` (BatchNorm -> GroupNorm) and the swap is logged;
             when False (default) training is refused with a message naming each layer. Fixing

@@ -471,7 +471,11 @@ def _train_opacus(job: _Round, mode: str, taken: list[tuple[float, float, int]])
                     loss_sum += loss.detach() * xb.shape[0]
                     seen += int(xb.shape[0])
     except (RuntimeError, NotImplementedError) as exc:
-        hint = " (try grad_sample_mode='hooks')" if mode in ("ew", "functorch") else ""
+        hint = {
+            "ew": " (try grad_sample_mode='hooks')",
+            "functorch": " (try grad_sample_mode='hooks')",
+            "ghost": " (try grad_sample_mode='ew' or 'hooks': ghost clipping refuses a layer used twice)",
+        }.get(mode, "")
         raise PrivacyError(f"DP training failed in grad_sample_mode {mode!r}{hint}: {exc}") from exc
     finally:
         if engine is not None:

@@ -38,11 +38,11 @@ class _Masked(nn.Linear):
 
     def __init__(self) -> None:
         super().__init__(4, 4)
+        self.mask: torch.Tensor
         self.register_buffer("mask", torch.ones(4, 4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mask: torch.Tensor = self.mask
-        return nn.functional.linear(x, self.weight * mask, self.bias)
+        return nn.functional.linear(x, self.weight * self.mask, self.bias)
 
 
 class _Net(nn.Module):
@@ -111,6 +111,27 @@ def test_a_layer_without_a_per_sample_rule_in_the_mode_is_refused_there_only() -
         assert dp_compatibility(model, grad_sample_mode=mode) == [], mode
     assert opacus_mode_for(model) == "hooks"
     assert opacus_mode_for(_Net(nn.GroupNorm(2, 4))) == "ew"
+
+
+class _TiedEmbedding(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(20, 8)
+        self.out = nn.Linear(8, 20)
+        self.out.weight = self.embedding.weight  # tied input and output embeddings
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embedding(x).mean(dim=1))
+
+
+def test_auto_uses_ghost_clipping_for_embedding_models_without_tied_weights() -> None:
+    bag = nn.Sequential(nn.Embedding(20, 8), nn.Flatten(), nn.Linear(40, 3))
+    assert opacus_mode_for(bag) == "ghost"
+    assert opacus_mode_for(nn.Sequential(nn.Embedding(20, 8), nn.LayerNorm(8), nn.Flatten(), nn.Linear(40, 3))) == (
+        "ghost"
+    )
+    assert opacus_mode_for(_TiedEmbedding()) == "ew"
+    assert opacus_mode_for(nn.Sequential(nn.Embedding(20, 8), _Scaled(8))) == "hooks"  # no native rule for _Scaled
 
 
 def test_buffers_on_a_trainable_layer_refused_by_hooks_but_not_ew() -> None:
