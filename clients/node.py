@@ -9,9 +9,9 @@ each message with the mods of :mod:`clients.mods` (privacy policy and budget; en
 around the local work of :mod:`clients.training` and :mod:`clients.committee`.
 
 Node config keys:
-    ``partition-id`` / ``num-partitions``: simulation: which shard of the demo data to use.
+    ``partition-id`` / ``num-partitions``: simulation: which shard of the task's bundled data set to use.
     ``data-path`` / ``label-column`` / ``num-classes``: deployment: the organization's CSV,
-        Parquet or NPZ file.
+        Parquet or NPZ file (flat rows: the task reshapes them to its input shape).
     ``member-id``: stable member number (defaults to ``partition-id``).
     ``state-dir``: where the node keeps its privacy accountant and (under HE) the global model.
     ``ckks-context``: the federation's secret CKKS context (defaults to ``<he-keys-dir>/member.ckks``);
@@ -46,12 +46,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from flwr.app import Context, Message, RecordDict
 
-from clients import task
 from fedchain._io import atomic_write_json
 from fedchain._validation import check_bool
 from fedchain.aggregation import OptimizerState, load_optimizer_state, save_optimizer_state
 from fedchain.config import FedChainConfig
-from fedchain.data import load_demo_partition, load_local_dataset
 from fedchain.errors import (
     FedChainError,
     IntegrityError,
@@ -65,6 +63,7 @@ from fedchain.policy import MemberPolicy, check_testing_hooks, load_policy
 from fedchain.protocol import CommitteeQuery, EvaluateIns, MemberIdentity, SealedAggregate, TrainIns
 from fedchain.serialization import Weights, check_weights, flatten, load_model, model_hash, save_model, unflatten
 from fedchain.simulation import is_simulation
+from fedchain.tasks import Task, create_task
 from fedchain.types import LocalDataset
 
 if TYPE_CHECKING:
@@ -146,6 +145,8 @@ class MemberNode:
     _sums: dict[int, np.ndarray] = field(default_factory=dict, repr=False)
     #: The local update training handed over to the seal mod.
     _pending: LocalUpdate | None = field(default=None, repr=False)
+    #: The run's task (:mod:`fedchain.tasks`): model, data shape, evaluation; built from ``config`` when None.
+    _task: Task | None = field(default=None, repr=False)
 
     @classmethod
     def from_context(cls, context: Context) -> MemberNode:
@@ -162,23 +163,13 @@ class MemberNode:
         node_config: dict[str, Any] = dict(context.node_config)
         member_id = int(node_config.get("member-id", node_config.get("partition-id", 0)))
         data_path = str(node_config.get("data-path", "") or "")
+        classes = int(node_config.get("num-classes", config.num_classes))
+        task = create_task(config=config if classes == config.num_classes else config.replace(num_classes=classes))
         if data_path:
-            data = load_local_dataset(
-                data_path,
-                label_column=str(node_config.get("label-column", "label")),
-                test_fraction=config.test_fraction,
-                seed=config.seed + member_id,
-                num_classes=int(node_config.get("num-classes", config.num_classes)),
-            )
+            label_column = str(node_config.get("label-column", "label"))
+            data = task.load_file(data_path, label_column=label_column, seed=config.seed + member_id)
         else:
-            data = load_demo_partition(
-                member_id,
-                int(node_config.get("num-partitions", config.total_members)),
-                partitioner=config.partitioner,
-                alpha=config.dirichlet_alpha,
-                test_fraction=config.test_fraction,
-                seed=config.seed,
-            )
+            data = task.load_demo(member_id, int(node_config.get("num-partitions", config.total_members)))
         simulation = is_simulation()
         if node_config.get("state-dir"):
             state_dir = Path(str(node_config["state-dir"]))
@@ -216,6 +207,7 @@ class MemberNode:
             simulation=simulation,
             new_member=check_bool("new-member", node_config.get("new-member", False)),
             durable_state=simulation or bool(node_config.get("state-dir")),
+            _task=task,
         )
 
     def flower_context(self) -> Context:
@@ -244,19 +236,21 @@ class MemberNode:
         return app(msg, self.flower_context())
 
     # ------------------------------------------------------------------ model
+    @property
+    def task(self) -> Task:
+        """The run's task (``task`` in the run config): builds, loads and evaluates the model."""
+        if self._task is None:
+            self._task = create_task(config=self.config)
+        return self._task
+
     def new_model(self) -> Any:
         """The task's model, with the seeded initial weights."""
-        return task.build_model(
-            num_features=self.data.num_features,
-            num_classes=self.data.num_classes,
-            hidden_units=self.config.hidden_units,
-            seed=self.config.seed,
-        )
+        return self.task.build_model(seed=self.config.seed)
 
     def template(self) -> Weights:
         """The seeded initial weights: the shape every model must have, and round 0's model under HE."""
         if self._template is None:
-            self._template = task.get_weights(self.new_model())
+            self._template = self.task.get_weights(self.new_model())
         return {name: array.copy() for name, array in self._template.items()}
 
     def _context(self) -> Any:

@@ -124,6 +124,8 @@ def train(node: MemberNode, ins: TrainIns) -> TrainRes:
         delta = adversary.adversarial_update(node.kind, delta, rng=rng)
     if node.member_id in node.config.crashing_members:
         raise RuntimeError(f"fault injection: member {node.member_id} killed during training")
+    if delay_s := node.config.straggler_delay_s(node.member_id, ins.server_round):
+        time.sleep(delay_s)  # a straggler (simulation only: the member's policy refuses faults elsewhere)
     claimed = adversary.claimed_examples(node.kind, node.data.num_train)
     train_seconds = time.perf_counter() - started
     report, dp = None, result.dp if result is not None else None
@@ -209,8 +211,8 @@ def evaluate(node: MemberNode, ins: EvaluateIns) -> EvaluateRes:
     """Loss and accuracy of the global model on the member's test data; under HE, its check of the revealed scalars."""
     weights, model_round = node.global_model(ins)
     model = node.new_model()
-    task.set_weights(model, weights)
-    loss, accuracy = task.evaluate(model, node.data.x_test, node.data.y_test)
+    node.task.set_weights(model, weights)
+    loss, accuracy = node.task.evaluate(model, node.data.x_test, node.data.y_test)
     dispute = None
     if node.config.he:  # the scalars the committee revealed about this member, checked
         from clients.committee import check_scalars

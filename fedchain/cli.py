@@ -3,7 +3,9 @@
 Example::
 
     fedchain run --out runs/demo --members 5 --rounds 5
+    fedchain run --task mnist-cnn --out runs/mnist
     fedchain strategies
+    fedchain tasks
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ def run(
     ] = None,
     norm_bound: Annotated[float, typer.Option(help="Largest update norm accepted; 0 turns the bound off.")] = 20.0,
     committee_size: Annotated[int, typer.Option(help="Members that decrypt scoring scalars (HE).")] = 2,
+    task: Annotated[
+        str, typer.Option(help="Task (model and data): registry name or dotted path; see `fedchain tasks`.")
+    ] = "digits-mlp",
     strategy: Annotated[str, typer.Option(help="Strategy: registry name or dotted path.")] = "fedavg",
     scorer: Annotated[str, typer.Option(help="Contribution scorer.")] = "data_size",
     chain: Annotated[str, typer.Option(help="'embedded', 'none', or a JSON-RPC URL.")] = "embedded",
@@ -90,9 +95,11 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed for data split, model init and sampling.")] = 0,
     partitioner: Annotated[str, typer.Option(help="'iid' or 'dirichlet'.")] = "dirichlet",
     alpha: Annotated[float, typer.Option("--alpha", help="Dirichlet concentration.")] = 0.5,
-    local_epochs: Annotated[int, typer.Option(help="Local epochs per round.")] = 3,
-    batch_size: Annotated[int, typer.Option(help="Local batch size.")] = 32,
-    learning_rate: Annotated[float, typer.Option("--lr", help="Local learning rate.")] = 0.05,
+    local_epochs: Annotated[int | None, typer.Option(help="Local epochs per round.", show_default="the task's")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Local batch size.", show_default="the task's")] = None,
+    learning_rate: Annotated[
+        float | None, typer.Option("--lr", help="Local learning rate.", show_default="the task's")
+    ] = None,
     min_members: Annotated[int, typer.Option(help="Fewest accepted updates for a round.")] = 2,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint (needs --chain URL).")
@@ -122,6 +129,8 @@ def run(
 ) -> None:
     """Run a simulated federation and write DIR/result.json and DIR/model.safetensors."""
     scoring_option: dict[str, Any] = {} if he_scoring is None else {"he_scoring": he_scoring}  # unset: "auto"
+    local = {"local_epochs": local_epochs, "batch_size": batch_size, "learning_rate": learning_rate}
+    local_options: dict[str, Any] = {k: v for k, v in local.items() if v is not None}  # unset: the task's
     try:
         config = FedChainConfig(
             members=members,
@@ -133,6 +142,7 @@ def run(
             **scoring_option,
             norm_bound=norm_bound,
             committee_size=committee_size,
+            task=task,
             strategy=strategy,
             scorer=scorer,
             chain=chain,
@@ -140,9 +150,7 @@ def run(
             seed=seed,
             partitioner=partitioner,
             dirichlet_alpha=alpha,
-            local_epochs=local_epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
+            **local_options,
             min_members=min_members,
             out_dir=str(out),
             resume=resume,
@@ -468,6 +476,32 @@ def strategies(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
         members = ", ".join(row["member_training"]) or "-"
         options = ", ".join(f"{o['key']}={o['default']}" for o in row["options"]) or "-"
         table.add_row(str(row["name"]), he, members, options, str(row["summary"]))
+    console.print(table)
+
+
+@app.command()
+def tasks(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    model_width: Annotated[int, typer.Option(help="mnist-wide's width for the parameter count.")] = 64,
+) -> None:
+    """List the registered tasks: parameters, input shape, data source and DP path."""
+    from fedchain.tasks import available_tasks, check_task
+
+    rows = []
+    for name, cls in available_tasks().items():
+        task = cls(FedChainConfig(task=name, model_width=model_width))
+        report = check_task(task, checks=["check_training"])
+        rows.append({**task.describe(), "dp_path": report.dp_path})
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="fedchain tasks (fedchain run --task NAME)")
+    for column in ("name", "parameters", "input", "data", "DP path"):
+        table.add_column(column)
+    for row in rows:
+        shape = "x".join(str(d) for d in row["input_shape"])
+        dp_path = "fused (fedchain)" if row["dp_path"] == "fused" else f"Opacus {row['dp_path']}"
+        table.add_row(row["name"], f"{row['parameters']:,}", shape, row["data"], dp_path)
     console.print(table)
 
 

@@ -43,7 +43,21 @@ def _valid_fault(spec: str) -> bool:
     if kind == "kill":
         server_round, _, point = rest.partition(":")
         return server_round.isdigit() and point in ("replies", "aggregated", "sent")
+    if kind == "slow":
+        parts = rest.split(":")
+        if len(parts) != 3:
+            return False
+        server_round, members, seconds = parts
+        ids_ok = all(part.strip().isdigit() for part in members.split(","))
+        return server_round.isdigit() and ids_ok and _positive_float(seconds)
     return False
+
+
+def _positive_float(text: str) -> bool:
+    try:
+        return 0 < float(text) < float("inf")
+    except ValueError:
+        return False
 
 
 def _auto_bool(name: str, value: Any) -> bool | str:
@@ -54,6 +68,21 @@ def _auto_bool(name: str, value: Any) -> bool | str:
         return check_bool(name, value)
     except ConfigError:
         raise ConfigError(name, "a boolean or 'auto'", value) from None
+
+
+@dataclass(frozen=True)
+class _Auto:
+    """A number in ``constraint``, or ``"auto"`` (also None): the task's default (``fedchain.tasks.Task.defaults``)."""
+
+    constraint: Interval
+
+    def check(self, name: str, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.lower() == "auto"):
+            return "auto"
+        try:
+            return self.constraint.check(name, value)
+        except ConfigError:
+            raise ConfigError(name, f"{self.constraint.describe()} or 'auto'", value) from None
 
 
 def _spec(default: Any, check: Any, key: str, help: str) -> Any:
@@ -80,13 +109,27 @@ class FedChainConfig:
     min_members: int = _spec(
         2, _INT_POS, "min-members", "fewest accepted updates a round needs; below it the round is skipped"
     )
-    local_epochs: int = _spec(3, _INT_POS, "local-epochs", "local epochs per round on each member")
-    batch_size: int = _spec(32, _INT_POS, "batch-size", "local (expected) batch size")
-    learning_rate: float = _spec(0.05, _FLOAT_POS, "learning-rate", "local SGD learning rate")
-    momentum: float = _spec(0.9, Interval(float, 0, 1, closed="left"), "momentum", "local SGD momentum")
-    hidden_units: int = _spec(64, _INT_POS, "hidden-units", "width of the demo MLP's hidden layer")
-    num_features: int = _spec(64, _INT_POS, "num-features", "input features of the model (64 for digits)")
+    task: str = _spec(
+        "digits-mlp", None, "task", "the model and data to train: registry name or dotted path (fedchain tasks)"
+    )
+    local_epochs: int = _spec(
+        "auto", _Auto(_INT_POS), "local-epochs", "local epochs per round on each member; 'auto': the task's"
+    )
+    batch_size: int = _spec("auto", _Auto(_INT_POS), "batch-size", "local batch size; 'auto': the task's")
+    learning_rate: float = _spec(
+        "auto", _Auto(_FLOAT_POS), "learning-rate", "local SGD learning rate; 'auto': the task's"
+    )
+    momentum: float = _spec(
+        "auto", _Auto(Interval(float, 0, 1, closed="left")), "momentum", "local SGD momentum; 'auto': the task's"
+    )
+    hidden_units: int = _spec(64, _INT_POS, "hidden-units", "digits-mlp: width of the MLP's hidden layer")
+    num_features: int = _spec(
+        64, _INT_POS, "num-features", "digits-mlp: input features (64 for digits; a member file's feature columns)"
+    )
     num_classes: int = _spec(10, Interval(int, 2, None, closed="left"), "num-classes", "label classes of the model")
+    model_width: int = _spec(
+        64, _INT_POS, "model-width", "mnist-wide: hidden width w (w**2 + 796 w + 10 parameters; 679 ~ 1M, 2790 ~ 10M)"
+    )
     partitioner: str = _spec(
         "dirichlet", OneOf(("iid", "dirichlet")), "partitioner", "how the demo data is split across members"
     )
@@ -129,9 +172,15 @@ class FedChainConfig:
     epsilon: float = _spec(8.0, _FLOAT_POS, "epsilon", "each member's total privacy budget over the run")
     delta: float = _spec(1e-5, Interval(float, 0, 1, closed="neither"), "delta", "each member's DP delta")
     max_grad_norm: float = _spec(0.5, _FLOAT_POS, "max-grad-norm", "per-sample gradient clipping norm")
-    dp_batch_size: int = _spec(96, _INT_POS, "dp-batch-size", "expected Poisson batch size with DP on")
-    dp_local_epochs: int = _spec(5, _INT_POS, "dp-local-epochs", "local epochs per round with DP on")
-    dp_learning_rate: float = _spec(0.3, _FLOAT_POS, "dp-learning-rate", "local SGD learning rate with DP on")
+    dp_batch_size: int = _spec(
+        "auto", _Auto(_INT_POS), "dp-batch-size", "expected Poisson batch size with DP on; 'auto': the task's"
+    )
+    dp_local_epochs: int = _spec(
+        "auto", _Auto(_INT_POS), "dp-local-epochs", "local epochs per round with DP on; 'auto': the task's"
+    )
+    dp_learning_rate: float = _spec(
+        "auto", _Auto(_FLOAT_POS), "dp-learning-rate", "local SGD learning rate with DP on; 'auto': the task's"
+    )
     noise_multiplier: float = _spec(
         0.0,
         Interval(float, 0, None, closed="left"),
@@ -174,7 +223,8 @@ class FedChainConfig:
         None,
         "faults",
         "testing only: 'crash:ID,ID' kills those members during training; 'kill:ROUND:POINT' kills the "
-        "coordinator at POINT (replies, aggregated, sent) of ROUND",
+        "coordinator at POINT (replies, aggregated, sent) of ROUND; 'slow:ROUND:ID,ID:SECONDS' makes those "
+        "members reply to ROUND's train instruction SECONDS late",
     )
     resume: bool = _spec(False, check_bool, "resume", "continue a run from the checkpoint in out-dir")
     out_dir: str = _spec("", None, "out-dir", "directory for result.json and model.safetensors")
@@ -194,7 +244,7 @@ class FedChainConfig:
                 continue
             checked = check(spec.name, value) if callable(check) else check.check(spec.name, value)
             object.__setattr__(self, spec.name, checked)
-        for name in ("strategy", "scorer", "chain", "he_keys_dir", "faults", "out_dir"):
+        for name in ("task", "strategy", "scorer", "chain", "he_keys_dir", "faults", "out_dir"):
             if not isinstance(getattr(self, name), str):
                 raise ConfigError(name, "a string", getattr(self, name))
         adversaries = self.adversaries
@@ -205,13 +255,17 @@ class FedChainConfig:
         for kind in adversaries:
             OneOf(ADVERSARY_KINDS).check("adversary", kind)
         object.__setattr__(self, "adversaries", tuple(adversaries))
+        self._resolve_task_defaults()
         if not self.strategy:
             raise ConfigError("strategy", "a registered strategy name or a dotted path", self.strategy)
         if not (self.chain in ("embedded", "none") or self.chain.startswith(("http://", "https://"))):
             raise ConfigError("chain", "'embedded', 'none' or an http(s):// JSON-RPC URL", self.chain)
         if self.faults and not _valid_fault(self.faults):
             raise ConfigError(
-                "faults", "'', 'crash:ID,ID,...' or 'kill:ROUND:replies|aggregated|sent' (testing only)", self.faults
+                "faults",
+                "'', 'crash:ID,ID,...', 'kill:ROUND:replies|aggregated|sent' or 'slow:ROUND:ID,ID:SECONDS' "
+                "(testing only)",
+                self.faults,
             )
         from fedchain.contribution import check_scorer_allowed
 
@@ -238,6 +292,21 @@ class FedChainConfig:
                 self.min_members,
                 hint="An aggregate of one member is that member's update: every member who decrypts it reads it.",
             )
+
+    def _resolve_task_defaults(self) -> None:
+        """Options left at ``"auto"`` take the task's defaults (:attr:`fedchain.tasks.Task.defaults`).
+
+        Raises:
+            ConfigError: the task is neither registered nor an importable dotted path.
+        """
+        from fedchain.tasks.base import TRAINING_FIELDS
+        from fedchain.tasks.registry import resolve_task
+
+        defaults = resolve_task(self.task).defaults
+        auto = frozenset(name for name in TRAINING_FIELDS if getattr(self, name) == "auto")
+        object.__setattr__(self, "_task_auto", auto)
+        for name in auto:
+            object.__setattr__(self, name, getattr(defaults, name))
 
     def _resolve_he_scoring(self, *, needs_scalars: bool) -> None:
         """``he_scoring="auto"``: on under HE when the norm bound is on or the scorer needs scalars.
@@ -270,6 +339,14 @@ class FedChainConfig:
             return frozenset()
         return frozenset(int(p) for p in self.faults[6:].split(","))
 
+    def straggler_delay_s(self, member_id: int, server_round: int) -> float:
+        """Seconds fault injection makes ``member_id`` wait before its train reply in ``server_round`` (tests only)."""
+        if not self.faults.startswith("slow:"):
+            return 0.0
+        slow_round, members, seconds = self.faults[5:].split(":")
+        late = int(slow_round) == server_round and member_id in {int(p) for p in members.split(",")}
+        return float(seconds) if late else 0.0
+
     def coordinator_dies_at(self, point: str, server_round: int) -> bool:
         """Whether fault injection kills the coordinator at ``point`` of ``server_round`` (testing only)."""
         return self.faults == f"kill:{server_round}:{point}"
@@ -288,6 +365,8 @@ class FedChainConfig:
             )
         if getattr(self, "_he_scoring_auto", False) and "he_scoring" not in changes:
             changes = {**changes, "he_scoring": "auto"}  # derived again from the changed options
+        # options that were the task's defaults follow the (possibly changed) task
+        changes = {**dict.fromkeys(getattr(self, "_task_auto", frozenset()) - set(changes), "auto"), **changes}
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -329,6 +408,8 @@ class FedChainConfig:
                 value = str(value)
             elif spec.name == "he_scoring" and getattr(self, "_he_scoring_auto", False):
                 value = "auto"  # members derive it again from the same options
+            elif spec.name in getattr(self, "_task_auto", frozenset()):
+                value = "auto"  # the task's default, derived again by every member
             flat[spec.metadata["key"]] = value
         return flat
 

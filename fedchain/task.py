@@ -1,13 +1,9 @@
-"""The demo task: a small MLP on the member's tabular data. This is the part an organization replaces.
+"""The demo task's functions, as they were before tasks became a plug-in (:mod:`fedchain.tasks`).
 
-Both apps use it: the member node trains and evaluates it, the coordinator builds the initial
-model (and, in plaintext mode, a validation utility). It lives in the library so that neither app
-imports the other; ``clients.task`` re-exports it for existing imports.
-
-A task provides: a model factory and evaluation. Local training, with DP or without, is
-:mod:`fedchain.privacy`'s (``train_private`` / ``train_plain``: one batch loop, so the two differ
-by DP alone). Weights cross the boundary as named NumPy arrays (see :mod:`fedchain.serialization`),
-never as pickles.
+The model is the ``digits-mlp`` task's (:class:`fedchain.tasks.builtin.DigitsMLP`); evaluation,
+``get_weights`` and ``set_weights`` are every task's defaults (:class:`fedchain.tasks.Task`).
+Kept so that ``from fedchain import task`` and ``from clients import task`` go on working; new
+code asks the run's task: ``fedchain.tasks.create_task(config=config)``.
 
 Example:
     >>> model = build_model(num_features=64, num_classes=10, hidden_units=16, seed=0)
@@ -17,49 +13,24 @@ Example:
 
 from __future__ import annotations
 
-import numpy as np
-import torch
 from torch import nn
 
-from fedchain.serialization import Weights
+from fedchain.tasks.base import Task, evaluate_classifier
 
 __all__ = ["build_model", "evaluate", "get_weights", "set_weights"]
 
+#: Named float32 arrays of a model (copies), in ``state_dict`` order.
+get_weights = Task.get_weights
+#: Load named arrays into a model (strict: names and shapes must match).
+set_weights = Task.set_weights
+#: ``(loss, accuracy)`` of a classifier on ``(x, y)``.
+evaluate = evaluate_classifier
+
 
 def build_model(*, num_features: int, num_classes: int, hidden_units: int = 64, seed: int = 0) -> nn.Module:
-    """A one-hidden-layer MLP whose initial weights depend only on ``seed``.
+    """The ``digits-mlp`` model, whose initial weights depend only on ``seed`` (the global RNG is left as it was)."""
+    from fedchain.config import FedChainConfig
+    from fedchain.tasks.builtin import DigitsMLP
 
-    Every member and the coordinator build the same initial model from the same seed.
-    """
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    model = nn.Sequential(
-        nn.Linear(num_features, hidden_units),
-        nn.ReLU(),
-        nn.Linear(hidden_units, num_classes),
-    )
-    torch.random.set_rng_state(generator_state)
-    return model
-
-
-def get_weights(model: nn.Module) -> Weights:
-    """The model's parameters as named float32 arrays (copies)."""
-    return {name: tensor.detach().cpu().numpy().copy() for name, tensor in model.state_dict().items()}
-
-
-def set_weights(model: nn.Module, weights: Weights) -> None:
-    """Load named arrays into ``model`` (strict: names and shapes must match)."""
-    model.load_state_dict({name: torch.from_numpy(np.asarray(array)) for name, array in weights.items()}, strict=True)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x_test: np.ndarray, y_test: np.ndarray) -> tuple[float, float]:
-    """Return ``(loss, accuracy)`` of ``model`` on the given examples."""
-    if len(y_test) == 0:
-        return 0.0, 0.0
-    model.eval()
-    logits = model(torch.tensor(x_test, dtype=torch.float32))
-    target = torch.from_numpy(np.ascontiguousarray(y_test, dtype=np.int64))
-    loss = float(nn.functional.cross_entropy(logits, target))
-    accuracy = float((logits.argmax(dim=1) == target).float().mean())
-    return loss, accuracy
+    config = FedChainConfig(num_features=num_features, num_classes=num_classes, hidden_units=hidden_units, seed=seed)
+    return DigitsMLP(config).build_model()

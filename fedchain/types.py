@@ -52,7 +52,7 @@ class LocalDataset:
     """A member's private data, split into a training and a held-out test part.
 
     Attributes:
-        x_train: float32 features, shape (n_train, n_features).
+        x_train: float32 features, shape (n_train, n_features) or (n_train, *input_shape) (images).
         y_train: int64 labels, shape (n_train,).
         x_test: float32 features of the member's evaluation split.
         y_test: int64 labels of the member's evaluation split.
@@ -67,8 +67,13 @@ class LocalDataset:
 
     @property
     def num_features(self) -> int:
-        """Number of input features."""
-        return int(self.x_train.shape[1])
+        """Number of input features per example (all of an image's pixels: ``prod(input_shape)``)."""
+        return int(np.prod(self.x_train.shape[1:], dtype=np.int64))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one example: ``(n_features,)`` for rows, ``(1, 28, 28)`` for MNIST images."""
+        return tuple(int(d) for d in self.x_train.shape[1:])
 
     @property
     def num_train(self) -> int:

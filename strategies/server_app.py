@@ -22,15 +22,14 @@ import numpy as np
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from fedchain import task
 from fedchain.checkpoint import Checkpoint
 from fedchain.config import FedChainConfig
 from fedchain.coordinator import Coordinator
-from fedchain.data import load_digits_split
 from fedchain.errors import ConfigError
 from fedchain.faults import coordinator_faults
 from fedchain.progress import publish
 from fedchain.serialization import Weights, flatten, save_model, unflatten
+from fedchain.tasks import create_task
 from strategies.registry import create_strategy
 
 __all__ = ["app", "load_public_context", "open_ledger", "simulated_members"]
@@ -96,17 +95,13 @@ def open_ledger(config: FedChainConfig, members: list[str], *, address: str | No
 def validation_utility(config: FedChainConfig) -> Callable[[Weights], Callable[[np.ndarray], float]]:
     """The coordinator's validation utility for ``loo`` / ``gtg_shapley`` (plaintext only).
 
-    ``make(weights)(delta)`` is minus the validation loss of the model ``weights + delta`` on the
-    demo task's held-out split (loss separates members better than accuracy on 360 examples;
-    see docs/scoring.md).
+    ``make(weights)(delta)`` is minus the validation loss (the task's :meth:`~fedchain.tasks.Task.evaluate`)
+    of the model ``weights + delta`` on the held-out split of the task's bundled data set (loss
+    separates members better than accuracy on 360 examples; see docs/scoring.md).
     """
-    _, _, x_val, y_val = load_digits_split(config.test_fraction)
-    model = task.build_model(
-        num_features=config.num_features,
-        num_classes=config.num_classes,
-        hidden_units=config.hidden_units,
-        seed=config.seed,
-    )
+    task = create_task(config=config)
+    _, _, x_val, y_val = task.load_split()
+    model = task.build_model(seed=config.seed)
 
     def make(weights: Weights) -> Callable[[np.ndarray], float]:
         base = flatten(weights)
@@ -137,14 +132,8 @@ def main(grid: Grid, context: Context) -> None:
     config = config.replace(out_dir=str(out_dir))
     strategy = create_strategy(config)
     public_context = load_public_context(config)
-    initial = task.get_weights(
-        task.build_model(
-            num_features=config.num_features,
-            num_classes=config.num_classes,
-            hidden_units=config.hidden_units,
-            seed=config.seed,
-        )
-    )
+    task = create_task(config=config)
+    initial = task.get_weights(task.build_model(seed=config.seed))
     members = simulated_members(config)
     checkpoint = _checkpoint_to_resume(config)
     attach = checkpoint.ledger_address if checkpoint else (config.ledger_address or None)
@@ -170,7 +159,7 @@ def main(grid: Grid, context: Context) -> None:
         on_round=publish,
         ledger_address=ledger.address if ledger is not None else None,
         chain_id=ledger.chain_id if ledger is not None else 0,
-        validation=validation_utility(config) if not config.he else None,
+        validation=validation_utility(config) if not config.he and task.dataset else None,
         faults=coordinator_faults(config),
     )
     if checkpoint is not None:

@@ -1,4 +1,4 @@
-"""Member data: the bundled demo task (sklearn digits) and organizations' local files.
+"""Member data: the bundled data sets (sklearn digits, MNIST) and organizations' local files.
 
 Example:
     >>> from fedchain.data import load_demo_partition
@@ -7,6 +7,7 @@ Example:
     (64, 10)
 """
 
+from fedchain.data.bundled import BUNDLED_DATASETS, BundledDataset, load_bundled_partition, load_bundled_split
 from fedchain.data.digits import (
     DIGITS_NUM_CLASSES,
     DIGITS_NUM_FEATURES,
@@ -14,14 +15,23 @@ from fedchain.data.digits import (
     load_digits_split,
 )
 from fedchain.data.files import load_local_dataset, read_table
+from fedchain.data.mnist import MNIST_IMAGE_SHAPE, MNIST_NUM_CLASSES, MNIST_NUM_FEATURES, load_mnist_split
 from fedchain.data.partition import partition_indices
 
 __all__ = [
+    "BUNDLED_DATASETS",
     "DIGITS_NUM_CLASSES",
     "DIGITS_NUM_FEATURES",
+    "MNIST_IMAGE_SHAPE",
+    "MNIST_NUM_CLASSES",
+    "MNIST_NUM_FEATURES",
+    "BundledDataset",
+    "load_bundled_partition",
+    "load_bundled_split",
     "load_demo_partition",
     "load_digits_split",
     "load_local_dataset",
+    "load_mnist_split",
     "partition_indices",
     "read_table",
 ]

@@ -17,8 +17,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from fedchain.data.partition import partition_indices
-from fedchain.errors import DataError
 from fedchain.types import LocalDataset
 
 __all__ = ["DIGITS_NUM_CLASSES", "DIGITS_NUM_FEATURES", "load_demo_partition", "load_digits_split"]
@@ -46,14 +44,6 @@ def load_digits_split(test_fraction: float = 0.2) -> tuple[np.ndarray, np.ndarra
     return x_train, y_train, x_test, y_test
 
 
-@lru_cache(maxsize=16)
-def _train_partitions(
-    num_partitions: int, partitioner: str, alpha: float, test_fraction: float, seed: int
-) -> tuple[np.ndarray, ...]:
-    _, y_train, _, _ = load_digits_split(test_fraction)
-    return tuple(partition_indices(y_train, num_partitions, partitioner=partitioner, alpha=alpha, seed=seed))
-
-
 def load_demo_partition(
     partition_id: int,
     num_partitions: int,
@@ -68,15 +58,14 @@ def load_demo_partition(
     Raises:
         DataError: if ``partition_id`` is not in ``[0, num_partitions)``.
     """
-    if not 0 <= partition_id < num_partitions:
-        raise DataError(f"partition-id {partition_id} is outside [0, {num_partitions}): check the node config")
-    x_train, y_train, x_test, y_test = load_digits_split(test_fraction)
-    train_index = _train_partitions(num_partitions, partitioner, alpha, test_fraction, seed)[partition_id]
-    test_index = np.array_split(np.arange(len(y_test)), num_partitions)[partition_id]
-    return LocalDataset(
-        x_train=x_train[train_index],
-        y_train=y_train[train_index],
-        x_test=x_test[test_index],
-        y_test=y_test[test_index],
-        num_classes=DIGITS_NUM_CLASSES,
+    from fedchain.data.bundled import load_bundled_partition
+
+    return load_bundled_partition(
+        "digits",
+        partition_id,
+        num_partitions,
+        partitioner=partitioner,
+        alpha=alpha,
+        test_fraction=test_fraction,
+        seed=seed,
     )
