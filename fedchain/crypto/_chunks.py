@@ -2,11 +2,16 @@
 
 What a context can verify about a ciphertext (without the secret key):
 
-* the bytes are one well-formed TenSEAL vector holding one SEAL ciphertext (:mod:`._wire`);
+* the byte count is at most what an uncompressed two-polynomial ciphertext of the expected level
+  takes (:func:`max_chunk_bytes`), checked before anything is parsed or decompressed;
+* the bytes are one well-formed TenSEAL vector holding one SEAL ciphertext (:mod:`._wire`), either
+  in full or *seeded* (the second polynomial replaced by the seed that regrows it, as members upload:
+  :mod:`._seeded`); SEAL expands a seeded one while loading it;
 * SEAL's own load checks: the ciphertext's ``parms_id`` (a hash of N, the coefficient moduli and
   the scheme) belongs to this context's modulus chain, and every coefficient is below its prime;
 * our checks: the level (``parms_id``) is the one expected, the scale is the context's global scale
-  (or the expected one), there are exactly 2 polynomials (relinearized), the vector's logical size.
+  (or the expected one), there are exactly 2 polynomials (relinearized), the vector's logical size,
+  and SEAL's ``is_valid_for`` on the loaded ciphertext (metadata and every coefficient).
 
 What it cannot verify: which *key* a ciphertext was made under. A ciphertext encrypted with another
 key pair of the same parameters is indistinguishable from a valid one to anyone without the secret
@@ -20,11 +25,12 @@ from __future__ import annotations
 import math
 
 import tenseal as ts
+import tenseal.sealapi as sealapi
 
 from fedchain.crypto._wire import parse_vector_frame
 from fedchain.errors import CryptoError, SerializationError
 
-__all__ = ["TENSEAL_ERRORS", "level_parms_id", "load_chunk", "magnitude_bound"]
+__all__ = ["TENSEAL_ERRORS", "level_parms_id", "load_chunk", "magnitude_bound", "max_chunk_bytes"]
 
 TENSEAL_ERRORS = (ValueError, RuntimeError, TypeError, OverflowError, MemoryError)
 
@@ -37,6 +43,28 @@ def level_parms_id(ctx: ts.Context, multiplications: int) -> list[int]:
         if data is None:
             raise CryptoError(f"the context's modulus chain has no level after {multiplications} rescales")
     return list(data.parms_id())
+
+
+#: Frame, SEAL header and compression overhead allowed on top of the raw coefficients.
+_CHUNK_SLACK_BYTES = 4096
+
+
+def max_chunk_bytes(ctx: ts.Context, multiplications: int = 0) -> int:
+    """Largest serialized chunk accepted at a level: two uncompressed polynomials, plus slack.
+
+    A well-formed chunk is smaller (zstd, and seeded uploads carry one polynomial): N = 8192 with one
+    56-bit prime allows 135,168 bytes against 62,093 for a seeded upload and 123,959 for a sum.
+
+    Example:
+        >>> from fedchain.crypto import AGGREGATION, create_secret_context
+        >>> max_chunk_bytes(create_secret_context(AGGREGATION))
+        135168
+    """
+    data = ctx.seal_context().data.first_context_data()
+    for _ in range(multiplications):
+        data = data.next_context_data()
+    parms = data.parms()
+    return 2 * parms.poly_modulus_degree() * len(parms.coeff_modulus()) * 8 + _CHUNK_SLACK_BYTES
 
 
 def magnitude_bound(ctx: ts.Context, multiplications: int = 0) -> float:
@@ -60,7 +88,7 @@ def load_chunk(
 
     Args:
         ctx: the context the chunk must belong to (public or secret).
-        data: serialized ``CKKSVector`` bytes.
+        data: serialized ``CKKSVector`` bytes, the ciphertext in full or seeded.
         label: how error messages name the chunk, e.g. ``"update 3 chunk 7"``.
         size: the vector's expected logical size.
         multiplications: expected number of rescales since encryption (0: fresh), or the allowed ones.
@@ -68,6 +96,12 @@ def load_chunk(
     Raises:
         SerializationError: the bytes are malformed, or do not match the context's parameters.
     """
+    levels = (multiplications,) if isinstance(multiplications, int) else multiplications
+    limit = max(max_chunk_bytes(ctx, level) for level in levels)
+    if isinstance(data, bytes | bytearray | memoryview) and memoryview(data).nbytes > limit:
+        raise SerializationError(
+            f"{label}: {memoryview(data).nbytes} bytes, more than the {limit} a ciphertext of this context takes"
+        )
     try:
         frame = parse_vector_frame(data)
     except SerializationError as exc:
@@ -89,7 +123,6 @@ def load_chunk(
     if len(ciphertexts) != 1:
         raise SerializationError(f"{label}: {len(ciphertexts)} SEAL ciphertexts in one vector, expected 1")
     ct = ciphertexts[0]
-    levels = (multiplications,) if isinstance(multiplications, int) else multiplications
     if list(ct.parms_id()) not in [level_parms_id(ctx, level) for level in levels]:
         raise SerializationError(
             f"{label}: ciphertext at the wrong modulus level ({ct.coeff_modulus_size()} primes) for "
@@ -99,4 +132,6 @@ def load_chunk(
         raise SerializationError(
             f"{label}: ciphertext has {ct.size()} polynomials, scale {ct.scale:g}; expected 2 and {scale:g}"
         )
+    if not sealapi.is_valid_for(ct, ctx.seal_context().data):
+        raise SerializationError(f"{label}: SEAL finds the ciphertext invalid for this context")
     return vector

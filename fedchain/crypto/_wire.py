@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from fedchain.errors import SerializationError
 
-__all__ = ["VectorFrame", "check_context_frame", "check_seal_object", "parse_vector_frame"]
+__all__ = ["VectorFrame", "check_context_frame", "check_seal_object", "parse_vector_frame", "vector_frame"]
 
 _SEAL_MAGIC = 0xA15E
 _SEAL_HEADER = struct.Struct("<HBBBBHQ")
@@ -55,6 +55,43 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
         if byte < 0x80:
             return value, pos
     raise SerializationError("varint longer than 10 bytes")
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def vector_frame(size: int, ciphertext: bytes, scale: float) -> bytes:
+    """Serialize a ``CKKSVector`` as TenSEAL does, around SEAL ciphertext bytes.
+
+    The inverse of :func:`parse_vector_frame`; the ciphertext may be seeded (see :mod:`._seeded`).
+
+    Example:
+        >>> header = bytes.fromhex("5ea1100403020000") + (16).to_bytes(8, "little")  # an empty SEAL object
+        >>> frame = parse_vector_frame(vector_frame(4096, header, 2.0**30))
+        >>> frame.size, frame.ciphertext == header, frame.scale
+        (4096, True, 1073741824.0)
+    """
+    packed_size = _encode_varint(size)
+    return b"".join(
+        (
+            bytes([1 << 3 | _WIRE_BYTES]),
+            _encode_varint(len(packed_size)),
+            packed_size,
+            bytes([2 << 3 | _WIRE_BYTES]),
+            _encode_varint(len(ciphertext)),
+            bytes(ciphertext),
+            bytes([3 << 3 | _WIRE_FIXED64]),
+            struct.pack("<d", scale),
+        )
+    )
 
 
 def _fields(data: bytes) -> list[tuple[int, int, bytes | int]]:

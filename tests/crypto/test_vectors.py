@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tenseal as ts
@@ -72,6 +74,16 @@ def test_other_parameters_are_rejected(
     foreign = crypto.encrypt_update(scoring_member, np.ones(10))  # SCORING parameters, other scale
     good = crypto.encrypt_update(agg_member, np.ones(10))
     _, rejected = crypto.sum_encrypted_valid(agg_coordinator, [good, foreign], expected_chunks=1)
+    # a SCORING chunk carries four primes: refused by its size before anything is parsed
+    assert list(rejected) == [1]
+    assert re.fullmatch(r"chunk 0: 19\d{4} bytes, more than the 135168 a ciphertext of this context takes", rejected[1])
+    # a chunk of the same size but another scale is refused by its scale
+    rescaled = crypto.create_secret_context(
+        crypto.CkksParams(poly_modulus_degree=8192, coeff_mod_bit_sizes=(56, 40), global_scale_bits=36)
+    )
+    _, rejected = crypto.sum_encrypted_valid(
+        agg_coordinator, [good, crypto.encrypt_update(rescaled, np.ones(10))], expected_chunks=1
+    )
     assert rejected == {1: "chunk 0: scale 2^36.00, expected the context's 2^30.00"}
 
 
