@@ -29,7 +29,9 @@ from fedchain.errors import ConfigError, FlwrCommandError, ToolMissingError
 
 __all__ = [
     "CONNECTION_NAME",
+    "clientapp_modules",
     "FLOWER_ENV",
+    "MEMBER_RUNTIMES",
     "SUPERLINK_SECURITY_FLAGS",
     "SUPERNODE_SECURITY_FLAGS",
     "flower_bin",
@@ -66,6 +68,10 @@ SUPERLINK_SECURITY_FLAGS = (
 )
 #: Flags a fedchain SuperNode always has.
 SUPERNODE_SECURITY_FLAGS = ("--root-certificates", "--auth-supernode-private-key")
+#: How a member answers messages: ``"worker"``, fedchain's member worker (one long-lived process per
+#: SuperNode, :mod:`fedchain.deployment.worker`), or ``"flower"``, Flower's own ``flwr-clientapp``
+#: process per message (docs/architecture.md, "Deployment runtime").
+MEMBER_RUNTIMES = ("worker", "flower")
 
 
 def flower_bin() -> Path:
@@ -138,6 +144,9 @@ def supernode_command(
     node_config: Path | str,
     flwr_bin: Path,
     runtime_host: str = "127.0.0.1",
+    runtime: str = "flower",
+    preload: Sequence[str] = (),
+    python: str | None = None,
 ) -> list[str]:
     """``flower-supernode`` verifying the SuperLink's certificate and authenticating with its key.
 
@@ -148,9 +157,21 @@ def supernode_command(
         node_config: a TOML file (or ``key=value`` string) with the member's node config.
         flwr_bin: directory of Flower's executables.
         runtime_host: the Runtime API's listen address (loopback: only the node's ClientApps use it).
+        runtime: ``"flower"``: Flower's SuperNode, one ``flwr-clientapp`` process per message;
+            ``"worker"``: the same SuperNode (same flags) through :mod:`fedchain.deployment.supernode`,
+            with ``--isolation process`` and fedchain's member worker answering every message.
+        preload: modules the worker imports before the first message (the ClientApp's module).
+        python: the interpreter of the worker command (default: this one).
+
+    Example:
+        >>> cmd = supernode_command(Path("m"), superlink="h:9093", runtime_port=9094, node_config="member-id=0",
+        ...                         flwr_bin=Path("/bin"), runtime="worker", python="python")
+        >>> cmd[:4], cmd[cmd.index("--isolation") + 1]
+        (['python', '-m', 'fedchain.deployment.supernode', '--worker'], 'process')
     """
-    return [
-        str(flwr_bin / "flower-supernode"),
+    if runtime not in MEMBER_RUNTIMES:
+        raise ConfigError("runtime", " or ".join(repr(r) for r in MEMBER_RUNTIMES), runtime)
+    flags = [
         "--superlink",
         superlink,
         "--root-certificates",
@@ -164,6 +185,31 @@ def supernode_command(
         "--node-config",
         str(node_config),
     ]
+    if runtime == "flower":
+        return [str(flwr_bin / "flower-supernode"), *flags]
+    wrapper = [python or sys.executable, "-m", "fedchain.deployment.supernode", "--worker"]
+    for module in preload:
+        wrapper += ["--worker-preload", module]
+    return [*wrapper, "--", *flags, "--isolation", "process"]
+
+
+def clientapp_modules(app_dir: Path) -> tuple[str, ...]:
+    """The module of the app's ClientApp (``[tool.flwr.app.components] clientapp``): what a worker preloads.
+
+    Example:
+        >>> from fedchain.deployment.launcher import default_app_dir
+        >>> clientapp_modules(default_app_dir())
+        ('clients.client_app',)
+    """
+    import tomllib
+
+    try:
+        with open(app_dir / "pyproject.toml", "rb") as handle:
+            components = tomllib.load(handle).get("tool", {}).get("flwr", {}).get("app", {}).get("components", {})
+    except (OSError, ValueError):
+        return ()
+    reference = str(components.get("clientapp", ""))
+    return (reference.split(":")[0],) if reference else ()
 
 
 def toml_document(values: Mapping[str, bool | int | float | str]) -> str:

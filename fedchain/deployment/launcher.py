@@ -109,6 +109,9 @@ class DeploySpec:
         run_config: extra fedchain run-config values (kebab-case), e.g. ``{"epsilon": 4.0}``.
         host: where everything listens (loopback).
         metrics: start the coordinator's and members' ``/metrics`` endpoints.
+        member_runtime: how members answer messages: ``"worker"`` (one long-lived member worker
+            per SuperNode) or ``"flower"`` (Flower's ``flwr-clientapp`` process per message); see
+            docs/architecture.md, "Deployment runtime".
         app_dir: the Flower App to run (this checkout by default).
         seed: seed of the demo data split and the run.
         startup_timeout_s: how long each process may take to come up.
@@ -125,6 +128,7 @@ class DeploySpec:
     run_config: Mapping[str, bool | int | float | str] = field(default_factory=dict)
     host: str = "127.0.0.1"
     metrics: bool = True
+    member_runtime: str = "worker"
     app_dir: Path = field(default_factory=default_app_dir)
     seed: int = 0
     startup_timeout_s: float = 90.0
@@ -138,6 +142,8 @@ class DeploySpec:
         Interval(int, 1, None, closed="left").check("rounds", self.rounds)
         Interval(float, 0, None, closed="neither").check("startup_timeout_s", self.startup_timeout_s)
         Interval(float, 0, None, closed="neither").check("run_timeout_s", self.run_timeout_s)
+        if self.member_runtime not in flower.MEMBER_RUNTIMES:
+            raise ConfigError("member_runtime", " or ".join(flower.MEMBER_RUNTIMES), self.member_runtime)
         if self.data and len(self.data) != self.members:
             raise ConfigError("data", f"one data file per member ({self.members})", len(self.data))
         if not (self.chain in ("anvil", "none") or self.chain.startswith(("http://", "https://"))):
@@ -586,6 +592,8 @@ class LocalFederation:
                 node_config=config_path,
                 flwr_bin=self.flwr_bin,
                 runtime_host=self.spec.host,
+                runtime=self.spec.member_runtime,
+                preload=flower.clientapp_modules(self.spec.app_dir),
             ),
             log_path=self.log_dir / f"supernode-{member_id}.log",
             env=self.env(**{WALLET_PASSWORD_ENV: password}),

@@ -1,0 +1,198 @@
+r"""A member's SuperNode: Flower's ``flower-supernode``, at fedchain's cadence, with its member worker.
+
+``python -m fedchain.deployment.supernode [OPTIONS] -- FLOWER-SUPERNODE-ARGS`` runs Flower's own
+SuperNode (its TLS, SuperNode authentication, node state and Runtime API unchanged) with two
+changes, both about time, not about what is sent or to whom:
+
+* **Cadence.** Flower 1.42's SuperNode loop waits a fixed 3 s after an empty pull from the
+  SuperLink and polls its own state every 0.5 s for a reply; a round of fedchain is two or three
+  such exchanges, so these waits alone cost several seconds a round. Here they follow a
+  :class:`~fedchain.deployment.worker.Backoff`: fast right after a message, growing with idle
+  time up to Flower's own values (3 s, 0.5 s), so an idle node polls as Flower's does. The waits
+  are Flower's ``time.sleep`` calls in ``flwr.supernode.start_client_internal``; only that
+  module's ``time`` is replaced (:func:`install_cadence`), and only if its source still holds
+  those calls (otherwise Flower's cadence is kept and a warning logged).
+* **Worker.** With ``--worker`` (and ``--isolation process`` among Flower's arguments), the
+  SuperNode starts :mod:`fedchain.deployment.worker` as its child, on its loopback Runtime API,
+  signing with the SuperNode's SuperExec secret (a fresh one in a 0600 file unless
+  ``--superexec-auth-secret-file`` is given), so no other local process can take the node's
+  tasks; the worker ends when the SuperNode does.
+
+Example::
+
+    python -m fedchain.deployment.supernode --worker --worker-preload clients.client_app -- \
+        --superlink 127.0.0.1:9093 --root-certificates ca.crt --auth-supernode-private-key key \
+        --isolation process --superexec-auth-secret-file secret --host 127.0.0.1 --port 9094
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fedchain.deployment.worker import Backoff
+
+__all__ = ["FleetCadence", "flower_loop_known", "install_cadence", "main", "worker_command"]
+
+log = logging.getLogger(__name__)
+
+#: Flower's waits in ``start_client_internal`` (seconds): after an empty pull; for a reply.
+_FLOWER_IDLE_S = 3
+_FLOWER_REPLY_S = 0.5
+
+
+class FleetCadence:
+    """Stands in for the ``time`` module of Flower's SuperNode loop; only ``sleep`` differs.
+
+    ``sleep(3)`` (nothing pulled) waits ``idle.interval()``; ``sleep(0.5)`` (a reply not ready)
+    waits ``reply.interval()``, counted from the start of the message's reply wait.
+
+    Example:
+        >>> cadence = FleetCadence()
+        >>> cadence.monotonic() > 0 and cadence.idle.interval() <= 0.06
+        True
+    """
+
+    def __init__(self, idle: Backoff | None = None, reply: Backoff | None = None) -> None:
+        self.idle = idle or Backoff(fast_s=0.05, ratio=0.05, max_s=float(_FLOWER_IDLE_S))
+        self.reply = reply or Backoff(fast_s=0.01, ratio=0.05, max_s=_FLOWER_REPLY_S)
+
+    def sleep(self, seconds: float) -> None:
+        """Flower's waits at this cadence; any other wait as asked."""
+        if seconds == _FLOWER_IDLE_S:
+            time.sleep(self.idle.interval())
+        elif seconds == _FLOWER_REPLY_S:
+            time.sleep(self.reply.interval())
+        else:
+            time.sleep(seconds)
+
+    def reply_wait(self) -> None:
+        """A message was pulled: its reply wait starts now, and the node is busy."""
+        self.reply.busy()
+        self.idle.busy()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def flower_loop_known() -> bool:
+    """Whether Flower's SuperNode loop still waits with the calls :func:`install_cadence` replaces."""
+    from flwr.supernode import start_client_internal as loop
+
+    try:
+        sources = inspect.getsource(loop.start_client_internal) + inspect.getsource(loop._push_messages)
+    except (OSError, AttributeError):
+        return False
+    return f"time.sleep({_FLOWER_IDLE_S})" in sources and f"time.sleep({_FLOWER_REPLY_S})" in sources
+
+
+def install_cadence(cadence: FleetCadence | None = None) -> bool:
+    """Make Flower's SuperNode loop (in this process) wait at ``cadence``; False if Flower's code differs."""
+    from flwr.supernode import start_client_internal as loop
+
+    if not flower_loop_known():
+        log.warning("this Flower's SuperNode loop is not the one fedchain knows: its own cadence is kept")
+        return False
+    cadence = cadence or FleetCadence()
+    push_messages = loop._push_messages
+
+    def _push_messages(*args: Any, **kwargs: Any) -> None:
+        cadence.reply_wait()
+        try:
+            push_messages(*args, **kwargs)
+        finally:
+            cadence.idle.busy()
+
+    loop.time = cadence  # type: ignore[assignment]
+    loop._push_messages = _push_messages
+    return True
+
+
+def worker_command(
+    runtime_api_address: str,
+    *,
+    supernode_pid: int,
+    secret_file: str | None,
+    preload: Sequence[str] = (),
+    python: str = sys.executable,
+) -> list[str]:
+    """The member worker's command line (:mod:`fedchain.deployment.worker`).
+
+    Example:
+        >>> worker_command("127.0.0.1:9094", supernode_pid=7, secret_file=None, python="python")[:4]
+        ['python', '-m', 'fedchain.deployment.worker', '--runtime-api-address']
+    """
+    command = [python, "-m", "fedchain.deployment.worker", "--runtime-api-address", runtime_api_address,
+               "--supernode-pid", str(supernode_pid)]  # fmt: skip
+    if secret_file:
+        command += ["--superexec-auth-secret-file", secret_file]
+    for module in preload:
+        command += ["--preload", module]
+    return command
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fedchain.deployment.supernode``: Flower's SuperNode at fedchain's cadence, with its worker."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    ours, flower_args = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else ([], args)
+    parser = argparse.ArgumentParser(prog="python -m fedchain.deployment.supernode")
+    parser.add_argument("--worker", action="store_true", help="start the member worker (needs --isolation process)")
+    parser.add_argument("--worker-preload", action="append", default=[], help="module the worker imports at start")
+    parser.add_argument("--flower-cadence", action="store_true", help="keep Flower's own waits (3 s, 0.5 s)")
+    options = parser.parse_args(ours)
+    known = argparse.ArgumentParser(add_help=False)
+    for flag in ("--host", "--port", "--isolation", "--superexec-auth-secret-file"):
+        known.add_argument(flag)
+    flower, _ = known.parse_known_args(flower_args)
+    if not options.flower_cadence:
+        install_cadence()
+    child = None
+    secret_file = flower.superexec_auth_secret_file
+    if options.worker:
+        if flower.isolation != "process":
+            parser.error("--worker needs --isolation process among flower-supernode's arguments")
+        if secret_file is None:  # only this node's worker may acquire its tasks
+            secret_file = _secret_file()
+            flower_args += ["--superexec-auth-secret-file", secret_file]
+        child = subprocess.Popen(
+            worker_command(
+                f"{flower.host or '127.0.0.1'}:{flower.port or 9094}",
+                supernode_pid=os.getpid(),
+                secret_file=secret_file,
+                preload=options.worker_preload,
+            ),
+            stdin=subprocess.DEVNULL,
+        )
+    from flwr.supernode.cli.flower_supernode import flower_supernode
+
+    sys.argv = ["flower-supernode", *flower_args]
+    try:
+        flower_supernode()
+    finally:
+        if child is not None and child.poll() is None:
+            child.terminate()
+        if secret_file and secret_file != flower.superexec_auth_secret_file:
+            Path(secret_file).unlink(missing_ok=True)
+    return 0
+
+
+def _secret_file() -> str:
+    """A fresh SuperExec secret in a file only this user can read (removed when the SuperNode ends)."""
+    descriptor, path = tempfile.mkstemp(prefix="fedchain-superexec-", suffix=".secret")
+    with os.fdopen(descriptor, "wb") as handle:  # mkstemp creates it 0600
+        handle.write(secrets.token_bytes(32))
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,428 @@
+r"""The member worker: one long-lived process answering every ClientApp message of its SuperNode.
+
+Flower 1.42's deployment runtime answers each message in a fresh ``flwr-clientapp`` process
+(its SuperExec acquires the task, starts the process; the process pulls one message, installs
+the app bundle, imports the ClientApp, answers, exits). For fedchain that is about 5 s of
+start-up per message (torch, Opacus, TenSEAL, web3, the member's wallet, data and CKKS context).
+The worker does the same work with Flower's own building blocks, in one process started with
+the SuperNode (``flower-supernode --isolation process``), so imports and the member's state
+(:class:`clients.node.MemberNode`: keys, CKKS context, data, model template) stay warm:
+
+1. poll the SuperNode's Runtime API (loopback) with ``AcquireTask`` for ClientApp tasks, signed
+   with the SuperNode's SuperExec secret (``--superexec-auth-secret-file``) when it has one;
+2. per task, with the task's token (as ``flwr-clientapp`` does): send task heartbeats,
+   ``pull_task_input`` (message, context, run, bundle), run the ClientApp, push the reply
+   (``push_message``) and the final context and status (``push_task_output``);
+3. install each app bundle and load its ClientApp (by the component reference in the bundle's
+   ``[tool.flwr.app.components]``, as Flower does) once per bundle hash. A task of another
+   bundle than the one loaded makes the worker start afresh (``exec``) so new code is imported,
+   handing the task over.
+
+An exception in a message is answered with a Flower error reply (the code and reason
+``flwr-clientapp`` would send) and the worker goes on. It exits when its SuperNode's process
+ends (``--supernode-pid``), when the Runtime API stays unreachable (``--give-up-s``), or on
+SIGTERM / SIGINT. Polling backs off with idle time (:class:`Backoff`): fast while a run goes on,
+at most ``--max-poll-s`` when idle.
+
+Example (one member; the launcher does this for each SuperNode)::
+
+    flower-supernode --isolation process --superexec-auth-secret-file secret ... --port 9094 &
+    python -m fedchain.deployment.worker --runtime-api-address 127.0.0.1:9094 \
+        --superexec-auth-secret-file secret --supernode-pid $!
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from fedchain.errors import ConfigError
+
+__all__ = ["PENDING_TOKEN_ENV", "Backoff", "MemberWorker", "WorkerStats", "main"]
+
+log = logging.getLogger(__name__)
+
+#: A task acquired by a worker that restarted itself to load another app bundle (its token).
+PENDING_TOKEN_ENV = "FEDCHAIN_WORKER_PENDING_TOKEN"
+#: The app bundle hash of that task.
+PENDING_FAB_ENV = "FEDCHAIN_WORKER_PENDING_FAB"
+#: The Runtime API method a SuperNode with a SuperExec secret only answers when signed.
+_ACQUIRE_METHOD = "/flwr.proto.Runtime/AcquireTask"
+
+
+@dataclass
+class Backoff:
+    """A poll interval that grows with idle time: ``fast_s + ratio * idle``, at most ``max_s``.
+
+    Right after work (:meth:`busy`) it polls every ``fast_s``; the wait it adds to a message that
+    arrives after ``t`` idle seconds is at most ``fast_s + ratio * t`` (5 % of the wait by default).
+
+    Example:
+        >>> backoff = Backoff(fast_s=0.02, ratio=0.05, max_s=1.0)
+        >>> backoff.interval() < 0.03
+        True
+        >>> backoff.interval(idle_s=100.0)
+        1.0
+    """
+
+    fast_s: float = 0.02
+    ratio: float = 0.05
+    max_s: float = 1.0
+    _since: float = field(default_factory=time.monotonic, repr=False)
+
+    def busy(self) -> None:
+        """Note activity now: the next polls are fast."""
+        self._since = time.monotonic()
+
+    def interval(self, idle_s: float | None = None) -> float:
+        """Seconds to wait before the next poll (``idle_s``: override the time since :meth:`busy`)."""
+        idle = time.monotonic() - self._since if idle_s is None else idle_s
+        return min(self.max_s, self.fast_s + self.ratio * max(0.0, idle))
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did (logged when it exits; ``tasks`` also in each reply's log line)."""
+
+    tasks: int = 0
+    failed: int = 0
+    loads: int = 0
+    #: Seconds from acquiring each task to calling the ClientApp (the worker's per-message overhead).
+    overhead_s: list[float] = field(default_factory=list)
+
+
+class MemberWorker:
+    """Answer a SuperNode's ClientApp tasks in this process (see the module docstring).
+
+    Args:
+        runtime_api_address: ``host:port`` of the SuperNode's Runtime API (loopback, unless
+            ``root_certificates`` is given: the API then runs with TLS).
+        auth_secret: the SuperNode's SuperExec secret (signs ``AcquireTask``); None if it has none.
+        supernode_pid: exit when this process ends (None: do not watch one).
+        backoff: the ``AcquireTask`` polling schedule.
+        give_up_s: exit after the Runtime API was unreachable this long.
+        root_certificates: PEM CA of a Runtime API served with TLS.
+        restart_argv: the command line to ``exec`` when another app bundle must be loaded.
+    """
+
+    def __init__(
+        self,
+        runtime_api_address: str,
+        *,
+        auth_secret: bytes | None = None,
+        supernode_pid: int | None = None,
+        backoff: Backoff | None = None,
+        give_up_s: float = 30.0,
+        root_certificates: bytes | None = None,
+        restart_argv: Sequence[str] | None = None,
+    ) -> None:
+        if root_certificates is None:
+            _require_loopback(runtime_api_address)
+        self.address = runtime_api_address
+        self.auth_secret = auth_secret
+        self.supernode_pid = supernode_pid
+        self.backoff = backoff or Backoff()
+        self.give_up_s = give_up_s
+        self.root_certificates = root_certificates
+        self.restart_argv = list(restart_argv) if restart_argv is not None else None
+        self.stats = WorkerStats()
+        self._stop = threading.Event()
+        self._apps: dict[str, Any] = {}  # app bundle hash -> ClientApp
+        self._acquire_client: Any = None
+
+    # ------------------------------------------------------------------------------ loop
+    def stop(self) -> None:
+        """Ask the loop to end (after the task in progress)."""
+        self._stop.set()
+
+    def run(self) -> int:
+        """Acquire and answer tasks until stopped; return the exit status (0: stopped, 1: SuperNode gone)."""
+        if self.supernode_pid is not None:
+            threading.Thread(target=self._watch_supernode, name="watch-supernode", daemon=True).start()
+        pending = os.environ.pop(PENDING_TOKEN_ENV, "")
+        pending_fab = os.environ.pop(PENDING_FAB_ENV, "")
+        if pending:
+            self.run_task(pending, fab_hash=pending_fab or None)
+        unreachable_since: float | None = None
+        while not self._stop.is_set():
+            try:
+                task, token = self._acquire()
+            except Exception as exc:  # the SuperNode is restarting or gone
+                now = time.monotonic()
+                unreachable_since = unreachable_since or now
+                if now - unreachable_since > self.give_up_s:
+                    log.error("the SuperNode's Runtime API at %s is unreachable: %s", self.address, exc)
+                    return 1
+                self._stop.wait(0.5)
+                continue
+            unreachable_since = None
+            if token:
+                self.backoff.busy()
+                self.run_task(token, fab_hash=task.fab_hash, acquired=time.perf_counter())
+                self.backoff.busy()
+            else:
+                self._stop.wait(self.backoff.interval())
+        self._close()
+        return 1 if self.supernode_pid is not None and not _pid_alive(self.supernode_pid) else 0
+
+    def _acquire(self) -> tuple[Any, str]:
+        from flwr.proto.runtime_pb2 import AcquireTaskRequest
+        from flwr.supercore.constant import TaskType
+
+        if self._acquire_client is None:
+            from flwr.supercore.interceptors import RuntimeVersionHttpInterceptor, SuperExecAuthHttpInterceptor
+
+            interceptors: list[Any] = [RuntimeVersionHttpInterceptor(component_name="SuperExec")]
+            if self.auth_secret:
+                interceptors.append(
+                    SuperExecAuthHttpInterceptor(master_secret=self.auth_secret, protected_methods={_ACQUIRE_METHOD})
+                )
+            self._acquire_client = self._client(interceptors)
+        res = self._acquire_client.AcquireTask(AcquireTaskRequest(supported_task_types=[TaskType.CLIENT_APP.value]))
+        if res.HasField("task") and res.token:
+            return res.task, str(res.token)
+        return None, ""
+
+    def _client(self, interceptors: list[Any]) -> Any:
+        from flwr.supercore.runtime import RuntimeHttpClient
+
+        # No retry invoker: Flower's signals SIGINT to its own process on a 401 (an expired
+        # token), which would end the worker; here a failed call fails only its task.
+        return RuntimeHttpClient.from_server_address(
+            server_address=self.address,
+            insecure=self.root_certificates is None,
+            root_certificates=self.root_certificates,
+            interceptors=interceptors,
+        )
+
+    def _watch_supernode(self) -> None:
+        assert self.supernode_pid is not None
+        while not self._stop.wait(0.2):
+            if not _pid_alive(self.supernode_pid):
+                log.warning("SuperNode process %d ended: the worker stops", self.supernode_pid)
+                self._stop.set()
+                os.kill(os.getpid(), signal.SIGTERM)  # also ends a task in progress
+                return
+
+    def _close(self) -> None:
+        if self._acquire_client is not None:
+            self._acquire_client.close()
+            self._acquire_client = None
+        log.info(
+            "worker %d: %d task(s), %d failed, %d app load(s)",
+            os.getpid(),
+            self.stats.tasks,
+            self.stats.failed,
+            self.stats.loads,
+        )
+
+    # ------------------------------------------------------------------------------ a task
+    def run_task(self, token: str, *, fab_hash: str | None = None, acquired: float | None = None) -> str:
+        """Answer the task ``token`` stands for, as ``flwr-clientapp`` would; return its sub-status.
+
+        A ClientApp that raises is answered with Flower's error reply (``CLIENT_APP_RAISED_EXCEPTION``,
+        or ``LOAD_CLIENT_APP_EXCEPTION`` when it cannot be loaded); the worker goes on.
+        """
+        from flwr.app import Message
+        from flwr.app.error import Error
+        from flwr.clientapp.client_app import LoadClientAppError
+        from flwr.common.constant import ErrorCode, SubStatus
+        from flwr.supercore.heartbeat import HeartbeatSender
+        from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor, RuntimeVersionHttpInterceptor
+        from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
+
+        acquired = time.perf_counter() if acquired is None else acquired
+        if fab_hash and self._apps and fab_hash not in self._apps and self.restart_argv is not None:
+            self._restart(token, fab_hash)  # does not return
+        client = self._client(
+            [RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"), RuntimeTokenHttpInterceptor(token)]
+        )
+        heartbeat = HeartbeatSender(_heartbeat_fn(client))
+        heartbeat.start()
+        message = reply = context = None
+        sub_status, details = SubStatus.FAILED, "ClientApp task failed due to unknown reason"
+        self.stats.tasks += 1
+        try:
+            message, context, run, fab = pull_task_input(client)
+            app = self._client_app(run, fab)
+            self.stats.overhead_s.append(time.perf_counter() - acquired)
+            reply = app(message=message, context=context)
+            sub_status, details = SubStatus.COMPLETED, ""
+            log.info(
+                "task %d (%s): answered in %.3f s, %.3f s of it before the ClientApp",
+                self.stats.tasks,
+                message.metadata.message_type,
+                time.perf_counter() - acquired,
+                self.stats.overhead_s[-1],
+            )
+        except Exception as exc:
+            self.stats.failed += 1
+            code, reason = ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc)}:<'{exc}'>"
+            if isinstance(exc, LoadClientAppError):
+                code = ErrorCode.LOAD_CLIENT_APP_EXCEPTION
+                reason = "An exception was raised when attempting to load `ClientApp`"
+            log.error("ClientApp raised an exception (task %d): %s", self.stats.tasks, exc, exc_info=exc)
+            details = reason
+            if message is not None:
+                reply = Message(Error(code=code, reason=reason), reply_to=message)
+        finally:
+            try:
+                if reply is not None and context is not None:
+                    push_message(client, reply, context)
+            except Exception as exc:
+                log.error("the reply could not be pushed to the SuperNode: %s", exc)
+            push_task_output(client=client, context=context, sub_status=sub_status, details=details)
+            heartbeat.stop()
+            client.close()
+        return str(sub_status)
+
+    def _client_app(self, run: Any, fab: Any) -> Any:
+        """The bundle's ClientApp: installed and loaded once per bundle hash."""
+        app = self._apps.get(fab.hash_str)
+        if app is None:
+            from flwr.cli.install import install_from_fab
+            from flwr.clientapp.utils import get_load_client_app_fn
+            from flwr.common.config import get_project_dir
+
+            if not get_project_dir(run.fab_id, run.fab_version, fab.hash_str).is_dir():
+                install_from_fab(fab.content, skip_prompt=True)
+            load = get_load_client_app_fn(default_app_ref="", app_path=None, multi_app=True)
+            app = self._apps[fab.hash_str] = load(run.fab_id, run.fab_version, fab.hash_str)
+            self.stats.loads += 1
+        return app
+
+    def _restart(self, token: str, fab_hash: str) -> None:
+        """Start this worker afresh (new code for another bundle), handing over the acquired task."""
+        assert self.restart_argv is not None
+        log.info("a task of another app bundle (%s...): the worker restarts to load it", fab_hash[:8])
+        os.environ[PENDING_TOKEN_ENV] = token
+        os.environ[PENDING_FAB_ENV] = fab_hash
+        self._close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *self.restart_argv])
+
+
+def _heartbeat_fn(client: Any) -> Callable[[], bool]:
+    """Task heartbeats; unlike Flower's, a refused one does not signal this process (the task fails alone)."""
+    import httpx
+    from flwr.proto.runtime_pb2 import SendTaskHeartbeatRequest
+
+    request = SendTaskHeartbeatRequest()
+
+    def beat() -> bool:
+        try:
+            client.SendTaskHeartbeat(request)
+        except httpx.HTTPError:
+            return False
+        return True
+
+    return beat
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (killed, not yet reaped) does not; nor does a parent we were orphaned by."""
+    if pid == _PARENT and os.getppid() != pid:
+        return False
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return fields[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+#: This process's parent when it started (a SuperNode that started its worker).
+_PARENT = os.getppid()
+
+
+def _require_loopback(address: str) -> None:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(
+            "runtime_api_address",
+            "a loopback address (the SuperNode's Runtime API is plain HTTP)",
+            address,
+            hint="Run the worker on the SuperNode's host, or serve the Runtime API with TLS (--root-certificates).",
+        )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m fedchain.deployment.worker",
+        description="Answer a SuperNode's ClientApp messages in one long-lived process (flower-supernode "
+        "--isolation process).",
+    )
+    parser.add_argument("--runtime-api-address", required=True, help="host:port of the SuperNode's Runtime API")
+    parser.add_argument("--superexec-auth-secret-file", help="the SuperNode's SuperExec secret (raw bytes)")
+    parser.add_argument("--supernode-pid", type=int, help="exit when this process ends")
+    parser.add_argument("--root-certificates", help="PEM CA of a Runtime API served with TLS")
+    parser.add_argument("--preload", action="append", default=[], help="module to import at start (repeatable)")
+    parser.add_argument("--fast-poll-s", type=float, default=0.02, help="poll interval right after a task")
+    parser.add_argument("--max-poll-s", type=float, default=1.0, help="poll interval when idle long")
+    parser.add_argument("--give-up-s", type=float, default=30.0, help="exit after the Runtime API is down this long")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m fedchain.deployment.worker``: run a worker until its SuperNode ends."""
+    import importlib
+
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(asctime)s %(name)s: %(message)s")
+    secret = Path(args.superexec_auth_secret_file).read_bytes() if args.superexec_auth_secret_file else None
+    certificates = Path(args.root_certificates).read_bytes() if args.root_certificates else None
+    started = time.perf_counter()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Runtime API call otherwise
+    for module in args.preload:  # the ClientApp's imports, before the first message
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:  # not importable before its bundle is installed: loaded with it
+            log.info("preload of %s skipped: %s", module, exc)
+    if args.preload:
+        log.info("preloaded %s in %.2f s", ", ".join(args.preload), time.perf_counter() - started)
+    worker = MemberWorker(
+        args.runtime_api_address,
+        auth_secret=secret,
+        supernode_pid=args.supernode_pid,
+        backoff=Backoff(fast_s=args.fast_poll_s, max_s=args.max_poll_s),
+        give_up_s=args.give_up_s,
+        root_certificates=certificates,
+        restart_argv=["-m", "fedchain.deployment.worker", *(sys.argv[1:] if argv is None else argv)],
+    )
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        worker.stop()
+        gone = args.supernode_pid is not None and not _pid_alive(args.supernode_pid)
+        raise SystemExit(1 if gone else 0)
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
+    log.info("worker %d answers ClientApp tasks of %s", os.getpid(), args.runtime_api_address)
+    return worker.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Probe Flower App of the member worker's tests and benchmark."""
