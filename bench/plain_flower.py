@@ -1,7 +1,8 @@
 """Baseline for the overhead benchmark: a plain Flower FedAvg app on the same model, data and members.
 
 Nothing of fedchain's pipeline runs here: Flower's own ``FedAvg.start`` loop, a ClientApp that
-trains and evaluates the demo MLP with the same local training code, and a timestamp per round.
+trains and evaluates the run's task (``task`` in the run config: model, data shards, evaluation)
+with the same local training code, and a timestamp per round.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
-from clients import task
 from fedchain.config import FedChainConfig
-from fedchain.data import load_demo_partition
 from fedchain.privacy import train_plain
+from fedchain.tasks import Task, create_task
 
 ROUND_TIMES: list[float] = []
 
@@ -24,20 +24,16 @@ client_app = ClientApp()
 server_app = ServerApp()
 
 
+def _task(config: FedChainConfig) -> Task:
+    return create_task(config=config)
+
+
 def _model(config: FedChainConfig):
-    return task.build_model(
-        num_features=config.num_features, num_classes=config.num_classes, hidden_units=config.hidden_units, seed=0
-    )
+    return _task(config).build_model(seed=0)
 
 
 def _data(context: Context, config: FedChainConfig):
-    return load_demo_partition(
-        int(context.node_config["partition-id"]),
-        int(context.node_config["num-partitions"]),
-        partitioner=config.partitioner,
-        alpha=config.dirichlet_alpha,
-        seed=config.seed,
-    )
+    return _task(config).load_demo(int(context.node_config["partition-id"]), int(context.node_config["num-partitions"]))
 
 
 @client_app.train()
@@ -71,7 +67,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     data = _data(context, config)
     model = _model(config)
     model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
-    loss, accuracy = task.evaluate(model, data.x_test, data.y_test)
+    loss, accuracy = _task(config).evaluate(model, data.x_test, data.y_test)
     metrics = MetricRecord({"num-examples": len(data.y_test), "loss": loss, "accuracy": accuracy})
     return Message(RecordDict({"metrics": metrics}), reply_to=msg)
 

@@ -128,3 +128,11 @@ def test_the_config_resolves_task_defaults_without_loading_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_guide_prints_the_tested_custom_task_verbatim():
+    from tests.conftest import ROOT
+
+    guide = (ROOT / "docs" / "tasks.md").read_text()
+    module = (ROOT / "tests" / "tasks" / "guide_task.py").read_text()
+    assert f"```python\n{module}```" in guide
