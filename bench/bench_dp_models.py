@@ -17,6 +17,8 @@ Models:
 - ``embedding``: token ids ``(n, 32)`` over a 2,000-word vocabulary -> ``Embedding(2000, 16)``
   -> mean over the sequence -> ``Linear(16, 10)`` (32,170 parameters, nearly all in the
   embedding table); tokens are digits' pixel intensities (0..16) hashed with their position.
+- ``embedding_large``: the same over a 10,000-word vocabulary, ``Embedding(10000, 32)`` (320,330
+  parameters): per-sample embedding gradients are ``batch x 10,000 x 32`` numbers a step.
 
 Sizes: ``FEDCHAIN_BENCH_DP_ROWS`` rows (default 512), batch 64, ``FEDCHAIN_BENCH_DP_EPOCHS``
 epochs for the long call (default 3), ``FEDCHAIN_BENCH_DP_REPEATS`` repeats (default 3).
@@ -103,7 +105,7 @@ def _data(rows: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     ).numpy()
     positions = np.arange(64)[None, :] * 17
     tokens = ((x.astype(np.int64) + positions) * 2654435761 % 2000)[:, ::2].copy()  # (rows, 32) ids
-    return {"cnn": (images, y), "embedding": (tokens, y)}
+    return {"cnn": (images, y), "embedding": (tokens, y), "embedding_large": (tokens * 7919 % 10_000, y)}
 
 
 def _call(kind: str, start: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int) -> Callable[[], Any]:
@@ -148,7 +150,7 @@ def run(out_dir: Path) -> dict[str, Any]:
         data = _data(rows)
         cnn, source = _cnn()
         torch.manual_seed(0)
-        models = {"cnn": cnn, "embedding": BagOfEmbeddings()}
+        models = {"cnn": cnn, "embedding": BagOfEmbeddings(), "embedding_large": BagOfEmbeddings(10_000, 32)}
         results: dict[str, Any] = {}
         for name, model in models.items():
             x, y = data[name]
@@ -163,6 +165,7 @@ def run(out_dir: Path) -> dict[str, Any]:
                     print(f"  {kind:9s} {row['cpu_ms_per_epoch']:8.1f} ms/epoch  {row['ratio_to_plain']:5.2f}x plain")
         results["cnn"]["model"] = source
         results["embedding"]["model"] = "bench.bench_dp_models.BagOfEmbeddings(2000, 16)"
+        results["embedding_large"]["model"] = "bench.bench_dp_models.BagOfEmbeddings(10000, 32)"
     finally:
         torch.set_num_threads(threads)
     report = {

@@ -18,13 +18,36 @@ Two implementations of the same DP-SGD step (``DPConfig.grad_sample_mode``):
   rounds to 1e-5).
 - Opacus itself: ``PrivacyEngine.make_private`` (``DPDataLoader``, a grad-sample wrapper in
   ``"ew"``, ``"hooks"``, ``"ghost"`` or ``"functorch"`` mode, ``DPOptimizer``), for any layer
-  Opacus supports.
+  Opacus supports: Conv, GroupNorm/LayerNorm/InstanceNorm, Embedding (on int64 token ids),
+  Opacus's DP layers, and with ``"hooks"`` any layer holding no buffers. For a seed it trains the
+  same model as the textbook Opacus loop (``tests/privacy/test_opacus_models.py``: a CNN and an
+  embedding model, each mode, to 1e-5).
 
-``"auto"`` (the default) picks ``"fused"`` when the model allows it and ``"ew"`` otherwise.
+Before anything else (the budget check included), :func:`~fedchain.privacy.check_dp_compatible`
+refuses a model DP-SGD cannot train, naming each layer, what Opacus says and the fix
+(:mod:`fedchain.privacy.compatibility`).
 
-Speed (``bench/bench_privacy.py``, 2-core shared CPU, one torch thread, digits MLP 64-64-10,
-batch 32, SGD momentum; process CPU ms per epoch at 1,437 rows / 150 rows, the marginal cost of
-an epoch in whole calls, fastest of 5 interleaved repeats):
+``"auto"`` (the default) picks ``"fused"`` when the model allows it, else
+:func:`~fedchain.privacy.opacus_mode_for`: ``"ghost"`` for a model with an ``nn.Embedding``
+(no tied weights, a native Opacus rule for every layer), ``"ew"`` when ExpandedWeights has a rule
+for every trainable layer, ``"hooks"`` otherwise. Measured (``bench/bench_dp_models.py``, 512
+rows, batch 64, process CPU ms per epoch, one torch thread, shared 2-core machine):
+
+===============================  =======  ======  ======  ======  =========  ===============
+model (parameters)               plain    ew      hooks   ghost   functorch  auto
+===============================  =======  ======  ======  ======  =========  ===============
+CNN, mnist-cnn's (20,586)        104      214     232     262     300        ew, 2.0x
+Embedding(2000, 16) (32,170)     3.6      34.8    40.5    46.0    49.2       ghost, 12.7x
+Embedding(10000, 32) (320,330)   4.7      874     868     61.2    794        ghost, 13.3x
+===============================  =======  ======  ======  ======  =========  ===============
+
+``ew`` is the fastest Opacus mode for the CNN (as for the MLP below); ghost clipping never builds
+the ``batch x vocabulary x dim`` per-sample embedding gradients, 14x faster than ``ew`` at 320k
+parameters and 1.4x at 80k, at most ~1.3x slower below ~50k where a step costs tens of ms.
+
+Speed of the Linear-only path (``bench/bench_privacy.py``, 2-core shared CPU, one torch thread,
+digits MLP 64-64-10, batch 32, SGD momentum; process CPU ms per epoch at 1,437 rows / 150 rows,
+the marginal cost of an epoch in whole calls, fastest of 5 interleaved repeats):
 
 =====================  ============  =======================================================
 path                   ms/epoch      note
@@ -513,7 +536,8 @@ def train_private(
 
     Args:
         model: a classifier taking ``x`` rows and returning logits; set to training mode.
-        x_train: float features, shape ``(n, ...)``.
+        x_train: features, shape ``(n, ...)``: rows, images ``(n, C, H, W)``, or integer token ids
+            ``(n, seq)`` (kept as int64; any other dtype becomes float32).
         y_train: integer labels, shape ``(n,)``.
         epochs: local epochs (>= 1); an epoch is ``ceil(n / batch_size)`` Poisson batches.
         batch_size: expected batch size (>= 1).
@@ -536,9 +560,11 @@ def train_private(
         DataError: no training examples, or x and y do not match.
         ConfigError: an option is invalid, or ``delta >= 1/n``.
         BudgetExhaustedError: the round would exceed the budget (nothing trained or recorded).
-        PrivacyError: the model has layers DP-SGD cannot train (and fixing is off), the accountant
-            uses another accountant, ``grad_sample_mode="fused"`` was asked for a model it cannot
-            train, or training failed.
+        DPIncompatibleModelError: the model has layers DP-SGD cannot train in the mode (nothing
+            trained or recorded; with ``fix_incompatible_layers``, after Opacus's fix).
+        PrivacyError: the accountant uses another accountant than the config, or training failed
+            (``DPIncompatibleModelError`` also when ``"fused"`` was asked for and the probe
+            forward pass shows it cannot train the model).
 
     Example:
         >>> import numpy as np, torch
@@ -659,7 +685,7 @@ def train_plain(
 
     Args:
         model: a classifier taking ``x`` rows and returning logits.
-        x_train: float features, shape ``(n, ...)``.
+        x_train: features, shape ``(n, ...)``; integer token ids are kept as int64, the rest float32.
         y_train: integer labels, shape ``(n,)``.
         epochs: local epochs (>= 1).
         batch_size: batch size (>= 1).
