@@ -18,6 +18,7 @@ BENCHMARKS = {
     "strategies": "bench.bench_strategies",
     "overhead": "bench.bench_overhead",
     "privacy": "bench.bench_privacy",
+    "dp_models": "bench.bench_dp_models",
     "he": "bench.bench_he",
     "gas": "bench.bench_gas",
     "load": "bench.bench_load",
