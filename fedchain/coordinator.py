@@ -14,6 +14,16 @@ Under HE the coordinator holds the public CKKS context only. It never sees an in
 or the plaintext model: it keeps each round's encrypted aggregate and sends members the ones
 they have not applied yet; members report the resulting model hash from evaluation.
 
+Replies are received as they arrive (:class:`Exchange`: Flower's ``push_messages`` and
+``pull_messages``, a few replies at a time) until a hard deadline counted from the push: the
+round's ``round-timeout-s`` for train and evaluate, ``committee-timeout-s`` for the committee.
+Each instruction's Flower TTL ends with the deadline, so a member that comes late is not given
+the work and its late reply is not stored; a reply that was not pulled by the deadline is never
+read (later rounds pull only their own messages) and its member counts as a ``timeout``. Each
+train reply is decoded and handed to the pipeline, which validates it and folds it into the
+aggregate before the next one is pulled: the coordinator's memory does not grow with the
+number of members (``bench/bench_memory.py``).
+
 Example (inside a Flower ServerApp)::
 
     coordinator = Coordinator(config=config, strategy=strategy, initial_weights=weights)
@@ -24,11 +34,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
 from fedchain.checkpoint import Checkpoint
@@ -51,6 +63,7 @@ from fedchain.pipeline import (
     TrainReply,
     stage_timer,
 )
+from fedchain.pipeline.spool import remove_stale_spools
 from fedchain.protocol import (
     CONFIG,
     ERROR_COMMITTEE_REFUSED,
@@ -74,7 +87,7 @@ from fedchain.results import RoundSummary, RunResult
 from fedchain.serialization import Weights
 from fedchain.types import ZERO_HASH, Aggregate, Dispute, MemberRound
 
-__all__ = ["Coordinator", "GridCommittee", "RecordSink", "RoundStrategy"]
+__all__ = ["Coordinator", "Exchange", "GridCommittee", "RecordSink", "RoundStrategy"]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +95,13 @@ Instruction = TrainIns | EvaluateIns
 
 #: Largest example count a member may claim; more is treated as a lie.
 MAX_EXAMPLES = 10**9
+
+#: Replies pulled at once: at most this many members' updates are in the coordinator's memory.
+PULL_BATCH = 4
+
+#: Seconds past the deadline an instruction stays on the SuperLink, so the last pull can read a
+#: reply stored just before the deadline (Flower deletes an expired instruction with its reply).
+TTL_GRACE_S = 2.0
 
 
 class RoundStrategy(Protocol):
@@ -180,6 +200,7 @@ class Coordinator:
         """Run every configured round after the last one done (see :meth:`restore`); return the results."""
         started = time.perf_counter()
         self.run_id = int(grid.run.run_id)  # the run members see in their own Context
+        remove_stale_spools(self._spool_dir)  # left by a coordinator that crashed mid-round
         for server_round in range(len(self.history) + 1, self.config.rounds + 1):
             summary = self.run_round(grid, server_round)
             self.history.append(summary)
@@ -234,24 +255,22 @@ class Coordinator:
         # 1. Train: sample members and send them the global model (or the aggregates they miss).
         ins = TrainIns(server_round, server_round - 1, chain_id=self.chain_id, ledger_address=self.ledger_address or "")
         sampled = self.strategy.configure_train(server_round, self.weights, config_record(ins), grid)
-        instructions = self._instructions(sampled, decode_train_ins)
-        with clock("train"):
-            replies = list(grid.send_and_receive(instructions, timeout=self.config.round_timeout_s))
-        if self.faults is not None:
-            self.faults.at("replies", server_round)
-        decoded = [self.decode_train_reply(server_round, reply) for reply in replies]
+        instructions = self._instructions(sampled, decode_train_ins, ttl_s=self.config.round_timeout_s)
+        exchange = Exchange(grid, instructions, timeout_s=self.config.round_timeout_s)  # pushed when iterated
+        received = _Received()
 
-        # 2. Validate, bound, aggregate, score, evaluate (members, through this coordinator), build the record.
+        # 2. As each reply arrives (until the deadline): validate it and fold it into the aggregate.
+        #    Then bound, aggregate, score, evaluate (members, through this coordinator), build the record.
         done = self.pipeline(grid).run(
             server_round,
             model=self.weights,
             previous_hash=self.model_hash,
-            replies=decoded,
+            replies=self._train_replies(server_round, exchange, received),
             evaluation=_GridEvaluation(self, grid),
             clock=clock,
         )
         outcome = done.outcome
-        self._report(outcome, sampled=len(instructions), replies=replies)
+        self._report(outcome, sampled=exchange.sent, received=received)
         self.model_hash = outcome.model_hash or self.model_hash
 
         # 3. Reward and record (staged in the checkpoint first, so a crash cannot lose the round).
@@ -274,6 +293,29 @@ class Coordinator:
             )
         return summary
 
+    def _train_replies(
+        self, server_round: int, exchange: Exchange, received: _Received
+    ) -> Iterator[TrainReply | FailedReply]:
+        """Each train reply decoded as it arrives, then a ``timeout`` for each member silent at the deadline."""
+        for reply in exchange:
+            received.replied += not reply.has_error()
+            decoded = self.decode_train_reply(server_round, reply)
+            del reply  # the decoded reply holds the only copy of the payload
+            if isinstance(decoded, TrainReply):
+                received.ciphertext_bytes += sum(map(len, decoded.chunks or ()))
+            yield decoded
+            del decoded  # not held while the next reply is pulled
+        for node_id in exchange.missing:
+            log.warning("round %d: node %d did not reply within %s s", server_round, node_id, exchange.timeout_s)
+            yield FailedReply(node_id, "timeout", f"no reply within round-timeout-s={exchange.timeout_s}")
+        if self.faults is not None:
+            self.faults.at("replies", server_round)
+
+    @property
+    def _spool_dir(self) -> str | None:
+        """Where HE rounds with a committee spool members' ciphertexts (``<out-dir>/spool``)."""
+        return str(Path(self.config.out_dir) / "spool") if self.config.out_dir else None
+
     def pipeline(self, grid: Grid | None = None) -> RoundPipeline:
         """The round pipeline of this run; its committee (under HE) asks members over ``grid``."""
         aggregation: AggregationStrategy
@@ -289,6 +331,7 @@ class Coordinator:
                 domain=self.domain,
                 committee=committee,
                 want_dots=self._scorer.needs_scalars,
+                spool_dir=self._spool_dir,
             )
         else:
             aggregation = PlainAggregation(self.config, self.weights, self._combine)
@@ -327,16 +370,13 @@ class Coordinator:
             earlier_rounds=tuple(s.to_dict() for s in self.history if s.server_round < summary.server_round),
         )
 
-    def _report(self, outcome: RoundOutcome, *, sampled: int, replies: Sequence[Message]) -> None:
+    def _report(self, outcome: RoundOutcome, *, sampled: int, received: _Received) -> None:
         """Reply counts and ciphertext bytes of the round's train and committee stages."""
         if self.metrics is None:
             return
-        failed = dict(outcome.replies_rejected)
-        if len(replies) < sampled:
-            failed["timeout"] = sampled - len(replies)
-        replied = sum(1 for r in replies if not r.has_error())
-        self.metrics.count_replies("train", sampled=sampled, replied=replied, failed_by_reason=failed)
-        self.metrics.ciphertext_bytes(sum(len(c) for u in outcome.trained for c in (u.chunks or [])))
+        failed = dict(outcome.replies_rejected)  # timeouts included
+        self.metrics.count_replies("train", sampled=sampled, replied=received.replied, failed_by_reason=failed)
+        self.metrics.ciphertext_bytes(received.ciphertext_bytes)
         for exchange in outcome.aggregation.exchanges if outcome.aggregation is not None else ():
             timeouts = exchange.problems.get("committee-timeout", 0)
             failed = {"failed": sum(exchange.problems.values()) - timeouts, "timeout": timeouts}
@@ -344,14 +384,16 @@ class Coordinator:
             self.metrics.count_replies("score", sampled=exchange.asked, replied=answered, failed_by_reason=failed)
 
     # ----------------------------------------------------------------- wire
-    def _instructions(self, messages: Sequence[Message], ins: Callable[[RecordDict], Instruction]) -> list[Message]:
-        """The strategy's sampled messages as fedchain instructions (``fedchain.protocol``).
+    def _instructions(
+        self, messages: Sequence[Message], ins: Callable[[RecordDict], Instruction], *, ttl_s: float
+    ) -> Iterator[Message]:
+        """The strategy's sampled messages as fedchain instructions (``fedchain.protocol``), built one at a time.
 
         A train instruction tells each member how many were sampled (a committee member reveals no
         more members' scalars). Under HE the plaintext model is replaced by the encrypted aggregates
-        each member lacks.
+        each member lacks. Each expires ``ttl_s`` (the stage's deadline) plus :data:`TTL_GRACE_S`
+        after it is sent: a member that comes later does not get it.
         """
-        out = []
         for message in messages:
             node_id = message.metadata.dst_node_id
             instruction = ins(RecordDict({CONFIG: message.content.config_records[CONFIG]}))
@@ -361,8 +403,8 @@ class Coordinator:
                 content = encode(replace(instruction, aggregates=self._sealed_for(node_id)))
             else:  # the strategy's model record travels as it built it
                 content = RecordDict({**message.content, CONFIG: config_record(instruction)})
-            out.append(Message(content, dst_node_id=node_id, message_type=message.metadata.message_type))
-        return out
+            message_type = message.metadata.message_type
+            yield Message(content, dst_node_id=node_id, message_type=message_type, ttl=ttl_s + TTL_GRACE_S)
 
     def _sealed_for(self, node_id: int) -> tuple[SealedAggregate, ...]:
         """The encrypted aggregates ``node_id`` has not applied yet, in round order."""
@@ -436,15 +478,16 @@ class Coordinator:
             )
         )
         sampled = self.strategy.configure_evaluate(server_round, self.weights, config, grid)
-        instructions = self._instructions(sampled, decode_evaluate_ins)
-        if not instructions:
+        if not sampled:
             return []
-        replies = list(grid.send_and_receive(instructions, timeout=self.config.round_timeout_s))
+        instructions = self._instructions(sampled, decode_evaluate_ins, ttl_s=self.config.round_timeout_s)
+        exchange = Exchange(grid, instructions, timeout_s=self.config.round_timeout_s)
+        replies = list(exchange)
         if self.metrics is not None:
             errors = sum(1 for r in replies if r.has_error())
-            failed = {"failed": errors, "timeout": len(instructions) - len(replies)}
+            failed = {"failed": errors, "timeout": len(exchange.missing)}
             self.metrics.count_replies(
-                "evaluate", sampled=len(instructions), replied=len(replies) - errors, failed_by_reason=failed
+                "evaluate", sampled=exchange.sent, replied=len(replies) - errors, failed_by_reason=failed
             )
         reports = []
         for reply in replies:
@@ -464,6 +507,86 @@ class Coordinator:
             dispute = decode_dispute(server_round, res)
             reports.append(EvaluationReport(model_hash, res.num_examples, res.accuracy, res.loss, dispute))
         return reports
+
+
+class Exchange:
+    """Messages pushed to members, their replies pulled as they arrive until a hard deadline.
+
+    Iterating pushes the messages one at a time (Flower's ``Grid.push_messages``; ``messages`` may
+    be a generator, so only one instruction is built at a time) and yields each reply as
+    ``Grid.pull_messages`` returns it, :data:`PULL_BATCH` messages' replies at a time, so the
+    caller can use and drop a reply before the next ones are read. It stops when every message is
+    answered or ``timeout_s`` after the last push, whichever comes first, after one last pull at
+    the deadline: nothing a member does can make it wait longer. :attr:`missing` then lists the
+    nodes without a reply; a reply that stands for an expired instruction (Flower's
+    ``MESSAGE_UNAVAILABLE`` error) counts as missing. Iterate once.
+
+    Example (inside a ServerApp)::
+
+        exchange = Exchange(grid, messages, timeout_s=30.0)
+        for reply in exchange:
+            ...
+        late = exchange.missing
+    """
+
+    def __init__(self, grid: Grid, messages: Iterable[Message], *, timeout_s: float) -> None:
+        self.grid = grid
+        self.timeout_s = timeout_s
+        #: Nodes whose message got no reply by the deadline (filled when the iteration ends).
+        self.missing: list[int] = []
+        #: Messages pushed (filled when the iteration starts).
+        self.sent = 0
+        self._messages: Iterable[Message] | None = messages
+        self._poll_s = min(max(float(getattr(grid, "pull_interval", 1.0)), 0.05), 1.0)
+
+    def __iter__(self) -> Iterator[Message]:
+        if self._messages is None:
+            raise RuntimeError("an Exchange is iterated once")
+        pending: dict[str, int] = {}  # message id -> node id
+        for message in self._messages:
+            node_id = message.metadata.dst_node_id
+            self.sent += 1
+            # Both grids set the id of each message they push; one that could not be pushed has none.
+            if list(self.grid.push_messages([message])) and message.metadata.message_id:
+                pending[message.metadata.message_id] = node_id
+            else:
+                log.warning("the message to node %d could not be pushed", node_id)
+                self.missing.append(node_id)
+            del message  # its payload is on the SuperLink now
+        self._messages = None
+        deadline = time.monotonic() + self.timeout_s
+        final = False
+        while pending and not final:
+            final = time.monotonic() >= deadline
+            arrived = False
+            ids = list(pending)
+            for start in range(0, len(ids), PULL_BATCH):
+                if not final and time.monotonic() >= deadline:
+                    break  # the deadline passed mid-sweep: one last full pull, then stop
+                batch = [i for i in ids[start : start + PULL_BATCH] if i in pending]
+                replies = list(self.grid.pull_messages(batch)) if batch else []
+                while replies:
+                    reply = replies.pop(0)
+                    node_id = pending.pop(reply.metadata.reply_to_message_id, -1)
+                    if node_id == -1:
+                        continue  # not one of ours, or already answered
+                    arrived = True
+                    if reply.has_error() and reply.error.code == ErrorCode.MESSAGE_UNAVAILABLE:
+                        self.missing.append(node_id)  # the instruction expired (or the node left)
+                        continue
+                    yield reply
+                    del reply
+            if pending and not final and not arrived:
+                time.sleep(max(0.0, min(self._poll_s, deadline - time.monotonic())))
+        self.missing += pending.values()
+
+
+@dataclass
+class _Received:
+    """What the train stage received: replies without an error, and ciphertext bytes (for metrics)."""
+
+    replied: int = 0
+    ciphertext_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -502,8 +625,11 @@ class GridCommittee:
             ledger_address=ledger,
         )
         content = encode(query)
-        messages = [Message(content, dst_node_id=node, message_type=MessageType.QUERY) for node in nodes.values()]
-        replies = {r.metadata.src_node_id: r for r in self.grid.send_and_receive(messages, timeout=self.timeout_s)}
+        ttl = self.timeout_s + TTL_GRACE_S
+        messages = [
+            Message(content, dst_node_id=node, message_type=MessageType.QUERY, ttl=ttl) for node in nodes.values()
+        ]
+        replies = {r.metadata.src_node_id: r for r in Exchange(self.grid, messages, timeout_s=self.timeout_s)}
         return {address: _committee_reply(replies[node]) for address, node in nodes.items() if node in replies}
 
 

@@ -3,10 +3,11 @@
 The coordinator (``fedchain.coordinator``) does the Flower I/O: it samples members, sends the train
 instructions and decodes the replies. Everything it then decides about the round happens here::
 
-    TrainReply | FailedReply (decoded by the coordinator, fedchain.protocol)
+    TrainReply | FailedReply (decoded by the coordinator as each arrives, fedchain.protocol)
       │ 1. validate      signature over exactly this update, registration, model round, duplicates
       ▼
-    AcceptedUpdate (one per member)
+    AcceptedUpdate (one per member) ──► folded at once into the running aggregation
+      │                                 (HE: the running ciphertext sum; its bytes are dropped)
       │ 2. bound         norm bound per member (raised for DP members: dp_update_bound)
       │ 3. aggregate     PlainAggregation (the strategy's Flower aggregation)
       │                  or EncryptedAggregation (ciphertext sum + decrypt committee, a CommitteePort)
@@ -22,6 +23,10 @@ instructions and decodes the replies. Everything it then decides about the round
       ▼
     Round(outcome, record) ──► fedchain.recording.Recorder (stage, record with retries, proofs)
 
+The replies come in as an iterable: the coordinator hands a generator that yields each reply as
+it arrives (until the round's deadline), so a reply is validated and folded into the aggregate
+before the next one is received, and the coordinator never holds every member's update at once.
+
 Stages 1, 4, 5 and 6 are in this module, in that order; 2 and 3 are the two aggregation strategies
 of :mod:`fedchain.pipeline.aggregation`; the frozen values and ports are in
 :mod:`fedchain.pipeline.values`. What needs the network comes in as a port (a ``typing.Protocol``,
@@ -36,7 +41,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,6 +71,7 @@ from fedchain.pipeline.values import (
     FailedReply,
     Round,
     RoundOutcome,
+    RunningAggregation,
     StageClock,
     TrainReply,
     merged_counts,
@@ -96,6 +102,7 @@ __all__ = [
     "Round",
     "RoundOutcome",
     "RoundPipeline",
+    "RunningAggregation",
     "StageClock",
     "TrainReply",
     "ask_committee",
@@ -147,31 +154,42 @@ class RoundPipeline:
         *,
         model: Weights,
         previous_hash: str,
-        replies: Sequence[TrainReply | FailedReply],
+        replies: Iterable[TrainReply | FailedReply],
         evaluation: EvaluationPort,
         clock: StageClock = _untimed,
     ) -> Round:
-        """One round after the train replies are in: validate, bound, aggregate, score, evaluate, record.
+        """One round from its train replies: validate, bound, aggregate, score, evaluate, record.
 
         Args:
             server_round: the round.
             model: the global model the round started from (plaintext mode; the template under HE).
             previous_hash: its hash (``ZERO_HASH`` before round 1).
-            replies: the decoded train replies.
+            replies: the decoded train replies, consumed once, as they arrive (a generator that
+                ends at the round's deadline, or a list).
             evaluation: asks members to evaluate the round's model.
-            clock: times each stage.
+            clock: times each stage; ``train`` is the time until the last reply is in, validated
+                and folded into the aggregate (the three overlap).
         """
-        # 1. Validate: keep well-formed signed updates, count the rest by reason.
-        with clock("validate"):
-            accepted, validated = validate(
-                replies, server_round=server_round, model=model, domain=self.domain, registered=self.registered
-            )
+        running = self.aggregation.start(server_round)
+        try:
+            # 1. Validate each reply as it arrives; fold the accepted update into the aggregate at once.
+            with clock("train"):
+                accepted, validated = validate(
+                    replies,
+                    server_round=server_round,
+                    model=model,
+                    domain=self.domain,
+                    registered=self.registered,
+                    fold=running.add,
+                )
 
-        # 2-3. Bound and aggregate: drop updates that cannot be summed or exceed the norm bound.
-        aggregation = Aggregation(kept=tuple(accepted))
-        if len(accepted) >= self.config.min_members:
-            with clock("aggregate"):
-                aggregation = self.aggregation.aggregate(server_round, accepted)
+            # 2-3. Bound and aggregate: drop updates that cannot be summed or exceed the norm bound.
+            aggregation = Aggregation(kept=tuple(accepted))
+            if len(accepted) >= self.config.min_members:
+                with clock("aggregate"):
+                    aggregation = running.finish()
+        finally:
+            running.close()
         rejections = merged_counts(validated, aggregation.rejections)
         if aggregation.aggregate is None or len(aggregation.kept) < self.config.min_members:
             skipped = self._skipped(server_round, previous_hash, accepted, aggregation, rejections)
@@ -267,44 +285,76 @@ class RoundPipeline:
 
 # ---------------------------------------------------------------------------------------- 1. validate
 def validate(
-    replies: Sequence[TrainReply | FailedReply],
+    replies: Iterable[TrainReply | FailedReply],
     *,
     server_round: int,
     model: Weights,
     domain: SigningDomain,
     registered: frozenset[str] | None,
+    fold: Callable[[AcceptedUpdate], AcceptedUpdate] | None = None,
 ) -> tuple[list[AcceptedUpdate], dict[str, int]]:
     """Keep the updates signed by their registered member over exactly this round and payload.
 
+    Each reply is checked on its own as it comes (nothing here needs the other replies but the
+    duplicate check, by address).
+
+    Args:
+        replies: the decoded train replies, consumed once.
+        server_round: the round.
+        model: the global model (plaintext weights are checked against its shapes).
+        domain: what every update of the run is signed under.
+        registered: addresses allowed to contribute; None accepts any correctly signed update.
+        fold: called with each accepted update at once (the running aggregation); what it returns
+            is kept in its place (under HE: the update without its ciphertext).
+
     Returns:
         The accepted updates (one per address, first wins) and the other replies counted by
-        reason: the failed replies' own, ``unregistered``, ``unsigned``, ``bad-signature``,
-        ``invalid`` (stale model, malformed weights) and ``duplicate``.
+        reason: the failed replies' own (``timeout`` for a member silent at the deadline),
+        ``unregistered``, ``unsigned``, ``bad-signature``, ``invalid`` (stale model, malformed
+        weights) and ``duplicate``.
     """
     accepted: list[AcceptedUpdate] = []
     reasons: Counter[str] = Counter()
     seen: set[str] = set()
     for reply in replies:
-        if isinstance(reply, FailedReply):
-            reasons[reply.reason] += 1
-            log.info("round %d: node %d %s: %s", server_round, reply.node_id, reply.reason, reply.detail)
-            continue
-        try:
-            update = _accept(reply, server_round=server_round, model=model, domain=domain, registered=registered)
-        except ReplyRejectedError as exc:
-            reasons[exc.reason] += 1
-            log.warning("round %d: node %d's update rejected (%s): %s", server_round, reply.node_id, exc.reason, exc)
-            continue
-        except (FedChainError, KeyError, TypeError, ValueError) as exc:
-            reasons["invalid"] += 1
-            log.warning("round %d: node %d sent an invalid update: %s", server_round, reply.node_id, exc)
+        update = _validated(
+            reply, reasons, server_round=server_round, model=model, domain=domain, registered=registered
+        )
+        del reply  # the next reply is received while this name would still hold this one's payload
+        if update is None:
             continue
         if update.member.address in seen:  # by address: the member id is only a claim
             reasons["duplicate"] += 1
-            continue
-        seen.add(update.member.address)
-        accepted.append(update)
+        else:
+            seen.add(update.member.address)
+            accepted.append(fold(update) if fold is not None else update)
+        del update
     return accepted, dict(reasons)
+
+
+def _validated(
+    reply: TrainReply | FailedReply,
+    reasons: Counter[str],
+    *,
+    server_round: int,
+    model: Weights,
+    domain: SigningDomain,
+    registered: frozenset[str] | None,
+) -> AcceptedUpdate | None:
+    """The reply's accepted update, or None with its reason counted in ``reasons``."""
+    if isinstance(reply, FailedReply):
+        reasons[reply.reason] += 1
+        log.info("round %d: node %d %s: %s", server_round, reply.node_id, reply.reason, reply.detail)
+        return None
+    try:
+        return _accept(reply, server_round=server_round, model=model, domain=domain, registered=registered)
+    except ReplyRejectedError as exc:
+        reasons[exc.reason] += 1
+        log.warning("round %d: node %d's update rejected (%s): %s", server_round, reply.node_id, exc.reason, exc)
+    except (FedChainError, KeyError, TypeError, ValueError) as exc:
+        reasons["invalid"] += 1
+        log.warning("round %d: node %d sent an invalid update: %s", server_round, reply.node_id, exc)
+    return None
 
 
 def _accept(

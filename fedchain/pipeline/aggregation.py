@@ -3,6 +3,13 @@
 :class:`PlainAggregation` and :class:`EncryptedAggregation` are the two
 :class:`~fedchain.pipeline.values.AggregationStrategy` implementations the coordinator chooses
 between once per run; :func:`ask_committee` is one exchange with the committee, over its port.
+
+Each takes the round's updates one at a time as the replies arrive (``start(round)`` ->
+:class:`~fedchain.pipeline.values.RunningAggregation`). Under HE each ciphertext joins a running
+encrypted sum at once and its bytes are dropped, so the coordinator's memory does not grow with the
+number of members; when the committee needs members' ciphertexts again (norm bound, scalar scorers)
+they wait in a :class:`~fedchain.pipeline.spool.CiphertextSpool` on disk, read back one at a time.
+Plaintext updates stay in memory until the strategy's Flower aggregation takes them all.
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fedchain.config import FedChainConfig
@@ -25,8 +32,9 @@ from fedchain.contribution.committee import (
     reconcile,
     select_committee,
 )
-from fedchain.errors import FedChainError, SerializationError, StrategyError
+from fedchain.errors import CryptoError, SerializationError, StrategyError, UpdateRejectedError
 from fedchain.identity.signing import SigningDomain, recover_signer, scalars_digest
+from fedchain.pipeline.spool import CiphertextSpool
 from fedchain.pipeline.values import (
     AcceptedUpdate,
     Aggregation,
@@ -117,6 +125,13 @@ class PlainAggregation:
     model: Weights
     combine: Callable[[int, list[tuple[Weights, int]]], Weights]
 
+    def start(self, server_round: int) -> _CollectedRound:
+        """Collect the round's updates as they arrive; :meth:`aggregate` them all when they are in.
+
+        Flower's strategies (mean, median, trimmed mean) take every update at once.
+        """
+        return _CollectedRound(self, server_round)
+
     def aggregate(self, server_round: int, updates: Sequence[AcceptedUpdate]) -> Aggregation:
         """Bound, then aggregate with the strategy (see :class:`AggregationStrategy`)."""
         flat_base = flatten(self.model)
@@ -149,6 +164,25 @@ class PlainAggregation:
         )
 
 
+@dataclass
+class _CollectedRound:
+    """A plaintext round's updates, kept until the strategy aggregates them all."""
+
+    aggregation: PlainAggregation
+    server_round: int
+    updates: list[AcceptedUpdate] = field(default_factory=list)
+
+    def add(self, update: AcceptedUpdate) -> AcceptedUpdate:
+        self.updates.append(update)
+        return update
+
+    def finish(self) -> Aggregation:
+        return self.aggregation.aggregate(self.server_round, self.updates)
+
+    def close(self) -> None:
+        self.updates.clear()
+
+
 @dataclass(frozen=True)
 class EncryptedAggregation:
     """HE mode: add the ciphertexts (no secret key); the committee decrypts norms and scoring scalars.
@@ -161,6 +195,8 @@ class EncryptedAggregation:
         committee: the decrypt committee; None when the run needs none (addition-only keys, no
             bound, no scorer that needs scalars).
         want_dots: whether the scorer needs the inner products with the sum.
+        spool_dir: where a round's ciphertexts wait for the committee (None: the system's temp
+            directory); the coordinator uses ``<out-dir>/spool``.
     """
 
     config: FedChainConfig
@@ -169,42 +205,34 @@ class EncryptedAggregation:
     domain: SigningDomain | None = None
     committee: CommitteePort | None = None
     want_dots: bool = False
+    spool_dir: str | None = None
+
+    def start(self, server_round: int) -> _EncryptedRound:
+        """A running encrypted sum for ``server_round`` (and a spool when the committee is asked)."""
+        return _EncryptedRound(self, server_round)
 
     def aggregate(self, server_round: int, updates: Sequence[AcceptedUpdate]) -> Aggregation:
         """Sum the ciphertexts that load; bound and score through the committee (see :class:`AggregationStrategy`)."""
+        running = self.start(server_round)
+        try:
+            for update in updates:
+                running.add(update)
+            return running.finish()
+        finally:
+            running.close()
+
+    def _expected_chunks(self) -> int:
         from fedchain import crypto
 
-        slots = crypto.context_slot_count(self.public_context)
-        expected = crypto.chunk_count(self.vector_size, slots)
-        try:
-            chunks, rejected = crypto.sum_encrypted_valid(
-                self.public_context,
-                [list(u.chunks or []) for u in updates],
-                expected_chunks=expected,
-                expected_length=self.vector_size,
-            )
-        except FedChainError as exc:
-            log.warning("round %d: no encrypted update could be added: %s", server_round, exc)
-            return Aggregation(kept=(), rejections={"invalid": len(updates)})
-        for index, reason in rejected.items():
-            log.warning("round %d: node %d's ciphertext rejected: %s", server_round, updates[index].node_id, reason)
-        rejections = {"invalid": len(rejected)} if rejected else {}
-        kept = [u for index, u in enumerate(updates) if index not in rejected]
-        result = Aggregation(kept=tuple(kept), rejections=rejections)
-        if self.committee is not None and kept:
-            result, chunks = self._committee_checks(server_round, kept, chunks, result)
-        if not result.kept:
-            return replace(result, kept=())
-        aggregate = Aggregate(
-            total_weight=sum(u.member.num_examples for u in result.kept),
-            digest=crypto.ciphertext_digest(chunks),
-            ciphertext=tuple(chunks),
-            members=len(result.kept),
-        )
-        return replace(result, aggregate=aggregate)
+        return crypto.chunk_count(self.vector_size, crypto.context_slot_count(self.public_context))
 
     def _committee_checks(
-        self, server_round: int, kept: list[AcceptedUpdate], sum_chunks: list[bytes], result: Aggregation
+        self,
+        server_round: int,
+        kept: list[AcceptedUpdate],
+        sum_chunks: list[bytes],
+        result: Aggregation,
+        spool: CiphertextSpool,
     ) -> tuple[Aggregation, list[bytes]]:
         """Norm bound and scoring scalars under HE, decrypted by a committee of members.
 
@@ -212,7 +240,8 @@ class EncryptedAggregation:
         the sum, and the sum's squared norm. An excluded update is dropped by re-summing the others
         (never by revealing "sum minus one member"). With the bound on, exchange 1 reveals the
         squared norms alone and exchange 2 the dot products against the *kept* sum, the aggregate
-        members decrypt: every revealed scalar is one its member can recompute and check.
+        members decrypt: every revealed scalar is one its member can recompute and check. Members'
+        ciphertexts are read back from ``spool`` one at a time; the re-sum streams them likewise.
         """
         from fedchain import crypto
 
@@ -220,7 +249,7 @@ class EncryptedAggregation:
         bound_on = self.config.norm_bound > 0
         counts = {u.member.address: u.member.num_examples for u in kept}
         first_sum = sum_chunks if self.want_dots and not bound_on else None
-        requests = crypto.build_scalar_requests(self.public_context, _chunks_of(kept), first_sum)
+        requests = crypto.build_scalar_requests(self.public_context, _chunks_of(kept, spool), first_sum)
         first = self._ask(server_round, 1, kept, requests)
         exchanges = [first]
         excluded: list[str] = []
@@ -231,14 +260,16 @@ class EncryptedAggregation:
         flagged = first.verdict.reason if first.verdict.disagreement else ""
         products = first.verdict.products
         if excluded and kept:
-            sum_chunks = crypto.sum_encrypted(
-                self.public_context,
-                [list(u.chunks or []) for u in kept],
-                expected_chunks=len(sum_chunks),
-                expected_length=self.vector_size,
+            resum = crypto.EncryptedSum(
+                self.public_context, expected_chunks=len(sum_chunks), expected_length=self.vector_size
             )
+            for update in kept:
+                resum.add(spool[update.member.address])
+            sum_chunks = resum.result()
         if self.want_dots and bound_on and kept and not flagged and first.verdict.products is not None:
-            again = crypto.build_scalar_requests(self.public_context, _chunks_of(kept), sum_chunks, sq_norms=False)
+            again = crypto.build_scalar_requests(
+                self.public_context, _chunks_of(kept, spool), sum_chunks, sq_norms=False
+            )
             second = self._ask(server_round, 2, kept, again)
             exchanges.append(second)
             if second.verdict.disagreement or second.verdict.products is None:
@@ -282,8 +313,85 @@ class EncryptedAggregation:
         )
 
 
-def _chunks_of(updates: Sequence[AcceptedUpdate]) -> dict[str, list[bytes]]:
-    return {u.member.address: list(u.chunks or []) for u in updates}
+def _chunks_of(updates: Sequence[AcceptedUpdate], spool: CiphertextSpool) -> Mapping[str, list[bytes]]:
+    """The kept members' ciphertexts, in the round's order, read from the spool when asked for."""
+    return spool.subset([u.member.address for u in updates])
+
+
+@dataclass
+class _EncryptedRound:
+    """One HE round's running sum: each ciphertext is checked and added as it arrives, then dropped.
+
+    Memory: the running sum and the update being added; with a committee, members' ciphertexts
+    wait in a spool file (removed by :meth:`close`).
+    """
+
+    aggregation: EncryptedAggregation
+    server_round: int
+    updates: list[AcceptedUpdate] = field(default_factory=list)
+    rejected: dict[str, str] = field(default_factory=dict)
+    failure: str = ""
+
+    def __post_init__(self) -> None:
+        from fedchain import crypto
+
+        agg = self.aggregation
+        self._sum = crypto.EncryptedSum(
+            agg.public_context, expected_chunks=agg._expected_chunks(), expected_length=agg.vector_size
+        )
+        self._spool: CiphertextSpool | None = None
+        if agg.committee is not None:
+            self._spool = CiphertextSpool(agg.spool_dir, prefix=f"round-{self.server_round}-")
+
+    def add(self, update: AcceptedUpdate) -> AcceptedUpdate:
+        kept = replace(update, chunks=None)  # the bytes are in the sum (and the spool) now
+        self.updates.append(kept)
+        address = update.member.address
+        chunks = list(update.chunks or [])
+        if self.failure:
+            return kept
+        try:
+            self._sum.add(chunks, index=len(self.updates) - 1)
+        except UpdateRejectedError as exc:
+            log.warning("round %d: node %d's ciphertext rejected: %s", self.server_round, update.node_id, exc.reason)
+            self.rejected[address] = exc.reason
+            return kept
+        except CryptoError as exc:  # not the member's fault: the sum itself is unusable
+            log.error("round %d: the encrypted sum failed: %s", self.server_round, exc)
+            self.failure = str(exc)
+            return kept
+        if self._spool is not None:
+            self._spool.write(address, chunks)
+        return kept
+
+    def finish(self) -> Aggregation:
+        from fedchain import crypto
+
+        agg, server_round = self.aggregation, self.server_round
+        if self.failure:
+            return Aggregation(kept=(), rejections={"aggregation-failed": len(self.updates)})
+        if self._sum.count == 0:
+            log.warning("round %d: no encrypted update could be added: %s", server_round, self.rejected)
+            return Aggregation(kept=(), rejections={"invalid": len(self.updates)})
+        chunks = self._sum.result()
+        rejections = {"invalid": len(self.rejected)} if self.rejected else {}
+        kept = [u for u in self.updates if u.member.address not in self.rejected]
+        result = Aggregation(kept=tuple(kept), rejections=rejections)
+        if agg.committee is not None and self._spool is not None and kept:
+            result, chunks = agg._committee_checks(server_round, kept, chunks, result, self._spool)
+        if not result.kept:
+            return replace(result, kept=())
+        aggregate = Aggregate(
+            total_weight=sum(u.member.num_examples for u in result.kept),
+            digest=crypto.ciphertext_digest(chunks),
+            ciphertext=tuple(chunks),
+            members=len(result.kept),
+        )
+        return replace(result, aggregate=aggregate)
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
 
 
 def ask_committee(

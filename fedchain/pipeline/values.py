@@ -41,6 +41,7 @@ __all__ = [
     "FailedReply",
     "Round",
     "RoundOutcome",
+    "RunningAggregation",
     "StageClock",
     "TrainReply",
     "merged_counts",
@@ -171,11 +172,39 @@ class Aggregation:
     exchanges: tuple[CommitteeExchange, ...] = ()
 
 
+class RunningAggregation(Protocol):
+    """One round's aggregation, fed one validated update at a time as the replies arrive.
+
+    The pipeline calls :meth:`add` for each accepted update (once per member), :meth:`finish` once
+    when the replies are in (unless too few were accepted), and :meth:`close` in any case.
+    """
+
+    def add(self, update: AcceptedUpdate) -> AcceptedUpdate:
+        """Fold ``update`` in at once; return it as the round keeps it (under HE without its ciphertext).
+
+        A payload that cannot be aggregated (a malformed ciphertext) is left out and counted
+        (``invalid``); never raises for a member's bad update.
+        """
+        ...
+
+    def finish(self) -> Aggregation:
+        """Bound and aggregate what was added (see :meth:`AggregationStrategy.aggregate`)."""
+        ...
+
+    def close(self) -> None:
+        """Free what the round held (the spooled ciphertexts); safe to call more than once."""
+        ...
+
+
 class AggregationStrategy(Protocol):
     """Bound and aggregate one round's validated updates: :class:`PlainAggregation` or :class:`EncryptedAggregation`."""
 
+    def start(self, server_round: int) -> RunningAggregation:
+        """A running aggregation for ``server_round`` that takes updates as they arrive."""
+        ...
+
     def aggregate(self, server_round: int, updates: Sequence[AcceptedUpdate]) -> Aggregation:
-        """Drop what cannot be aggregated or exceeds the norm bound, and sum the rest.
+        """Drop what cannot be aggregated or exceeds the norm bound, and sum the rest (all at once).
 
         Returns an :class:`Aggregation` whose ``aggregate`` is None when fewer than ``min-members``
         updates are left (the round is then skipped). Never raises for a member's bad update.
