@@ -49,6 +49,8 @@ _MAX_CHUNK_BYTES = 1 << 26
 _LOW_53_BITS = (1 << 53) - 1
 #: ChaCha20's block in bytes: ``update_into`` needs that much room beyond its input.
 _CHACHA_BLOCK_BYTES = 64
+#: The block counter at the head of the ``cryptography`` ChaCha20 nonce (32 bits, little-endian).
+_COUNTER_BYTES = 4
 
 
 class PrivacyRandomness(ABC):
@@ -81,7 +83,8 @@ class PrivacyRandomness(ABC):
 class SecureRandomness(PrivacyRandomness):
     """Unpredictable draws: a ChaCha20 keystream keyed from ``os.urandom`` (see the module docstring).
 
-    Each instance has its own fresh 256-bit key and nonce, which never leave the object.
+    Each instance has its own fresh 256-bit key and 96-bit nonce, which never leave the object, and
+    draws up to 256 GiB of keystream (ChaCha20's 32-bit block counter starts at 0).
 
     Example:
         >>> u = SecureRandomness().uniform((1000,))
@@ -92,7 +95,11 @@ class SecureRandomness(PrivacyRandomness):
     secure = True
 
     def __init__(self) -> None:
-        self._stream = Cipher(algorithms.ChaCha20(os.urandom(32), os.urandom(16)), mode=None).encryptor()
+        # The 16-byte "nonce" is ChaCha20's 32-bit block counter (little-endian) then a 96-bit nonce: the
+        # counter starts at 0 so one instance draws up to 2**32 blocks (256 GiB); a random start could
+        # overflow after a few bytes (1M parameters x 32 steps draw 1 GiB a round).
+        nonce = bytes(_COUNTER_BYTES) + os.urandom(16 - _COUNTER_BYTES)
+        self._stream = Cipher(algorithms.ChaCha20(os.urandom(32), nonce), mode=None).encryptor()
         self._zeros = b""
         self._keystream = bytearray()
 
