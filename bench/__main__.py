@@ -26,6 +26,7 @@ BENCHMARKS = {
     "he_round": "bench.bench_he_round",
     "committee": "bench.bench_committee",
     "noise": "bench.bench_noise",
+    "deploy": "bench.bench_deploy",
 }
 
 

@@ -146,6 +146,7 @@ def supernode_command(
     runtime_host: str = "127.0.0.1",
     runtime: str = "flower",
     preload: Sequence[str] = (),
+    threads: int = 0,
     python: str | None = None,
 ) -> list[str]:
     """``flower-supernode`` verifying the SuperLink's certificate and authenticating with its key.
@@ -161,6 +162,7 @@ def supernode_command(
             ``"worker"``: the same SuperNode (same flags) through :mod:`fedchain.deployment.supernode`,
             with ``--isolation process`` and fedchain's member worker answering every message.
         preload: modules the worker imports before the first message (the ClientApp's module).
+        threads: the worker's CPU threads for torch and BLAS (0: all cores; members sharing a machine: a share).
         python: the interpreter of the worker command (default: this one).
 
     Example:
@@ -190,6 +192,8 @@ def supernode_command(
     wrapper = [python or sys.executable, "-m", "fedchain.deployment.supernode", "--worker"]
     for module in preload:
         wrapper += ["--worker-preload", module]
+    if threads > 0:
+        wrapper += ["--worker-threads", str(threads)]
     return [*wrapper, "--", *flags, "--isolation", "process"]
 
 

@@ -594,11 +594,16 @@ class LocalFederation:
                 runtime_host=self.spec.host,
                 runtime=self.spec.member_runtime,
                 preload=flower.clientapp_modules(self.spec.app_dir),
+                threads=self._member_threads(),
             ),
             log_path=self.log_dir / f"supernode-{member_id}.log",
             env=self.env(**{WALLET_PASSWORD_ENV: password}),
             cwd=state,
         )
+
+    def _member_threads(self) -> int:
+        """CPU threads of each member worker: a share of the cores, every member running on this machine."""
+        return max(1, (os.cpu_count() or 1) // self.spec.members)
 
     def _wait_online(self) -> None:
         wanted = {str(node_id) for node_id in self.node_ids.values()}

@@ -16,7 +16,8 @@ changes, both about time, not about what is sent or to whom:
   SuperNode starts :mod:`fedchain.deployment.worker` as its child, on its loopback Runtime API,
   signing with the SuperNode's SuperExec secret (a fresh one in a 0600 file unless
   ``--superexec-auth-secret-file`` is given), so no other local process can take the node's
-  tasks; the worker ends when the SuperNode does.
+  tasks; the worker ends when the SuperNode does. ``--worker-threads N`` caps its math threads
+  (members sharing one machine).
 
 Example::
 
@@ -148,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fedchain.deployment.supernode")
     parser.add_argument("--worker", action="store_true", help="start the member worker (needs --isolation process)")
     parser.add_argument("--worker-preload", action="append", default=[], help="module the worker imports at start")
+    parser.add_argument("--worker-threads", type=int, default=0, help="CPU threads of the worker's math (0: all)")
     parser.add_argument("--flower-cadence", action="store_true", help="keep Flower's own waits (3 s, 0.5 s)")
     options = parser.parse_args(ours)
     known = argparse.ArgumentParser(add_help=False)
@@ -172,6 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 preload=options.worker_preload,
             ),
             stdin=subprocess.DEVNULL,
+            env=_thread_env(options.worker_threads),
         )
     from flwr.supernode.cli.flower_supernode import flower_supernode
 
@@ -184,6 +187,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if secret_file and secret_file != flower.superexec_auth_secret_file:
             Path(secret_file).unlink(missing_ok=True)
     return 0
+
+
+def _thread_env(threads: int) -> dict[str, str]:
+    """The environment with ``threads`` CPU threads for torch and NumPy's BLAS (0: their default, every core).
+
+    Members sharing one machine each get their share, as Flower's simulation gives each member one
+    CPU (Ray sets ``OMP_NUM_THREADS`` to an actor's CPUs); without it, N members x all cores thrash.
+    """
+    env = dict(os.environ)
+    if threads > 0:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+            env[name] = str(threads)
+    return env
 
 
 def _secret_file() -> str:
