@@ -241,12 +241,32 @@ class Recorder:
         return spends
 
     def spends_on_chain(self, address: str) -> int:
-        """How many DP member-rounds (with spends) the chain holds for ``address``; read once, then counted."""
+        """How many DP member-rounds (with spends) the chain holds for ``address``; read once, then counted.
+
+        The read is retried like a recording (``chain_attempts``, ``chain_backoff_s``): a chain
+        that is unreachable for a while holds the round instead of ending the run.
+        """
         if address not in self._spend_counts:
             ledger: Any = self.ledger
-            rounds = sum(1 for m in ledger.member_history(address) if m.dp is not None)
-            later = sum(1 for spend in ledger.spends(address=address) if spend.dp is not None)
-            self._spend_counts[address] = rounds + later
+
+            def read() -> int:
+                rounds = sum(1 for m in ledger.member_history(address) if m.dp is not None)
+                return rounds + sum(1 for spend in ledger.spends(address=address) if spend.dp is not None)
+
+            delay = self.config.chain_backoff_s
+            for attempt in range(1, self.config.chain_attempts + 1):
+                try:
+                    self._spend_counts[address] = read()
+                    break
+                except Exception as exc:  # RPC down or slow
+                    if attempt == self.config.chain_attempts:
+                        raise LedgerError(
+                            f"the spends of {address} could not be read after {attempt} attempts (last error: {exc})"
+                        ) from exc
+                    log.warning("reading the spends of %s failed (attempt %d): %s; retrying in %.1f s",
+                                address, attempt, exc, delay)  # fmt: skip
+                    time.sleep(delay)
+                    delay *= 2
         return self._spend_counts[address]
 
     def record_spends(self, server_round: int, record: RoundRecord | None, spends: list[MemberRoundRecord]) -> None:

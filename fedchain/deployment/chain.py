@@ -98,9 +98,16 @@ def anvil_binary(app_dir: Path | None = None) -> Path | None:
     return Path(which) if which else None
 
 
-def anvil_command(binary: Path, *, host: str, port: int) -> list[str]:
-    """Anvil on ``host:port`` with its deterministic development accounts."""
-    return [str(binary), "--host", host, "--port", str(port)]
+def anvil_command(binary: Path, *, host: str, port: int, state: Path | None = None) -> list[str]:
+    """Anvil on ``host:port`` with its deterministic development accounts.
+
+    ``state``: a JSON file anvil loads its chain from at start (if it exists) and writes it to on
+    exit (``--state``), so a stopped anvil comes back with every block and balance.
+    """
+    command = [str(binary), "--host", host, "--port", str(port)]
+    if state is not None:
+        command += ["--state", str(state)]
+    return command
 
 
 def fund(chain: Any, address: str, wei: int, *, timeout_s: float = 60.0) -> str:

@@ -5,7 +5,10 @@ One typer app, reached two ways: ``fedchain deploy ...`` (the ``fedchain`` comma
 container image run, where the ``fedchain`` script may not be on the ``PATH``).
 
 ``up`` brings a whole federation up on this machine and runs the app once (see
-:mod:`fedchain.deployment.launcher`); ``down`` stops it by PID. ``provision``, ``setup`` and
+:mod:`fedchain.deployment.launcher`); ``down`` stops it by PID. Across machines, ``up --role hub
+--hub-host ADDR`` runs anvil, the SuperLink and the run on the hub and ``up --role member --member
+N --hub-host ADDR --superlink-port PORT`` one member's SuperNode on its own machine, from the
+directory ``bundle`` wrote for it (deploy/README.md, "Across machines"). ``provision``, ``setup`` and
 ``demo-data`` are the steps the container set-up (``deploy/compose.yaml``) runs one by one.
 Secrets are never printed; exit status 0 on success, 1 on failure, 2 on invalid options,
 130 on Ctrl-C (after stopping everything started).
@@ -168,6 +171,28 @@ def up(
     app_dir: AppDir = None,
     foreground: Annotated[bool, typer.Option("--foreground", help="After the run, keep running until Ctrl-C.")] = False,
     stop_after: Annotated[bool, typer.Option("--stop-after", help="Stop everything when the run ends.")] = False,
+    role: Annotated[
+        str, typer.Option(help="'all' (one machine), 'hub' (anvil, SuperLink, the run) or 'member' (one SuperNode).")
+    ] = "all",
+    member: Annotated[
+        int | None, typer.Option(help="The member this machine runs (--role member).", show_default=False)
+    ] = None,
+    hub_host: Annotated[
+        str | None,
+        typer.Option(help="The hub's address members dial (an IP or DNS name in the certificate).", show_default=False),
+    ] = None,
+    bind: Annotated[
+        str | None, typer.Option(help="Where the hub listens (e.g. 0.0.0.0; default: --hub-host).", show_default=False)
+    ] = None,
+    address: Annotated[
+        list[str] | None,
+        typer.Option(help="More names/IPs for the SuperLink certificate (repeatable).", show_default=False),
+    ] = None,
+    superlink_port: Annotated[int, typer.Option(help="The SuperLink's port (0: a free one).")] = 0,
+    anvil_port: Annotated[int, typer.Option(help="anvil's port (0: a free one).")] = 0,
+    startup_timeout: Annotated[
+        float, typer.Option(help="Seconds each process (the hub: every member) may take to come up.")
+    ] = 90.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
 ) -> None:
     """Provision, start anvil + ledger, SuperLink, SuperNodes and exporters, run the app; Ctrl-C stops all."""
@@ -190,8 +215,19 @@ def up(
             metrics=metrics,
             seed=seed,
             run_timeout_s=timeout,
+            role=role,
+            member=member,
+            hub_host=hub_host,
+            hub_bind=bind,
+            addresses=tuple(address or ()),
+            superlink_port=superlink_port,
+            anvil_port=anvil_port,
+            startup_timeout_s=startup_timeout,
         )
         federation = LocalFederation(spec)
+        if spec.role == "member":
+            _serve_member(federation)
+            return
 
         def submitted(run_id: int) -> None:
             sys.stdout.write(f"run {run_id} submitted\n")
@@ -223,6 +259,47 @@ def up(
             sys.stdout.write(f"still running; stop it with: fedchain deploy down {spec.directory}\n")
     if not outcome.ok:
         raise typer.Exit(1)
+
+
+def _serve_member(federation: Any) -> None:
+    """A member machine: start this member's SuperNode and keep it until Ctrl-C (or SIGTERM)."""
+    federation.start()
+    sys.stdout.write(
+        json.dumps(
+            {"member": federation.spec.member, "superlink": federation.superlink_address, "ports": federation.ports},
+            indent=2,
+        )
+        + "\nrunning; Ctrl-C stops this member's processes\n"
+    )
+    sys.stdout.flush()
+    try:
+        threading.Event().wait()
+    finally:
+        federation.stop()
+
+
+@app.command()
+def bundle(
+    directory: Directory,
+    member: Annotated[int, typer.Option(help="The member whose bundle to write.", show_default=False)],
+    out: Annotated[Path, typer.Option(help="Where to write it (a new directory).", show_default=False)],
+    data: Annotated[
+        Path | None, typer.Option(help="The member's data file to include (default: none).", show_default=False)
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="The member's privacy policy (policy.toml) to include.", show_default=False)
+    ] = None,
+) -> None:
+    """What member N's machine needs, in the layout `up --role member` reads: OUT/members/member-N/, data, policy.
+
+    Copies the member's own directory (CA certificate, SuperNode key, its wallet and CKKS share
+    from the key ceremony, federation.json) 0700/0600; nothing of another member or the admin.
+    """
+    from fedchain.deployment.launcher import write_member_bundle
+
+    with _exit_codes():
+        written = write_member_bundle(directory, member, out, data=data, policy=policy)
+    sys.stdout.write(json.dumps({k: str(v) for k, v in written.items()}, indent=2) + "\n")
 
 
 @app.command()

@@ -20,7 +20,15 @@
 Every process is started in its own session and recorded by PID in
 ``DIR/deployment/processes.json``; :meth:`LocalFederation.stop` (and :func:`down` from another
 process) stops each whole process tree by PID. A failure or Ctrl-C during :meth:`up` stops
-everything that was started before the exception propagates. Traffic stays on loopback.
+everything that was started before the exception propagates. Traffic stays on loopback unless
+the spec names a hub address.
+
+Across hosts (see ``deploy/README.md``), one machine is the **hub** (anvil, the SuperLink and
+the coordinator it runs; ``role="hub"``, ``hub_host`` the address members dial, in the TLS
+certificate's SANs) and each member machine runs its own SuperNode (``role="member"``,
+``member=N``, its bundle ``DIR/members/member-N/`` and its data). ``wrappers`` puts a command
+prefix before each process of a host (``ip netns exec NS`` in ``tests/deployment/test_netns.py``,
+which runs every host in its own network namespace).
 
 Example::
 
@@ -36,10 +44,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +85,7 @@ __all__ = [
     "down",
     "node_config",
     "write_demo_data",
+    "write_member_bundle",
 ]
 
 log = logging.getLogger(__name__)
@@ -87,6 +97,10 @@ PROMETHEUS_JOBS = ("fedchain-coordinator", "fedchain-members")
 #: Secrets that must never leak from the launcher's environment into a child's.
 _SECRET_ENV = ("FEDCHAIN_PRIVATE_KEY", "FEDCHAIN_KEYSTORE", "FEDCHAIN_KEYSTORE_PASSWORD", WALLET_PASSWORD_ENV)
 _TERMINAL = ("finished",)
+#: Roles a machine can play: everything on one machine, the hub only, or one member's SuperNode.
+ROLES = ("all", "hub", "member")
+#: A process name's host: ``supernode-3``, ``member-3-metrics`` (any ``supernode|member|worker-N``) run on member 3.
+_MEMBER_PROCESS = re.compile(r"(?:supernode|member|worker)-(\d+)")
 
 
 def default_app_dir() -> Path:
@@ -107,7 +121,21 @@ class DeploySpec:
         chain: ``"anvil"`` (start one), ``"none"``, or a JSON-RPC URL of a running chain.
         admin_key: funded key that deploys the ledger on a URL chain (anvil: its dev key).
         run_config: extra fedchain run-config values (kebab-case), e.g. ``{"epsilon": 4.0}``.
-        host: where everything listens (loopback).
+        host: where each member's local services listen (Runtime API, exporter) and, without
+            ``hub_host``, everything else too (loopback).
+        hub_host: the address members and this launcher use for the hub (SuperLink, anvil, the
+            coordinator's metrics); written into the SuperLink certificate's SANs. None: ``host``.
+        hub_bind: where the hub's SuperLink and anvil listen (e.g. ``0.0.0.0``); None: ``hub_host``.
+        addresses: more SANs for the SuperLink certificate (the hub's DNS names, other IPs).
+        role: ``"all"`` (every process here), ``"hub"`` (anvil, SuperLink, registration, the run;
+            members connect from elsewhere) or ``"member"`` (member ``member``'s SuperNode only).
+        member: the member a ``"member"`` machine runs.
+        superlink_port: the SuperLink's port (0: a free one; fix it across machines).
+        anvil_port: anvil's port (0: a free one).
+        superlink_state: keep the SuperLink's state in ``DIR/deployment/superlink.sqlite``
+            (``--database``) so registrations survive :meth:`LocalFederation.restart_superlink`.
+        wrappers: a command prefix per host, ``"hub"`` or ``"member-N"``, put before every
+            process of that host (e.g. ``("ip", "netns", "exec", "m0")``).
         metrics: start the coordinator's and members' ``/metrics`` endpoints.
         member_runtime: how members answer messages: ``"worker"`` (one long-lived member worker
             per SuperNode) or ``"flower"`` (Flower's ``flwr-clientapp`` process per message); see
@@ -127,6 +155,15 @@ class DeploySpec:
     admin_key: str | None = field(default=None, repr=False)
     run_config: Mapping[str, bool | int | float | str] = field(default_factory=dict)
     host: str = "127.0.0.1"
+    hub_host: str | None = None
+    hub_bind: str | None = None
+    addresses: tuple[str, ...] = ()
+    role: str = "all"
+    member: int | None = None
+    superlink_port: int = 0
+    anvil_port: int = 0
+    superlink_state: bool = False
+    wrappers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     metrics: bool = True
     member_runtime: str = "worker"
     app_dir: Path = field(default_factory=default_app_dir)
@@ -144,8 +181,24 @@ class DeploySpec:
         Interval(float, 0, None, closed="neither").check("run_timeout_s", self.run_timeout_s)
         if self.member_runtime not in flower.MEMBER_RUNTIMES:
             raise ConfigError("member_runtime", " or ".join(flower.MEMBER_RUNTIMES), self.member_runtime)
-        if self.data and len(self.data) != self.members:
+        if self.role not in ROLES:
+            raise ConfigError("role", "one of " + ", ".join(ROLES), self.role)
+        if self.role == "member":
+            if self.member is None or not 0 <= self.member < self.members:
+                raise ConfigError("member", f"the member this machine runs, 0..{self.members - 1}", self.member)
+            if len(self.data) > 1:
+                raise ConfigError("data", "this member's one data file", len(self.data))
+            if self.chain == "anvil":
+                object.__setattr__(self, "chain", "none")  # the hub runs the chain; a member never dials it
+        elif self.data and len(self.data) != self.members:
             raise ConfigError("data", f"one data file per member ({self.members})", len(self.data))
+        for name in ("superlink_port", "anvil_port"):
+            Interval(int, 0, 65535, closed="both").check(name, getattr(self, name))
+        for host in self.wrappers:
+            if host != "hub" and not re.fullmatch(r"member-\d+", host):
+                raise ConfigError("wrappers", "keys 'hub' or 'member-N'", host)
+        object.__setattr__(self, "addresses", tuple(self.addresses))
+        object.__setattr__(self, "wrappers", {k: tuple(v) for k, v in self.wrappers.items()})
         if not (self.chain in ("anvil", "none") or self.chain.startswith(("http://", "https://"))):
             raise ConfigError("chain", "'anvil', 'none' or an http(s):// JSON-RPC URL", self.chain)
         if self.chain.startswith("http") and not self.admin_key:
@@ -206,7 +259,7 @@ class LocalFederation:
     _flwr_bin_dir: Path | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
-        self.supervisor = ProcessSupervisor(self.state_dir / "processes.json")
+        self.supervisor = _WrappingSupervisor(self.state_dir / "processes.json", wrappers=self.spec.wrappers)
 
     @property
     def flwr_bin(self) -> Path:
@@ -236,21 +289,32 @@ class LocalFederation:
         return self.spec.directory / "state" / f"member-{member_id}"
 
     @property
+    def hub_host(self) -> str:
+        """The address of the hub (SuperLink, anvil) that members and this launcher dial."""
+        return self.spec.hub_host or self.spec.host
+
+    @property
+    def hub_bind(self) -> str:
+        """Where the hub's SuperLink and anvil listen."""
+        return self.spec.hub_bind or self.hub_host
+
+    @property
     def superlink_address(self) -> str:
         """``host:port`` of the SuperLink."""
-        return f"{self.spec.host}:{self.ports['superlink']}"
+        return f"{self.hub_host}:{self.ports['superlink']}"
 
     @property
     def rpc_url(self) -> str | None:
         """The chain's JSON-RPC URL (None without a chain)."""
         if self.spec.chain == "anvil":
-            return f"http://{self.spec.host}:{self.ports['anvil']}"
+            return f"http://{self.hub_host}:{self.ports['anvil']}"
         return None if self.spec.chain == "none" else self.spec.chain
 
     def metrics_urls(self) -> dict[str, str]:
         """``/metrics`` URL by role: ``coordinator`` and ``member-<i>``."""
+        hosts = {"coordinator-metrics": self.hub_host}  # members' exporters listen on their own host
         return {
-            role.removesuffix("-metrics"): f"http://{self.spec.host}:{port}/metrics"
+            role.removesuffix("-metrics"): f"http://{hosts.get(role, self.spec.host)}:{port}/metrics"
             for role, port in self.ports.items()
             if role.endswith("-metrics")
         }
@@ -309,12 +373,17 @@ class LocalFederation:
 
     def _start(self) -> None:
         spec = self.spec
+        if spec.role == "member":
+            self._start_member_machine()
+            return
         started = time.perf_counter()
         self.federation = federation = self._provision()
         self.timings["provision_s"] = time.perf_counter() - started
         data = list(spec.data) or write_demo_data(spec.directory / "data", spec.members, seed=spec.seed)
         self._allocate_ports()
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for stale in (self._anvil_state, self._superlink_database):
+            stale.unlink(missing_ok=True)  # a fresh deployment: no chain or SuperLink state from an earlier one
 
         phase = time.perf_counter()
         if spec.chain == "anvil":
@@ -340,8 +409,11 @@ class LocalFederation:
         self.timings["register_s"] = time.perf_counter() - phase
 
         phase = time.perf_counter()
-        for bundle, data_path in zip(federation.members, data, strict=True):
-            self._start_member(bundle, data_path)
+        if spec.role == "all":
+            for bundle, data_path in zip(federation.members, data, strict=True):
+                self._start_member(bundle, data_path)
+        else:
+            log.info("hub up: members connect to %s", self.superlink_address)
         self._wait_online()
         self.timings["supernodes_s"] = time.perf_counter() - phase
         self.supervisor.remember_children()
@@ -369,10 +441,16 @@ class LocalFederation:
             ],
         }
 
-    def submit(self, *, run_config: Mapping[str, bool | int | float | str] | None = None) -> int:
-        """Submit the fedchain app with ``flwr run``; return the run id."""
+    def submit(
+        self, *, run_config: Mapping[str, bool | int | float | str] | None = None, out_dir: Path | None = None
+    ) -> int:
+        """Submit the fedchain app with ``flwr run``; return the run id.
+
+        ``out_dir``: write (or, with ``run_config={"resume": True}``, continue) this run output
+        directory instead of a new ``DIR/runs/run-<n>``.
+        """
         self._runs += 1
-        out_dir = self.spec.directory / "runs" / f"run-{self._runs}"
+        out_dir = out_dir or self.spec.directory / "runs" / f"run-{self._runs}"
         values = self.run_config(out_dir, extra=run_config)
         config_path = self.state_dir / f"run-config-{self._runs}.toml"
         atomic_write_bytes(config_path, flower.toml_document(values).encode())
@@ -455,7 +533,7 @@ class LocalFederation:
             values["ledger-address"] = self.chain_setup.ledger_address
         if spec.metrics:
             values["metrics-port"] = self.ports["coordinator-metrics"]
-            values["metrics-host"] = spec.host
+            values["metrics-host"] = self.hub_bind
         values.update(spec.run_config)
         values.update(extra or {})
         known = app_run_config_keys(spec.app_dir)
@@ -484,14 +562,15 @@ class LocalFederation:
                     spec.members,
                 )
         else:
+            addresses = list(dict.fromkeys([self.hub_host, "localhost", *spec.addresses]))
             federation = provision_federation(
-                spec.directory, members=spec.members, addresses=[spec.host, "localhost"], scoring=self._needs_scoring()
+                spec.directory, members=spec.members, addresses=addresses, scoring=self._needs_scoring()
             )
-        if spec.host not in federation.addresses:
+        if self.hub_host not in federation.addresses:
             raise ConfigError(
-                "host",
+                "hub_host" if spec.hub_host else "host",
                 "an address in the SuperLink certificate's SANs (" + ", ".join(federation.addresses) + ")",
-                spec.host,
+                self.hub_host,
             )
         if not (federation.enrolled and federation.keyed):
             started = time.perf_counter()
@@ -507,12 +586,30 @@ class LocalFederation:
         return config.he and config.he_scoring
 
     def _allocate_ports(self) -> None:
-        roles = ["superlink"] + [f"supernode-{i}" for i in range(self.spec.members)]
-        if self.spec.chain == "anvil":
-            roles.append("anvil")
-        if self.spec.metrics:
-            roles += ["coordinator-metrics"] + [f"member-{i}-metrics" for i in range(self.spec.members)]
-        self.ports = dict(zip(roles, free_ports(len(roles), self.spec.host), strict=True))
+        spec = self.spec
+        members = range(spec.members) if spec.role == "all" else [spec.member] if spec.role == "member" else []
+        local = [f"supernode-{i}" for i in members]
+        if spec.metrics:
+            local += [f"member-{i}-metrics" for i in members]
+        hub = ["superlink"] if spec.role != "member" else []
+        if spec.metrics and spec.role != "member":
+            hub.append("coordinator-metrics")
+        if spec.chain == "anvil":
+            hub.append("anvil")
+        self.ports = dict(zip(local, free_ports(len(local), spec.host), strict=True))
+        self.ports.update(zip(hub, free_ports(len(hub), self.hub_host), strict=True))
+        if spec.superlink_port:
+            self.ports["superlink"] = spec.superlink_port
+        if spec.anvil_port and spec.chain == "anvil":
+            self.ports["anvil"] = spec.anvil_port
+
+    @property
+    def _anvil_state(self) -> Path:
+        return self.state_dir / "anvil-state.json"
+
+    @property
+    def _superlink_database(self) -> Path:
+        return self.state_dir / "superlink.sqlite"
 
     def _start_anvil(self) -> None:
         binary = anvil_binary(self.spec.app_dir)
@@ -520,11 +617,59 @@ class LocalFederation:
             raise ToolMissingError("anvil", "run `make node` (npm @foundry-rs/anvil) or set FEDCHAIN_ANVIL")
         record = self.supervisor.start(
             "anvil",
-            anvil_command(binary, host=self.spec.host, port=self.ports["anvil"]),
+            anvil_command(binary, host=self.hub_bind, port=self.ports["anvil"], state=self._anvil_state),
             log_path=self.log_dir / "anvil.log",
             env=self.env(),
         )
-        self._wait_port(record, self.ports["anvil"])
+        self._wait_port(record, self.ports["anvil"], host=self.hub_host)
+
+    def stop_chain(self) -> None:
+        """Stop anvil (it writes its chain to ``DIR/deployment/anvil-state.json``): the chain is unreachable."""
+        record = self._record("anvil")
+        self.supervisor.stop(record)
+
+    def start_chain(self) -> None:
+        """Start anvil again on the same port from the chain it wrote when stopped."""
+        if self.spec.chain != "anvil":
+            raise ConfigError("chain", "'anvil' (a chain this launcher runs)", self.spec.chain)
+        self._start_anvil()
+
+    def restart_superlink(self) -> float:
+        """Stop the SuperLink (and the runs it hosts) and start it again; return seconds until every node is online.
+
+        With ``superlink_state`` the SuperLink reopens its database (registrations, node ids);
+        without it every member's SuperNode key is registered again. SuperNodes reconnect by
+        themselves (they retry without limit).
+        """
+        self.supervisor.stop(self._record("superlink"))
+        started = time.perf_counter()
+        self._start_superlink()
+        if not self.spec.superlink_state:
+            federation = self._require_federation()
+            self.node_ids = {bundle.member_id: self._register(bundle) for bundle in federation.members}
+        self._wait_online()
+        self.supervisor.remember_children()
+        self._save_state()
+        return time.perf_counter() - started
+
+    def _record(self, name: str) -> ProcessRecord:
+        for record in self.supervisor.records:
+            if record.name == name:
+                return record
+        raise DeploymentError(f"no process {name!r} runs in this deployment", component=name)
+
+    def _start_member_machine(self) -> None:
+        """A member machine: this member's SuperNode (and exporter), dialing the hub's SuperLink."""
+        spec = self.spec
+        assert spec.member is not None  # checked by DeploySpec
+        bundle = member_bundle(spec.directory, spec.member)
+        if not spec.superlink_port:
+            raise ConfigError("superlink_port", "the hub's SuperLink port (a member dials it)", spec.superlink_port)
+        data = list(spec.data) or [write_demo_data(spec.directory / "data", spec.members, seed=spec.seed)[spec.member]]
+        self._allocate_ports()
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._start_member(bundle, data[0])
+        self._save_state()
 
     def _start_superlink(self) -> None:
         fed = self._require_federation()
@@ -539,13 +684,17 @@ class LocalFederation:
         record = self.supervisor.start(
             "superlink",
             flower.superlink_command(
-                fed.directory, host=self.spec.host, port=self.ports["superlink"], flwr_bin=self.flwr_bin
+                fed.directory,
+                host=self.hub_bind,
+                port=self.ports["superlink"],
+                flwr_bin=self.flwr_bin,
+                database=self._superlink_database if self.spec.superlink_state else None,
             ),
             log_path=self.log_dir / "superlink.log",
             env=self.env(**extra),
             cwd=self.spec.directory,
         )
-        self._wait_port(record, self.ports["superlink"])
+        self._wait_port(record, self.ports["superlink"], host=self.hub_host)
 
     def _register(self, bundle: MemberBundle) -> int:
         deadline = time.monotonic() + self.spec.startup_timeout_s
@@ -602,7 +751,9 @@ class LocalFederation:
         )
 
     def _member_threads(self) -> int:
-        """CPU threads of each member worker: a share of the cores, every member running on this machine."""
+        """CPU threads of each member worker: a share of the cores when every member runs on this machine."""
+        if self.spec.role == "member":
+            return 0  # this machine is the member's own
         return max(1, (os.cpu_count() or 1) // self.spec.members)
 
     def _wait_online(self) -> None:
@@ -617,11 +768,12 @@ class LocalFederation:
                 raise ProcessError("supernode", f"SuperNodes {sorted(wanted - online)} did not come online")
             time.sleep(1.0)
 
-    def _wait_port(self, record: ProcessRecord, port: int) -> None:
+    def _wait_port(self, record: ProcessRecord, port: int, *, host: str | None = None) -> None:
+        host = host or self.spec.host
         deadline = time.monotonic() + self.spec.startup_timeout_s
         while True:
             try:
-                socket.create_connection((self.spec.host, port), timeout=0.5).close()
+                socket.create_connection((host, port), timeout=0.5).close()
                 return
             except OSError:
                 if not self.supervisor.is_running(record):
@@ -632,9 +784,7 @@ class LocalFederation:
                         exit_code=code,
                     ) from None
                 if time.monotonic() > deadline:
-                    raise ProcessError(
-                        record.name, f"{record.name} did not listen on {self.spec.host}:{port}"
-                    ) from None
+                    raise ProcessError(record.name, f"{record.name} did not listen on {host}:{port}") from None
                 time.sleep(0.1)
 
     def _check_alive(self, exclude: str = "") -> None:
@@ -657,7 +807,8 @@ class LocalFederation:
             "directory": str(self.spec.directory),
             "members": self.spec.members,
             "ports": self.ports,
-            "superlink": self.superlink_address if "superlink" in self.ports else None,
+            "role": self.spec.role,
+            "superlink": f"{self.hub_host}:{self.ports['superlink']}" if "superlink" in self.ports else None,
             "rpc_url": self.rpc_url if self.ports else None,
             "chain": self.chain_setup.to_dict() if self.chain_setup else None,
             "node_ids": {str(k): str(v) for k, v in self.node_ids.items()},
@@ -669,7 +820,63 @@ class LocalFederation:
         atomic_write_json(path, state)
 
 
+class _WrappingSupervisor(ProcessSupervisor):
+    """A supervisor that starts each process behind its host's command prefix (``DeploySpec.wrappers``)."""
+
+    def __init__(self, state_file: Path, *, wrappers: Mapping[str, tuple[str, ...]]) -> None:
+        super().__init__(state_file)
+        self.wrappers = dict(wrappers)
+
+    def start(self, name: str, command: Sequence[str], **kwargs: Any) -> ProcessRecord:
+        """Start ``command`` as :meth:`ProcessSupervisor.start` does, behind its host's prefix."""
+        return super().start(name, [*self.wrappers.get(process_host(name), ()), *command], **kwargs)
+
+
 # ---------------------------------------------------------------------------------- functions
+
+
+def process_host(name: str) -> str:
+    """The host a launcher process runs on: ``member-N`` for a member's processes, else ``hub``.
+
+    Example:
+        >>> process_host("supernode-2"), process_host("member-0-metrics"), process_host("superlink")
+        ('member-2', 'member-0', 'hub')
+    """
+    found = _MEMBER_PROCESS.match(name)
+    return f"member-{found.group(1)}" if found else "hub"
+
+
+def member_bundle(directory: Path, member_id: int) -> MemberBundle:
+    """Member ``member_id``'s bundle as a member machine holds it: ``DIR/members/member-<id>/``.
+
+    Raises:
+        ConfigError: the bundle is missing or incomplete (the admin sends it; the member ran the key ceremony).
+    """
+    home = Path(directory) / "members" / f"member-{member_id}"
+    bundle = MemberBundle(
+        member_id=member_id,
+        directory=home,
+        address="",
+        ca_certificate=home / "ca.crt",
+        supernode_key=home / "supernode.key",
+        supernode_public_key=home / "supernode.pub",
+        ckks_context=home / "member.ckks",
+        wallet_keystore=home / "wallet.json",
+        wallet_password_file=home / "wallet.password",
+    )
+    missing = [
+        path.name
+        for path in (bundle.ca_certificate, bundle.supernode_key, bundle.ckks_context, bundle.wallet_keystore)
+        if not path.is_file()
+    ]
+    if missing:
+        raise ConfigError(
+            "directory",
+            f"a member bundle in {home} (ca.crt, supernode.key, member.ckks, wallet.json)",
+            ", ".join(missing) + " missing",
+            hint="copy DIR/members/member-N/ from the admin and run the key ceremony (`fedchain member ...`).",
+        )
+    return bundle
 
 
 def node_config(
@@ -712,30 +919,91 @@ def app_run_config_keys(app_dir: Path) -> set[str]:
     return set(project.get("tool", {}).get("flwr", {}).get("app", {}).get("config", {}))
 
 
-def write_demo_data(directory: Path, members: int, *, seed: int = 0) -> list[Path]:
-    """One CSV per member (``f0..f63,label``) from an IID split of the digits data set.
+def write_demo_data(directory: Path, members: int, *, seed: int = 0, task: str = "digits-mlp") -> list[Path]:
+    """One file per member from an IID split of ``task``'s bundled data set, flat rows and a label.
 
-    Each file holds the member's training shard and its shard of the held-out split; the node
-    splits it again for local evaluation. Existing files are kept.
+    The digits (``digits-mlp``) are written as CSV (``f0..f63,label``); larger examples (the
+    ``mnist-*`` tasks' 784 pixels) as NPZ (``x``, ``label``), which the node reads without parsing
+    text. Each file holds the member's training shard and its shard of the held-out split; the
+    node splits it again for local evaluation and the task reshapes the rows to its input shape.
+    Existing files are kept.
+
+    Raises:
+        ConfigError: ``task`` is unknown.
+        DataError: the task bundles no data set (its members must bring their own files).
     """
+    import io
+
     import numpy as np
 
-    from fedchain.data import load_digits_split, partition_indices
+    from fedchain.data import BUNDLED_DATASETS, load_bundled_split, partition_indices
+    from fedchain.errors import DataError
+    from fedchain.tasks import resolve_task
 
+    dataset = resolve_task(task).dataset
+    if not dataset:
+        raise DataError(f"task {task!r} bundles no data set: give each member its own data file")
+    suffix = ".csv" if BUNDLED_DATASETS[dataset].num_features <= 64 else ".npz"
     directory.mkdir(parents=True, exist_ok=True)
-    paths = [directory / f"member-{i}.csv" for i in range(members)]
+    paths = [directory / f"member-{i}{suffix}" for i in range(members)]
     if all(path.exists() for path in paths):
         return paths
-    x_train, y_train, x_test, y_test = load_digits_split(0.2)
+    x_train, y_train, x_test, y_test = load_bundled_split(dataset, 0.2)
     shards = partition_indices(y_train, members, partitioner="iid", seed=seed)
     test_shards = np.array_split(np.arange(len(y_test)), members)
     header = ",".join([f"f{j}" for j in range(x_train.shape[1])] + ["label"])
     for path, train_index, test_index in zip(paths, shards, test_shards, strict=True):
         x = np.vstack([x_train[train_index], x_test[test_index]])
         y = np.concatenate([y_train[train_index], y_test[test_index]])
+        if suffix == ".npz":
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, x=x.astype(np.float32), label=y.astype(np.int64))
+            atomic_write_bytes(path, buffer.getvalue())
+            continue
         rows = [",".join(f"{v:.6g}" for v in features) + f",{int(label)}" for features, label in zip(x, y, strict=True)]
         atomic_write_bytes(path, (header + "\n" + "\n".join(rows) + "\n").encode())
     return paths
+
+
+def write_member_bundle(
+    directory: Path, member_id: int, out: Path, *, data: Path | None = None, policy: Path | None = None
+) -> dict[str, Path]:
+    """Copy what member ``member_id``'s machine needs into ``out``, in the layout ``role="member"`` reads.
+
+    ``out/members/member-<id>/`` (the member's own directory: CA certificate, SuperNode key,
+    its wallet, its CKKS context, ``federation.json``; 0700 / 0600), ``out/data/`` (its data file,
+    if given) and ``out/state/member-<id>/policy.toml`` (its privacy policy, if given). Nothing of
+    another member or of the admin is copied.
+
+    Raises:
+        ConfigError: the member's directory is incomplete, or ``out`` holds one already.
+
+    Example::
+
+        write_member_bundle(Path("runs/fed"), 1, Path("/media/usb/member-1"), data=Path("m1.csv"))
+        # then, on member 1's machine:
+        # fedchain deploy up /media/usb/member-1 --role member --member 1 --members 3
+        #     --hub-host hub.example.org --superlink-port 9093 --data /media/usb/member-1/data/m1.csv
+    """
+    import shutil
+
+    source = member_bundle(directory, member_id).directory
+    target = Path(out) / "members" / f"member-{member_id}"
+    if target.exists():
+        raise ConfigError("out", "a directory without this member's bundle yet", str(target))
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.copytree(source, target)
+    for path in [target, *target.rglob("*")]:
+        path.chmod(0o700 if path.is_dir() else 0o600)
+    written = {"bundle": target}
+    if data is not None:
+        (Path(out) / "data").mkdir(exist_ok=True, mode=0o700)
+        written["data"] = Path(shutil.copy2(data, Path(out) / "data" / Path(data).name))
+    if policy is not None:
+        state = Path(out) / "state" / f"member-{member_id}"
+        state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        written["policy"] = Path(shutil.copy2(policy, state / "policy.toml"))
+    return written
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:

@@ -44,7 +44,7 @@ def test_every_compose_command_parses() -> None:
 def test_fedchain_deploy_mounts_the_same_commands() -> None:
     group = typer.main.get_command(fedchain_app)
     deploy = group.commands["deploy"]  # type: ignore[attr-defined]
-    assert sorted(deploy.commands) == ["demo-data", "down", "provision", "setup", "status", "up"]
+    assert sorted(deploy.commands) == ["bundle", "demo-data", "down", "provision", "setup", "status", "up"]
     name, params = _parse(["-v", "up", "fed", "--no-metrics", "--stop-after", "--data", "a.csv", "--data", "b.csv"])
     assert name == "up" and params["metrics"] is False and [str(p) for p in params["data"]] == ["a.csv", "b.csv"]
 
