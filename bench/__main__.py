@@ -27,6 +27,7 @@ BENCHMARKS = {
     "committee": "bench.bench_committee",
     "noise": "bench.bench_noise",
     "deploy": "bench.bench_deploy",
+    "netns": "bench.bench_netns",
 }
 
 
