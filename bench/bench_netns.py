@@ -4,17 +4,18 @@ The federation of ``tests/deployment/test_netns.py`` (a hub namespace with anvil
 SuperLink, one namespace per member, TLS naming the hub's IP, node authentication on), 3
 members. Measured in one run:
 
-* baseline: round 1 with every member connected (its seconds, its train stage);
-* exclusion: member 2's link is cut as soon as its round-2 train instruction reaches it; the
+* baseline: round 2 with every member connected (round 1 warms the members' workers up);
+* exclusion: member 2's link is cut as soon as its round-3 train instruction reaches it; the
   seconds from the cut until the round's train stage ends without it (the coordinator's
-  ``round-timeout-s`` bounds it), and round 2 against round 1;
+  ``round-timeout-s`` bounds it), and round 3 against round 2;
 * recovery: the SuperLink is stopped and started again (``--database``: registrations kept)
   until every SuperNode is online again, against the first start of the SuperLink plus its
-  nodes; then the resumed run's round (``resume``) against round 1.
+  nodes; then the resumed run's round (``resume``, round 4) against round 2.
 
 Writes ``bench/results/netns.json``. Skips (writes the reason) where network namespaces cannot
 be created (not root) or anvil is missing. ``FEDCHAIN_BENCH_NETNS_TIMEOUT`` sets the round
-timeout (default 20 s). About 2-3 minutes on 2 busy cores.
+timeout (default 60 s: a run's first round loads each member's worker). About 5-7 minutes on 2
+busy cores.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def run(out_dir: Path) -> None:
     reason = unavailable()
     if reason is not None:
         return _skip(out_dir, f"network namespaces cannot be created here: {reason}")
-    timeout_s = float(os.environ.get("FEDCHAIN_BENCH_NETNS_TIMEOUT", "20"))
+    timeout_s = float(os.environ.get("FEDCHAIN_BENCH_NETNS_TIMEOUT", "60"))
     run_config: dict[str, bool | int | float | str] = {
         "dp": True,
         "epsilon": 8.0,
@@ -101,7 +102,7 @@ def run(out_dir: Path) -> None:
                 spec = DeploySpec(
                     directory=Path(tmp) / "fed",
                     members=MEMBERS,
-                    rounds=2,
+                    rounds=3,
                     hub_host=topology.hub_ip,
                     wrappers=topology.wrappers(),
                     superlink_state=True,
@@ -118,20 +119,21 @@ def run(out_dir: Path) -> None:
 
                 federation.submit(out_dir=runs)
                 _until("round 1", lambda: _recorded(runs, 1), 600)
+                _until("round 2", lambda: _recorded(runs, 2), 600)
                 seen = _received_train(logs[CUT])
-                _until("member 2's round-2 instruction", lambda: _received_train(logs[CUT]) > seen, 300)
+                _until("member 2's round-3 instruction", lambda: _received_train(logs[CUT]) > seen, 300)
                 other = _received_other(logs[0])
                 topology.cut(CUT)
                 cut_at = time.perf_counter()
                 # Excluded: the train stage ends without it (member 0 gets the round's next message).
-                excluded_s = _until("round 2's train stage to end", lambda: _received_other(logs[0]) > other, 600)
+                excluded_s = _until("round 3's train stage to end", lambda: _received_other(logs[0]) > other, 600)
                 topology.restore(CUT)
-                _until("round 2", lambda: _recorded(runs, 2), 600)
+                _until("round 3", lambda: _recorded(runs, 3), 600)
                 cut_to_recorded_s = time.perf_counter() - cut_at
                 rounds = _state(runs)["rounds"]
 
                 recovery_s = federation.restart_superlink()
-                resumed = federation.submit(run_config={"resume": True, "num-server-rounds": 3}, out_dir=runs)
+                resumed = federation.submit(run_config={"resume": True, "num-server-rounds": 4}, out_dir=runs)
                 outcome = federation.wait(resumed, timeout_s=600)
                 if not outcome.ok:
                     raise RuntimeError(f"the resumed run ended {outcome.status}")
@@ -144,7 +146,7 @@ def run(out_dir: Path) -> None:
     def train_s(row: dict[str, Any]) -> float:
         return float(row.get("stage_seconds", {}).get("train", float("nan")))
 
-    base, cut, resumed_row = rounds[0], rounds[1], rows[2]
+    base, cut, resumed_row = rounds[1], rounds[2], rows[3]
     cut_members = {m["address"] for m in cut["members"]}
     result = {
         "members": MEMBERS,
