@@ -73,3 +73,15 @@ def test_a_task_without_bundled_data_asks_for_files():
 
     with pytest.raises(DataError, match="bundles no data set: give each member a data file"):
         FilesOnly().load_demo(0, 2)
+
+
+def test_demo_files_for_an_mnist_task_are_npz_rows_the_task_reshapes(tmp_path):
+    from fedchain.deployment.launcher import write_demo_data
+
+    paths = write_demo_data(tmp_path / "data", 2, task="mnist-cnn")
+    assert [p.name for p in paths] == ["member-0.npz", "member-1.npz"]
+    with np.load(paths[0], allow_pickle=False) as archive:
+        assert archive["x"].shape == (2500, 784) and archive["label"].shape == (2500,)
+    data = create_task("mnist-cnn").load_file(paths[0], seed=0)
+    assert data.x_train.shape == (2000, 1, 28, 28) and data.num_classes == 10
+    assert [p.name for p in write_demo_data(tmp_path / "digits", 2)] == ["member-0.csv", "member-1.csv"]
