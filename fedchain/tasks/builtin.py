@@ -12,8 +12,8 @@ This module imports no torch: the models (:mod:`fedchain.tasks.models`) load whe
 
 Example:
     >>> from fedchain.config import FedChainConfig
-    >>> MnistWide(FedChainConfig(task="mnist-wide", model_width=679)).parameter_count(
-    ...     MnistWide(FedChainConfig(task="mnist-wide", model_width=679)).build_model())
+    >>> task = MnistWide(FedChainConfig(task="mnist-wide", model_width=679))
+    >>> task.parameter_count(task.build_model())
     1001535
 """
 
