@@ -317,3 +317,45 @@ def test_member_bundle_holds_only_that_member(provisioned: Any, tmp_path: Path) 
     assert (out / "state" / "member-1" / "policy.toml").read_text() == policy.read_text()
     assert main(argv) == 2  # never over an existing bundle
     assert main(["up", str(tmp_path / "empty"), "--role", "member", "--member", "0", "--superlink-port", "9"]) == 2
+
+
+@pytest.mark.netns
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_member_machine_joins_from_its_bundle(netns_federation: tuple[Any, LocalFederation], tmp_path: Path) -> None:
+    """`fedchain deploy bundle` + `up --role member` in member 0's namespace: its SuperNode authenticates over TLS."""
+    from fedchain.deployment.flower import supernodes
+    from fedchain.deployment.launcher import write_member_bundle
+
+    topology, federation = netns_federation
+    with topology.entered():
+        federation.supervisor.stop(next(r for r in federation.supervisor.records if r.name == "supernode-0"))
+        node = str(federation.node_ids[0])
+
+        def offline() -> bool:  # the SuperLink refuses a second session for a node it still sees online
+            return all(n["node-id"] != node or n["status"] != "online" for n in supernodes(env=federation.env()))
+
+        _until("member 0's old SuperNode to go offline", offline, 180, federation, step_s=2.0)
+        data = sorted((federation.spec.directory / "data").glob("member-0.*"))[0]
+        out = tmp_path / "machine-0"
+        write_member_bundle(federation.spec.directory, 0, out, data=data)
+        port = str(federation.ports["superlink"])
+        command = [sys.executable, "-m", "fedchain.deployment", "up", str(out), "--role", "member", "--member", "0",
+                   "--members", str(MEMBERS), "--hub-host", topology.hub_ip, "--superlink-port", port,
+                   "--no-metrics", "--data", str(out / "data" / data.name)]  # fmt: skip
+        machine = federation.supervisor.start(  # "member-0-...": behind member 0's `ip netns exec`
+            "member-0-machine", command, log_path=federation.log_dir / "member-0-machine.log", env=federation.env()
+        )
+        assert machine.command[:4] == ("ip", "netns", "exec", topology.member(0))
+        log = out / "logs" / "supernode-0.log"
+        expected = f"SuperNode ID: {federation.node_ids[0]}"
+
+        def joined() -> bool:
+            assert federation.supervisor.is_running(machine), _count(log, "") and log.read_text()[-1500:]
+            return _count(log, expected) > 0
+
+        _until("member 0's SuperNode to authenticate", joined, 180, federation)
+        assert federation.supervisor.is_running(machine), (federation.log_dir / "member-0-machine.log").read_text()
+        state = json.loads((out / "deployment" / "state.json").read_text())
+        assert state["role"] == "member" and state["superlink"] == federation.superlink_address
+        federation.supervisor.stop(machine)
