@@ -49,7 +49,7 @@ from typing import Any
 
 from fedchain.errors import ConfigError
 
-__all__ = ["PENDING_TOKEN_ENV", "Backoff", "MemberWorker", "WorkerStats", "main"]
+__all__ = ["PENDING_TOKEN_ENV", "Backoff", "MemberWorker", "WorkerStats", "main", "pull_task_input"]
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ class MemberWorker:
         from flwr.common.constant import ErrorCode, SubStatus
         from flwr.supercore.heartbeat import HeartbeatSender
         from flwr.supercore.interceptors import RuntimeTokenHttpInterceptor, RuntimeVersionHttpInterceptor
-        from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
+        from flwr.supernode.runtime.run_clientapp import push_message, push_task_output
 
         acquired = time.perf_counter() if acquired is None else acquired
         if fab_hash and self._apps and fab_hash not in self._apps and self.restart_argv is not None:
@@ -315,6 +315,49 @@ class MemberWorker:
         sys.stdout.flush()
         sys.stderr.flush()
         os.execv(sys.executable, [sys.executable, *self.restart_argv])
+
+
+def pull_task_input(client: Any) -> tuple[Any, Any, Any, Any]:
+    """Flower's ``pull_task_input`` (message, context, run, bundle), polling for the message's objects faster.
+
+    The SuperNode creates the task before it has pulled the message's objects from the SuperLink;
+    a ``flwr-clientapp`` process starts too slowly to notice, but a warm worker asks at once, and
+    Flower retries an object not there yet after 1 s (``PULL_INITIAL_BACKOFF``), then 2, 4... Here
+    it retries after 10 ms, doubling up to 0.5 s. Everything else is Flower's code path.
+    """
+    from flwr.app import Message
+    from flwr.common.serde import context_from_proto, fab_from_proto, run_from_proto
+    from flwr.proto.node_pb2 import Node
+    from flwr.proto.runtime_pb2 import PullAppMessagesRequest, PullTaskInputRequest
+    from flwr.supercore.inflatable.inflatable_protobuf_utils import (
+        make_confirm_message_received_fn_protobuf,
+        make_pull_object_fn_protobuf,
+    )
+    from flwr.supercore.inflatable.inflatable_utils import pull_and_inflate_object_from_tree
+    from flwr.supercore.task_identity import TaskIdentity
+
+    res = client.PullTaskInput(PullTaskInputRequest())
+    TaskIdentity.task_id = res.task_id
+    TaskIdentity.run_id = res.run.run_id
+    TaskIdentity.node_id = res.context.node_id
+    context = context_from_proto(res.context)
+    run = run_from_proto(res.run)
+    fab = fab_from_proto(res.fab)
+    pulled = client.PullMessages(PullAppMessagesRequest())
+    if not pulled.messages_list:
+        raise RuntimeError("No messages received from Runtime API")
+    node = Node(node_id=context.node_id)
+    tree = pulled.message_object_trees[0]
+    message = pull_and_inflate_object_from_tree(
+        tree,
+        make_pull_object_fn_protobuf(client.PullObject, node, context.run_id),
+        make_confirm_message_received_fn_protobuf(client.ConfirmMessageReceived, node, context.run_id),
+        return_type=Message,
+        initial_backoff=0.01,
+        backoff_cap=0.5,
+    )
+    message.metadata.__dict__["_message_id"] = tree.object_id  # as Flower sets it
+    return message, context, run, fab
 
 
 def _heartbeat_fn(client: Any) -> Callable[[], bool]:
