@@ -2,14 +2,16 @@
 
 A real deployment (anvil with the ledger, SuperLink, 2 SuperNodes with their member workers,
 ``flwr run``; no metrics) runs 1 round of the ``mnist-wide`` task at width 679 (1,001,535 parameters) with HE on
-(and DP on: the members' default policy refuses a run without it). Each member's train reply
-carries about 15 MB of CKKS ciphertext (245 chunks of seeded ciphertext) and each evaluate
-instruction the sealed aggregate (about 30 MB: the sum's ciphertexts are not seeded): above
-gRPC's default 4 MiB message limit and Flower's 5 MiB array piece
-(``FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE``), so they only arrive if the SuperLink, SuperNodes and
-member workers carry them whole. The round must complete with every member's update accepted,
-and the members must have decrypted the aggregate: the round's accuracy comes from members'
-evaluation reports, which count only when a member holds the model the round produced.
+(and DP on: the members' default policy refuses a run without it). The default norm bound makes
+the deployment provision CKKS ``SCORING`` keys, so each member's train reply carries about 49 MB
+of seeded ciphertext (245 chunks, 12.1x the float32 bytes; ``python -m bench he_round_scale``
+measures it) and each evaluate instruction the sealed aggregate, larger still (the sum's
+ciphertexts are not seeded): far above gRPC's default 4 MiB message limit and Flower's 5 MiB
+array piece (``FLWR_PRIVATE_MAX_ARRAY_CHUNK_SIZE``), so they only arrive if the SuperLink,
+SuperNodes and member workers carry them whole. The round must complete with every member's
+update accepted (the decrypt committee's norm check included), the members must have decrypted
+the aggregate (the round's accuracy comes from members' evaluation reports, which count only
+when a member holds the model the round produced), and the run's audit must pass.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ def test_a_round_of_a_million_parameters_under_he_crosses_the_deployment(federat
     # only when they hold the model the round produced (the tally's majority model).
     assert result["final_accuracy"] is not None, result
     assert row["accuracy"] is not None and row["model_hash"] and row["aggregate_hash"], row
+    assert result["audit"]["ok"], result["audit"]
 
 
 def _log_tail(federation: LocalFederation, run_id: int) -> str:
