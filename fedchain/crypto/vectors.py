@@ -16,7 +16,12 @@ values' magnitude; the bound documented and tested is ``1e-5`` per value and per
 ``1e-5 * k / W`` on the average of ``k`` members of total weight ``W``.
 
 Cores: SEAL's encoder, encryptor and decryptor as TenSEAL binds them hold Python's GIL (two threads
-over chunks ran no faster than one, measured), so chunks are encrypted and decrypted in one thread;
+over chunks ran no faster than one, measured), so from ``PARALLEL_MIN_CHUNKS`` (64) chunks on a
+member encrypts and decrypts in forked worker processes, one per usable core
+(:mod:`fedchain.crypto._parallel`: the children inherit the context in memory, nothing secret is
+serialized, ciphertexts come back as raw bytes through pipes). ``workers=`` or
+``FEDCHAIN_HE_WORKERS`` (0 or 1: serial) chooses; simulations (``FEDCHAIN_SIMULATION=1``) stay
+serial. The output is the same as serial (format, sizes, checks, errors; decrypted values equal);
 see ``bench/bench_he_scale.py`` for the figures per million values.
 
 Example:
@@ -42,6 +47,7 @@ import numpy as np
 import tenseal as ts
 
 from fedchain.crypto._chunks import TENSEAL_ERRORS, load_chunk, magnitude_bound
+from fedchain.crypto._parallel import PARALLEL_MIN_CHUNKS, map_forked, resolve_workers
 from fedchain.crypto._seeded import SeededEncryptor
 from fedchain.crypto.keys import can_encrypt, context_slot_count
 from fedchain.errors import ConfigError, CryptoError, FedChainError, UpdateRejectedError
@@ -96,7 +102,13 @@ def _validated_flat(flat: np.ndarray, bound: float) -> np.ndarray:
     return values
 
 
-def encrypt_update(ctx: ts.Context, flat: np.ndarray) -> list[bytes]:
+def encrypt_update(
+    ctx: ts.Context,
+    flat: np.ndarray,
+    *,
+    workers: int | None = None,
+    min_parallel_chunks: int = PARALLEL_MIN_CHUNKS,
+) -> list[bytes]:
     """Encrypt a flat update as packed, zero-padded, seeded ``CKKSVector`` chunks.
 
     With the secret key (every member's context) each chunk is a *seeded* symmetric ciphertext
@@ -109,13 +121,18 @@ def encrypt_update(ctx: ts.Context, flat: np.ndarray) -> list[bytes]:
         ctx: a member's context (it encrypts with the secret key; the coordinator's cannot encrypt).
         flat: 1-D finite real values, e.g. ``n_i * delta_i``; each must stay within the parameters'
             ``max_magnitude``, and so must their sum over members.
+        workers: processes to encrypt seeded chunks with (see :mod:`fedchain.crypto._parallel`);
+            None: ``FEDCHAIN_HE_WORKERS``, else 1 in a simulation, else the usable cores; 0 or 1:
+            serial. The chunks are the same either way (format, sizes, checks).
+        min_parallel_chunks: fewer chunks are encrypted serially (forking does not pay).
 
     Returns:
         ``ceil(len(flat) / slots)`` serialized chunks of ``slots`` values each.
 
     Raises:
-        ConfigError: when ``flat`` is not a non-empty 1-D finite array within range.
-        CryptoError: when TenSEAL or SEAL fails to encrypt.
+        ConfigError: when ``flat`` is not a non-empty 1-D finite array within range, or ``workers``
+            is invalid.
+        CryptoError: when TenSEAL or SEAL fails to encrypt, or a worker process fails.
 
     Example:
         >>> import numpy as np
@@ -132,6 +149,10 @@ def encrypt_update(ctx: ts.Context, flat: np.ndarray) -> list[bytes]:
     padded[: values.size] = values
     if ctx.has_secret_key():
         encryptor = SeededEncryptor(ctx)
+        count = padded.size // slots
+        processes = resolve_workers(workers, count, min_parallel_chunks)
+        if processes > 1:
+            return map_forked(lambda i: encryptor.encrypt(padded[i * slots : (i + 1) * slots]), count, processes)
         return [encryptor.encrypt(padded[start : start + slots]) for start in range(0, padded.size, slots)]
     try:
         # TenSEAL's C++ vector directly: ts.ckks_vector would first copy each chunk into a
@@ -373,6 +394,8 @@ def decrypt_update(
     length: int,
     *,
     max_abs: float | None = None,
+    workers: int | None = None,
+    min_parallel_chunks: int = PARALLEL_MIN_CHUNKS,
 ) -> np.ndarray:
     """Decrypt chunks (an update or a sum) back to ``length`` float64 values.
 
@@ -385,14 +408,18 @@ def decrypt_update(
         chunks: serialized chunks, as from :func:`sum_encrypted`.
         length: number of plaintext values (the update's parameter count).
         max_abs: refuse results with a larger magnitude; None uses the parameters' range.
+        workers: processes to decrypt with, as for :func:`encrypt_update`; the values are identical
+            to a serial decryption's, and so are the checks and errors.
+        min_parallel_chunks: fewer chunks are decrypted serially.
 
     Returns:
         A 1-D float64 array of ``length`` values.
 
     Raises:
-        CryptoError: when the context holds no secret key or the result is out of range.
+        CryptoError: when the context holds no secret key, the result is out of range, or a worker
+            process fails.
         SerializationError: when a chunk is malformed or of another context's parameters.
-        ConfigError: when ``length`` does not match the number of chunks.
+        ConfigError: when ``length`` does not match the number of chunks, or ``workers`` is invalid.
 
     Example:
         >>> import numpy as np
@@ -415,14 +442,20 @@ def decrypt_update(
             hint=f"{len(chunks)} chunks hold {(len(chunks) - 1) * slots + 1}..{len(chunks) * slots} values.",
         )
     bound = magnitude_bound(secret_ctx) if max_abs is None else max_abs
-    parts = []
-    for position, data in enumerate(chunks):
-        vector = load_chunk(secret_ctx, data, label=f"chunk {position}", size=slots)
+
+    def decrypt_chunk(position: int) -> np.ndarray:
+        vector = load_chunk(secret_ctx, chunks[position], label=f"chunk {position}", size=slots)
         try:
-            parts.append(np.asarray(vector.decrypt(), dtype=np.float64))
+            return np.asarray(vector.decrypt(), dtype=np.float64)
         except TENSEAL_ERRORS as exc:
             raise CryptoError(f"chunk {position}: decryption failed: {exc}") from exc
-    values = np.concatenate(parts)
+
+    processes = resolve_workers(workers, len(chunks), min_parallel_chunks)
+    if processes > 1:
+        raw = map_forked(lambda i: decrypt_chunk(i).tobytes(), len(chunks), processes)
+        values = np.frombuffer(b"".join(raw), dtype=np.float64)
+    else:
+        values = np.concatenate([decrypt_chunk(position) for position in range(len(chunks))])
     padding = values[length:]
     if padding.size and float(np.max(np.abs(padding))) > PADDING_TOLERANCE:
         raise CryptoError(
