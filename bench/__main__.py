@@ -16,18 +16,22 @@ from pathlib import Path
 
 BENCHMARKS = {
     "strategies": "bench.bench_strategies",
+    "tasks": "bench.bench_tasks",
     "overhead": "bench.bench_overhead",
     "privacy": "bench.bench_privacy",
     "dp_models": "bench.bench_dp_models",
     "he": "bench.bench_he",
+    "he_scale": "bench.bench_he_scale",
     "gas": "bench.bench_gas",
     "load": "bench.bench_load",
     "scoring": "bench.bench_scoring",
     "he_round": "bench.bench_he_round",
+    "he_round_scale": "bench.bench_he_round_scale",
     "committee": "bench.bench_committee",
     "noise": "bench.bench_noise",
     "deploy": "bench.bench_deploy",
     "netns": "bench.bench_netns",
+    "memory": "bench.bench_memory",
 }
 
 

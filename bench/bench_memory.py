@@ -41,6 +41,8 @@ MODES = ("streaming", "all-at-once")
 GOAL = 1.2
 #: Different encrypted updates the feeder makes; the others repeat them (the coordinator cannot tell).
 DISTINCT = 10
+#: Fresh coordinator processes per streaming measurement: the peak varies between runs (see :func:`run`).
+REPEATS = int(os.environ.get("FEDCHAIN_BENCH_MEMORY_REPEATS", "2"))
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -171,7 +173,7 @@ def coordinator(mode: str, members: int, params: int, context_dir: Path) -> dict
     if feeder.wait() != 0:
         raise RuntimeError(f"the feeder failed with exit status {feeder.returncode}")
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    aggregate = context_dir / f"aggregate-{mode}-{members}.bin"  # the driver decrypts and checks it
+    aggregate = context_dir / f"aggregate-{mode}-{members}-{os.getpid()}.bin"  # the driver decrypts and checks it
     aggregate.write_bytes(b"".join(total))
     return {
         "mode": mode,
@@ -226,26 +228,37 @@ def run(out_dir: Path) -> dict[str, Any]:
         context_dir = Path(tmp)
         (context_dir / "member.ckks").write_bytes(crypto.export_secret_context(member))
         (context_dir / "coordinator.ckks").write_bytes(crypto.export_public_context(member))
-        rows = [_measure(mode, members, context_dir) for mode in MODES for members in MEMBER_COUNTS]
+        rows = [
+            _measure(mode, members, context_dir)
+            for mode in MODES
+            for members in MEMBER_COUNTS
+            for _ in range(REPEATS if mode == "streaming" else 1)
+        ]
         for row in rows:  # every aggregate decrypts to the members' plaintext sum
             row["max_abs_error"] = _check(member, row)
-    by = {(row["mode"], row["members"]): row for row in rows}
+    # The streaming peak is the same from run to run but for an occasional higher one (seen here in
+    # 3 of 17 runs with 50 members at 1M parameters: 214-257 MiB instead of 162, about one more
+    # update's working set; cause not established, MALLOC_ARENA_MAX=2 did not remove it); the worst
+    # of the repeats is checked against the goal.
+    worst: dict[tuple[str, int], float] = {}
+    for row in rows:
+        key = (row["mode"], row["members"])
+        worst[key] = max(worst.get(key, 0.0), row["peak_rss_mib"])
     low, high = MEMBER_COUNTS
-    ratios = {
-        mode: {
-            "peak_ratio": by[mode, high]["peak_rss_mib"] / by[mode, low]["peak_rss_mib"],
-            "above_start_ratio": by[mode, high]["peak_above_start_mib"] / by[mode, low]["peak_above_start_mib"],
-        }
-        for mode in MODES
+    ratios = {mode: worst[mode, high] / worst[mode, low] for mode in MODES}
+    best_streaming = {
+        m: min(r["peak_rss_mib"] for r in rows if r["mode"] == "streaming" and r["members"] == m) for m in MEMBER_COUNTS
     }
     results = {
         "params": PARAMS,
         "member_counts": list(MEMBER_COUNTS),
+        "streaming_repeats": REPEATS,
         "goal_peak_ratio": GOAL,
-        "goal_met": ratios["streaming"]["peak_ratio"] <= GOAL,
-        "ratios": ratios,
-        "streaming_vs_all_at_once_peak_at_50": by["streaming", high]["peak_rss_mib"]
-        / by["all-at-once", high]["peak_rss_mib"],
+        "worst_peak_mib": {f"{mode} x{members}": peak for (mode, members), peak in worst.items()},
+        "peak_ratio_high_over_low": ratios,
+        "streaming_best_peak_ratio": best_streaming[high] / best_streaming[low],
+        "goal_met": ratios["streaming"] <= GOAL,
+        "streaming_vs_all_at_once_peak_at_high": worst["streaming", high] / worst["all-at-once", high],
         "runs": rows,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -256,10 +269,11 @@ def run(out_dir: Path) -> dict[str, Any]:
             f"({row['peak_above_start_mib']:7.1f} above start), {row['seconds']:.1f} s"
         )
     for mode, ratio in ratios.items():
-        print(
-            f"{mode:>12}: peak {high}/{low} members = {ratio['peak_ratio']:.2f} "
-            f"(above start {ratio['above_start_ratio']:.2f}); goal <= {GOAL} for streaming: {results['goal_met']}"
-        )
+        print(f"{mode:>12}: worst peak {high}/{low} members = {ratio:.2f}")
+    print(
+        f"streaming best-run ratio {results['streaming_best_peak_ratio']:.2f}; goal <= {GOAL} "
+        f"(worst runs): {results['goal_met']}"
+    )
     return results
 
 
