@@ -37,6 +37,7 @@ from clients.node import MemberNode
 from clients.training import train_instruction
 from fedchain.errors import (
     BudgetExhaustedError,
+    DPIncompatibleModelError,
     FedChainError,
     PolicyError,
     PrivacyError,
@@ -62,6 +63,8 @@ _REFUSALS: tuple[tuple[type[PrivacyError], int, str, str], ...] = (
     (BudgetExhaustedError, ERROR_BUDGET_EXHAUSTED, "declined", "declines the round"),
     (PolicyError, ERROR_POLICY_REFUSED, "refused", "its privacy policy refuses the instruction"),
     (PrivacyStateMissingError, ERROR_PRIVACY_STATE_MISSING, "refused", "refuses to train"),
+    # the task's model has a layer DP-SGD cannot train privately: refused by name, no budget spent
+    (DPIncompatibleModelError, ERROR_POLICY_REFUSED, "refused", "cannot train this model privately"),
 )
 _REFUSAL_TYPES = tuple(kind for kind, *_ in _REFUSALS)
 

@@ -421,12 +421,15 @@ def demo_data(
     directory: Annotated[Path, typer.Argument(help="Where to write the CSV files.", show_default=False)],
     members: Annotated[int, typer.Option(help="Member organizations.", show_default=False)],
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    task: Annotated[str, typer.Option(help="Task whose bundled data set to split (see `fedchain tasks`).")] = (
+        "digits-mlp"
+    ),
 ) -> None:
-    """Write one digits CSV per member."""
+    """Write one data file per member from a task's bundled data set (CSV for digits, NPZ for MNIST)."""
     from fedchain.deployment.launcher import write_demo_data
 
     with _exit_codes():
-        paths = write_demo_data(directory, members, seed=seed)
+        paths = write_demo_data(directory, members, seed=seed, task=task)
     for path in paths:
         sys.stdout.write(f"{path}\n")
 

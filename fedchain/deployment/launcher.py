@@ -207,6 +207,11 @@ class DeploySpec:
             raise ConfigError("app_dir", "a Flower App directory with pyproject.toml", str(self.app_dir))
         _check_outside_app(self.directory, self.app_dir)
 
+    @property
+    def task(self) -> str:
+        """The run's task (``task`` in ``run_config``, else the default): its bundled data is the demo data."""
+        return str(self.run_config.get("task", "digits-mlp"))
+
 
 @dataclass
 class RunOutcome:
@@ -379,7 +384,7 @@ class LocalFederation:
         started = time.perf_counter()
         self.federation = federation = self._provision()
         self.timings["provision_s"] = time.perf_counter() - started
-        data = list(spec.data) or write_demo_data(spec.directory / "data", spec.members, seed=spec.seed)
+        data = list(spec.data) or write_demo_data(spec.directory / "data", spec.members, seed=spec.seed, task=spec.task)
         self._allocate_ports()
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         for stale in (self._anvil_state, self._superlink_database):
@@ -665,7 +670,9 @@ class LocalFederation:
         bundle = member_bundle(spec.directory, spec.member)
         if not spec.superlink_port:
             raise ConfigError("superlink_port", "the hub's SuperLink port (a member dials it)", spec.superlink_port)
-        data = list(spec.data) or [write_demo_data(spec.directory / "data", spec.members, seed=spec.seed)[spec.member]]
+        data = list(spec.data) or [
+            write_demo_data(spec.directory / "data", spec.members, seed=spec.seed, task=spec.task)[spec.member]
+        ]
         self._allocate_ports()
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._start_member(bundle, data[0])

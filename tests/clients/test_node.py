@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from flwr.app import Context, Message, RecordDict
+from torch import nn
 
 from clients.node import MemberNode
 from fedchain.config import FedChainConfig
-from fedchain.protocol import ERROR_INVALID_INSTRUCTION, TrainIns, decode_train_res, encode
+from fedchain.protocol import ERROR_INVALID_INSTRUCTION, ERROR_POLICY_REFUSED, TrainIns, decode_train_res, encode
 from fedchain.serialization import model_hash
+from tests.tasks.guide_task import DigitsCNN
 
 pytestmark = pytest.mark.usefixtures("flower_task_identity", "simulated_member")
 
@@ -104,3 +106,24 @@ def test_a_member_app_without_its_seal_mod_sends_nothing_the_coordinator_accepts
         decode_train_res(reply.content)
     sealed = decode_train_res(node.train(_train_message(node, 1)).content)
     assert sealed.arrays is not None and sealed.member.signature
+
+
+class BatchNormCNN(DigitsCNN):
+    """The guide's CNN with a BatchNorm (no running statistics, so its weights cross the wire)."""
+
+    def make_model(self) -> nn.Module:
+        return nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1),
+            nn.BatchNorm2d(4, track_running_stats=False),
+            nn.Flatten(),
+            nn.Linear(256, 10),
+        )
+
+
+def test_a_model_dp_cannot_train_is_refused_by_layer_before_any_budget_is_spent(tmp_path):
+    node = _node(tmp_path, dp=True, rounds=3, task="tests.clients.test_node:BatchNormCNN")
+    reply = node.train(_train_message(node, 1))
+    assert reply.has_error() and reply.error.code == ERROR_POLICY_REFUSED
+    assert "(BatchNorm2d)" in reply.error.reason and "GroupNorm" in reply.error.reason
+    state = tmp_path / "member" / "privacy.json"
+    assert not state.exists() or '"history":[]' in state.read_text()  # nothing spent
