@@ -193,6 +193,12 @@ def up(
     startup_timeout: Annotated[
         float, typer.Option(help="Seconds each process (the hub: every member) may take to come up.")
     ] = 90.0,
+    member_runtime: Annotated[
+        str,
+        typer.Option(
+            help="'worker': one long-lived member worker per SuperNode; 'flower': Flower's process per message."
+        ),
+    ] = "worker",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress.")] = False,
 ) -> None:
     """Provision, start anvil + ledger, SuperLink, SuperNodes and exporters, run the app; Ctrl-C stops all."""
@@ -223,6 +229,7 @@ def up(
             superlink_port=superlink_port,
             anvil_port=anvil_port,
             startup_timeout_s=startup_timeout,
+            member_runtime=member_runtime,
         )
         federation = LocalFederation(spec)
         if spec.role == "member":
