@@ -6,8 +6,10 @@ the ``AGGREGATION`` parameters:
 * upload bytes / float32 bytes: *before* is TenSEAL's ``CKKSVector`` serialization (what members
   sent until issue 15), *after* is the seeded upload :func:`fedchain.crypto.encrypt_update` makes;
 * seconds per million values: encrypt (one member), sum of 10 members (:class:`EncryptedSum`, as the
-  coordinator does), decrypt (one member), each serial (what fedchain does) and with a thread pool
-  of ``os.cpu_count()`` workers over the chunks (to show whether TenSEAL/SEAL release the GIL);
+  coordinator does), decrypt (one member), each serial (``workers=1``), with a thread pool of
+  ``os.cpu_count()`` workers over the chunks (to show that TenSEAL/SEAL hold the GIL), and with
+  forked worker processes, one per usable core (``workers=None``: what a member does by default,
+  :mod:`fedchain.crypto._parallel`), with the speed-up of processes over serial;
 * the error of the decrypted FedAvg against plaintext FedAvg, on 10 distinct members' updates, and
   on a real CNN update when the ``mnist-cnn`` task is there (weights after one local epoch on a
   member's MNIST shard minus the initial ones).
@@ -30,6 +32,7 @@ import numpy as np
 import tenseal as ts
 
 from fedchain import crypto
+from fedchain.crypto._parallel import PARALLEL_MIN_CHUNKS, usable_cores
 from fedchain.crypto._seeded import SeededEncryptor
 
 MEMBERS = 10
@@ -82,14 +85,16 @@ def _sum(coordinator: ts.Context, uploads: Sequence[Sequence[bytes]], length: in
 def _size(member: ts.Context, coordinator: ts.Context, length: int, distinct: int, repeats: int) -> dict[str, Any]:
     rng = np.random.default_rng(length)
     workers = os.cpu_count() or 1
+    cores = usable_cores()
     per_m = 1e6 / length
     counts = rng.integers(50, 500, size=MEMBERS).astype(np.float64)
     deltas = [rng.normal(0, 0.01, size=length).astype(np.float32) for _ in range(distinct)]
     scaled = [counts[i] * deltas[i].astype(np.float64) for i in range(distinct)]
     before_s, before = _timed(lambda: _encrypt_before(member, scaled[0]), repeats)
-    encrypt_s, first = _timed(lambda: crypto.encrypt_update(member, scaled[0]), repeats)
+    encrypt_s, first = _timed(lambda: crypto.encrypt_update(member, scaled[0], workers=1), repeats)
     threads_s, threaded = _timed(lambda: _encrypt_threads(member, scaled[0], workers), repeats)
-    assert len(threaded) == len(first)
+    processes_s, forked = _timed(lambda: crypto.encrypt_update(member, scaled[0], workers=cores), repeats)
+    assert len(threaded) == len(first) == len(forked)
     uploads = [first] + [crypto.encrypt_update(member, scaled[i]) for i in range(1, distinct)]
     members = [uploads[i % distinct] for i in range(MEMBERS)]
     float32_bytes = 4 * length
@@ -97,9 +102,12 @@ def _size(member: ts.Context, coordinator: ts.Context, length: int, distinct: in
     sum_before_s, _ = _timed(lambda: _sum(coordinator, [before] * MEMBERS, length), repeats)
     before = []  # free it before the big sums
     sum_s, total = _timed(lambda: _sum(coordinator, members, length), repeats)
-    decrypt_s, weighted = _timed(lambda: crypto.decrypt_update(member, total, length), repeats)
+    decrypt_s, weighted = _timed(lambda: crypto.decrypt_update(member, total, length, workers=1), repeats)
     decrypt_threads_s, again = _timed(lambda: _decrypt_threads(member, total, length, workers), repeats)
-    assert np.array_equal(weighted, again)
+    decrypt_processes_s, forked_values = _timed(
+        lambda: crypto.decrypt_update(member, total, length, workers=cores), repeats
+    )
+    assert np.array_equal(weighted, again) and np.array_equal(weighted, forked_values)
     # member i sends the encryption of scaled[i % distinct] (distinct < MEMBERS reuses uploads)
     plain = np.sum([scaled[i % distinct] for i in range(MEMBERS)], axis=0)
     weight = float(sum(counts[i % distinct] for i in range(MEMBERS)))
@@ -119,11 +127,16 @@ def _size(member: ts.Context, coordinator: ts.Context, length: int, distinct: in
         "encrypt_s_per_M_before": before_s * per_m,
         "encrypt_s_per_M": encrypt_s * per_m,
         "encrypt_s_per_M_threads": threads_s * per_m,
+        "encrypt_s_per_M_processes": processes_s * per_m,
+        "encrypt_speedup_processes": encrypt_s / processes_s,
         "sum_10_s_per_M_before": sum_before_s * per_m,
         "sum_10_s_per_M": sum_s * per_m,
         "decrypt_s_per_M": decrypt_s * per_m,
         "decrypt_s_per_M_threads": decrypt_threads_s * per_m,
+        "decrypt_s_per_M_processes": decrypt_processes_s * per_m,
+        "decrypt_speedup_processes": decrypt_s / decrypt_processes_s,
         "threads": workers,
+        "processes": cores if len(first) >= PARALLEL_MIN_CHUNKS else 1,
         "repeats": repeats,
         "load_average_1min": os.getloadavg()[0],
         "max_abs_error_weighted_sum": float(np.max(np.abs(weighted - plain))),
@@ -206,6 +219,11 @@ def _print(results: dict[str, Any]) -> None:
             f"{s['encrypt_s_per_M_threads']:.3f} with {s['threads']} threads | sum of {s['members']}: "
             f"{s['sum_10_s_per_M_before']:.3f} before, {s['sum_10_s_per_M']:.3f} seeded | decrypt "
             f"{s['decrypt_s_per_M']:.3f}, {s['decrypt_s_per_M_threads']:.3f} with threads"
+        )
+        print(
+            f"  with {s['processes']} worker processes (s per 1M values): encrypt {s['encrypt_s_per_M_processes']:.3f} "
+            f"(x{s['encrypt_speedup_processes']:.2f} vs serial), decrypt {s['decrypt_s_per_M_processes']:.3f} "
+            f"(x{s['decrypt_speedup_processes']:.2f}); load average {s['load_average_1min']:.1f}"
         )
         print(
             f"  FedAvg error {s['max_abs_error_fedavg']:.2e} (bound {s['fedavg_error_bound']:.2e}), "
