@@ -10,10 +10,9 @@ torch thread, as a member on a shared core would run.
 
 Models:
 
-- ``cnn``: the ``mnist-cnn`` task's model (``fedchain.tasks``) when that package provides it,
-  else the same architecture defined here (two ``Conv2d 3x3 -> GroupNorm -> ReLU -> MaxPool``
-  blocks of 16 and 32 channels and a ``Linear`` head on 1x28x28 images, 20,586 parameters);
-  the JSON says which. Images: sklearn digits upsampled to 28x28 (bilinear), scaled to [0, 1].
+- ``cnn``: the ``mnist-cnn`` task's model (``fedchain.tasks``: two ``Conv2d 3x3 -> GroupNorm ->
+  ReLU -> MaxPool`` blocks of 16 and 32 channels and a ``Linear`` head on 1x28x28 images, 20,586
+  parameters). Images: sklearn digits upsampled to 28x28 (bilinear), scaled to [0, 1].
 - ``embedding``: token ids ``(n, 32)`` over a 2,000-word vocabulary -> ``Embedding(2000, 16)``
   -> mean over the sequence -> ``Linear(16, 10)`` (32,170 parameters, nearly all in the
   embedding table); tokens are digits' pixel intensities (0..16) hashed with their position.
@@ -28,7 +27,6 @@ Writes ``out_dir/dp_models.json``. Run: ``.venv/bin/python -m bench dp_models``.
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import os
 import platform
@@ -44,32 +42,11 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 from fedchain.privacy import DPConfig, PrivacyAccountant, PrivacyBudget, train_plain, train_private
+from fedchain.tasks import create_task
 
 OPACUS = ("ew", "hooks", "ghost", "functorch")
 BATCH = 64
 HYPER: dict[str, Any] = {"batch_size": BATCH, "learning_rate": 0.05, "momentum": 0.9}
-
-
-class BenchCNN(nn.Module):
-    """The ``mnist-cnn`` architecture (used when ``fedchain.tasks`` does not provide it)."""
-
-    def __init__(self, channels: int = 16, num_classes: int = 10) -> None:
-        super().__init__()
-        wide = 2 * channels
-        self.features = nn.Sequential(
-            nn.Conv2d(1, channels, kernel_size=3, padding=1),
-            nn.GroupNorm(channels // 4, channels),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(channels, wide, kernel_size=3, padding=1),
-            nn.GroupNorm(wide // 4, wide),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-        self.head = nn.Linear(wide * 7 * 7, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).flatten(1))
 
 
 class BagOfEmbeddings(nn.Module):
@@ -85,15 +62,7 @@ class BagOfEmbeddings(nn.Module):
 
 
 def _cnn() -> tuple[nn.Module, str]:
-    torch.manual_seed(0)
-    try:
-        tasks = importlib.import_module("fedchain.tasks")  # helper H1's package, when present
-        model = tasks.create_task("mnist-cnn").build_model(seed=0)
-        if isinstance(model, nn.Module):
-            return model, "fedchain.tasks create_task('mnist-cnn').build_model(seed=0)"
-    except Exception as exc:  # the tasks package is optional here: fall back to the same architecture
-        print(f"  (fedchain.tasks mnist-cnn unavailable: {type(exc).__name__}: {exc}; using BenchCNN)")
-    return BenchCNN(), "bench.bench_dp_models.BenchCNN (the mnist-cnn architecture)"
+    return create_task("mnist-cnn").build_model(seed=0), "fedchain.tasks create_task('mnist-cnn').build_model(seed=0)"
 
 
 def _data(rows: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
