@@ -966,8 +966,14 @@ def config_record(ins: TrainIns | EvaluateIns) -> ConfigRecord:
 
 
 def weights_to_record(weights: Weights) -> ArrayRecord:
-    """Named arrays -> ArrayRecord (order kept)."""
-    return ArrayRecord({name: Array(np.ascontiguousarray(array)) for name, array in weights.items()})
+    """Named arrays -> ArrayRecord (order and shapes kept).
+
+    A 0-d buffer such as BatchNorm's ``num_batches_tracked`` stays 0-d (``np.ascontiguousarray``
+    alone would make it shape ``(1,)``, which the member's shape check refuses).
+    """
+    return ArrayRecord(
+        {name: Array(np.ascontiguousarray(array).reshape(np.shape(array))) for name, array in weights.items()}
+    )
 
 
 def record_to_weights(record: ArrayRecord) -> Weights:

@@ -53,7 +53,8 @@ def model_bytes(weights: Mapping[str, np.ndarray]) -> bytes:
 
     if not weights:
         raise SerializationError("a model needs at least one tensor")
-    canonical = {name: np.ascontiguousarray(weights[name]) for name in sorted(weights)}
+    # reshape: np.ascontiguousarray makes a 0-d buffer (BatchNorm's num_batches_tracked) 1-d
+    canonical = {name: np.ascontiguousarray(weights[name]).reshape(np.shape(weights[name])) for name in sorted(weights)}
     return save(canonical)
 
 

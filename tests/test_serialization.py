@@ -80,3 +80,18 @@ def test_flower_records_round_trip(weights):
     assert all(np.array_equal(record_to_weights(weights_to_record(weights))[k], weights[k]) for k in weights)
     chunks = [b"\x00\x01", b"abc"]
     assert record_to_chunks(chunks_to_record(chunks)) == chunks
+
+
+def test_a_0d_buffer_keeps_its_shape_across_the_wire():
+    # BatchNorm's num_batches_tracked: the member's shape check refused (1,) against ()
+    weights = {"bn.num_batches_tracked": np.array(7, dtype=np.int64), "w": np.ones((2, 3), np.float32)}
+    back = record_to_weights(weights_to_record(weights))
+    assert back["bn.num_batches_tracked"].shape == () and int(back["bn.num_batches_tracked"]) == 7
+    assert back["w"].shape == (2, 3)
+
+
+def test_a_0d_buffer_keeps_its_shape_on_disk(tmp_path):
+    weights = {"bn.num_batches_tracked": np.array(7, dtype=np.int64), "w": np.ones((2, 3), np.float32)}
+    digest = save_model(tmp_path / "model.safetensors", weights)
+    back = load_model(tmp_path / "model.safetensors", expected_hash=digest)
+    assert digest == model_hash(weights) and back["bn.num_batches_tracked"].shape == ()
