@@ -31,32 +31,36 @@ MEMBERS = 3
 CUT = 2
 
 
-def _state(out_dir: Path) -> dict[str, Any]:
+def coordinator_state(out_dir: Path) -> dict[str, Any]:
+    """The coordinator's ``state.json`` in a run's out-dir ({} while it has none or it is being written)."""
     try:
         return dict(json.loads((out_dir / "coordinator" / "state.json").read_text("utf-8")))
     except (OSError, ValueError):
         return {}
 
 
-def _recorded(out_dir: Path, server_round: int) -> bool:
-    state = _state(out_dir)
+def round_recorded(out_dir: Path, server_round: int) -> bool:
+    """Whether the run has recorded ``server_round`` on chain (also used by tests/deployment/test_netns.py)."""
+    state = coordinator_state(out_dir)
     return int(state.get("round", 0)) >= server_round and state.get("status") == "recorded"
 
 
-def _count(log_path: Path, text: str) -> int:
+def log_count(log_path: Path, text: str) -> int:
+    """How many times a SuperNode's log says ``text`` (Flower logs each message it receives and sends)."""
     try:
         return log_path.read_text("utf-8", errors="replace").count(text)
     except OSError:
         return 0
 
 
-def _received_train(log_path: Path) -> int:
-    return _count(log_path, "Receiving: train message")
+def received_train(log_path: Path) -> int:
+    """Train instructions a SuperNode received."""
+    return log_count(log_path, "Receiving: train message")
 
 
-def _received_other(log_path: Path) -> int:
+def received_other(log_path: Path) -> int:
     """Messages after the train stage (committee queries, evaluations) a SuperNode received."""
-    return _count(log_path, "Receiving: ") - _received_train(log_path)
+    return log_count(log_path, "Receiving: ") - received_train(log_path)
 
 
 def _until(what: str, check: Any, timeout_s: float) -> float:
@@ -118,19 +122,19 @@ def run(out_dir: Path) -> None:
                 logs = [federation.log_dir / f"supernode-{i}.log" for i in range(MEMBERS)]
 
                 federation.submit(out_dir=runs)
-                _until("round 1", lambda: _recorded(runs, 1), 600)
-                _until("round 2", lambda: _recorded(runs, 2), 600)
-                seen = _received_train(logs[CUT])
-                _until("member 2's round-3 instruction", lambda: _received_train(logs[CUT]) > seen, 300)
-                other = _received_other(logs[0])
+                _until("round 1", lambda: round_recorded(runs, 1), 600)
+                _until("round 2", lambda: round_recorded(runs, 2), 600)
+                seen = received_train(logs[CUT])
+                _until("member 2's round-3 instruction", lambda: received_train(logs[CUT]) > seen, 300)
+                other = received_other(logs[0])
                 topology.cut(CUT)
                 cut_at = time.perf_counter()
                 # Excluded: the train stage ends without it (member 0 gets the round's next message).
-                excluded_s = _until("round 3's train stage to end", lambda: _received_other(logs[0]) > other, 600)
+                excluded_s = _until("round 3's train stage to end", lambda: received_other(logs[0]) > other, 600)
                 topology.restore(CUT)
-                _until("round 3", lambda: _recorded(runs, 3), 600)
+                _until("round 3", lambda: round_recorded(runs, 3), 600)
                 cut_to_recorded_s = time.perf_counter() - cut_at
-                rounds = _state(runs)["rounds"]
+                rounds = coordinator_state(runs)["rounds"]
 
                 recovery_s = federation.restart_superlink()
                 resumed = federation.submit(run_config={"resume": True, "num-server-rounds": 4}, out_dir=runs)

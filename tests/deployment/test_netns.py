@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 
+from bench.bench_netns import log_count, received_other, round_recorded
 from fedchain.deployment import ANVIL_DEV_KEY, DeploySpec, LocalFederation, anvil_binary
 from fedchain.deployment.flower import CONNECTION_NAME
 
@@ -58,14 +59,6 @@ RUN_CONFIG: dict[str, bool | int | float | str] = {
 }
 
 
-def _state(out_dir: Path) -> dict[str, Any]:
-    path = out_dir / "coordinator" / "state.json"
-    try:
-        return dict(json.loads(path.read_text("utf-8")))
-    except (OSError, ValueError):
-        return {}
-
-
 def _until(what: str, check: Any, timeout_s: float, federation: LocalFederation, step_s: float = 0.25) -> float:
     """Poll ``check()`` until true; return the seconds it took. Fails with the logs' tails on timeout."""
     started = time.perf_counter()
@@ -75,24 +68,6 @@ def _until(what: str, check: Any, timeout_s: float, federation: LocalFederation,
             pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}\n{_logs(federation)}")
         time.sleep(step_s)
     return time.perf_counter() - started
-
-
-def _recorded(out_dir: Path, server_round: int) -> bool:
-    state = _state(out_dir)
-    return int(state.get("round", 0)) >= server_round and state.get("status") == "recorded"
-
-
-def _count(log_path: Path, text: str) -> int:
-    """How many times a SuperNode's log says ``text`` (Flower logs each message it receives and sends)."""
-    try:
-        return log_path.read_text("utf-8", errors="replace").count(text)
-    except OSError:
-        return 0
-
-
-def _received_other(log_path: Path) -> int:
-    """Messages other than train instructions a SuperNode received (committee queries, evaluations)."""
-    return _count(log_path, "Receiving: ") - _count(log_path, "Receiving: train message")
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +140,7 @@ def test_cut_link_chain_outage_and_superlink_restart(netns_federation: tuple[Any
     figures: dict[str, float] = {}
 
     with topology.entered():
-        received = _count(logs[CUT], "Receiving: train message")
+        received = log_count(logs[CUT], "Receiving: train message")
         first = federation.submit(out_dir=out_dir)
         follower = federation.supervisor.start(  # the first run's log (it ends with the SuperLink restart)
             f"flwr-log-{first}",
@@ -177,26 +152,26 @@ def test_cut_link_chain_outage_and_superlink_restart(netns_federation: tuple[Any
         #    over (member 0 gets the round's next message: a committee query or an evaluation).
         _until(
             "member 2's round-1 train instruction",
-            lambda: _count(logs[CUT], "Receiving: train message") > received,
+            lambda: log_count(logs[CUT], "Receiving: train message") > received,
             300,
             federation,
         )
-        other = _received_other(logs[0])
+        other = received_other(logs[0])
         topology.cut(CUT)
         cut_at = time.perf_counter()
         figures["cut_to_train_stage_end_s"] = _until(
-            "round 1's train stage to end", lambda: _received_other(logs[0]) > other, ROUND_TIMEOUT_S + 120, federation
+            "round 1's train stage to end", lambda: received_other(logs[0]) > other, ROUND_TIMEOUT_S + 120, federation
         )
         topology.restore(CUT)
-        _until("round 1 on chain", lambda: _recorded(out_dir, 1), 300, federation)
+        _until("round 1 on chain", lambda: round_recorded(out_dir, 1), 300, federation)
         figures["cut_to_round_recorded_s"] = time.perf_counter() - cut_at
 
         # 2. The chain goes away once members 0 and 1 have sent their round-2 updates (members read the
         #    chain before training) and before the round is recorded: it waits in pending/ and lands later.
-        sent = [_count(log, "Sending: train message") for log in logs[:2]]
+        sent = [log_count(log, "Sending: train message") for log in logs[:2]]
         _until(
             "round-2 updates of members 0 and 1",
-            lambda: all(_count(log, "Sending: train message") > n for log, n in zip(logs, sent, strict=False)),
+            lambda: all(log_count(log, "Sending: train message") > n for log, n in zip(logs, sent, strict=False)),
             ROUND_TIMEOUT_S + 120,
             federation,
         )
@@ -205,13 +180,13 @@ def test_cut_link_chain_outage_and_superlink_restart(netns_federation: tuple[Any
         run_log = federation.log_dir / f"run-{first}.log"
 
         def held() -> bool:  # reading the chain (spends) or recording the round, retrying
-            return pending.exists() or _count(run_log, "failed (attempt") > 0
+            return pending.exists() or log_count(run_log, "failed (attempt") > 0
 
         _until("round 2 held, the coordinator retrying the chain", held, ROUND_TIMEOUT_S + 180, federation)
         time.sleep(3.0)
-        assert not _recorded(out_dir, 2)
+        assert not round_recorded(out_dir, 2)
         federation.start_chain()
-        _until("round 2 on chain", lambda: _recorded(out_dir, 2), 240, federation)
+        _until("round 2 on chain", lambda: round_recorded(out_dir, 2), 240, federation)
         assert not pending.exists()
 
         # 3. SuperLink restart between rounds: the run ends with it; members reconnect; a resumed run does round 3.
@@ -351,8 +326,8 @@ def test_a_member_machine_joins_from_its_bundle(netns_federation: tuple[Any, Loc
         expected = f"SuperNode ID: {federation.node_ids[0]}"
 
         def joined() -> bool:
-            assert federation.supervisor.is_running(machine), _count(log, "") and log.read_text()[-1500:]
-            return _count(log, expected) > 0
+            assert federation.supervisor.is_running(machine), log_count(log, "") and log.read_text()[-1500:]
+            return log_count(log, expected) > 0
 
         _until("member 0's SuperNode to authenticate", joined, 180, federation)
         assert federation.supervisor.is_running(machine), (federation.log_dir / "member-0-machine.log").read_text()
