@@ -127,6 +127,9 @@ def _checkpoint_to_resume(config: FedChainConfig) -> Checkpoint | None:
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Run the federation described by the run config."""
+    from fedchain.deployment.object_pulls import install_fast_object_pulls
+
+    install_fast_object_pulls(("flwr.superlink.grid.http_grid",))  # deployment: replies' objects, 10 ms retries
     config = FedChainConfig.from_run_config(context.run_config)
     out_dir = Path(config.out_dir or f"runs/{context.run_id}")
     config = config.replace(out_dir=str(out_dir))

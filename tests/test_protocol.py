@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from fedchain.errors import SerializationError
 from fedchain.protocol import (
+    INLINE_CHUNKS_MAX_BYTES,
     CommitteeAnswer,
     CommitteeQuery,
     DisputeClaim,
@@ -183,6 +184,34 @@ def test_an_aggregate_with_no_weight_or_a_bad_chunk_is_refused() -> None:
     bad["agg.1"] = ArrayRecord({"c0": __import__("flwr.app", fromlist=["Array"]).Array(np.zeros(2, np.float32))})
     with pytest.raises(SerializationError, match="must be a 1-D uint8 array"):
         decode_train_ins(bad)
+
+
+def test_ciphertexts_travel_inline_when_small_and_as_arrays_when_large() -> None:
+    small = encode(TrainRes(member=MEMBER, num_examples=4, dp=DP, update=(b"\x01\x02", b"\x03")))
+    assert isinstance(small["update"], ConfigRecord)  # one Flower object, not three
+    assert decode_train_res(small).update == (b"\x01\x02", b"\x03")
+    big_chunk = bytes(range(256)) * (INLINE_CHUNKS_MAX_BYTES // 256 + 1)
+    large = encode(TrainRes(member=MEMBER, num_examples=4, dp=DP, update=(big_chunk,)))
+    assert isinstance(large["update"], ArrayRecord)  # Flower splits it into 5 MB pieces
+    assert decode_train_res(large).update == (big_chunk,)
+    query = CommitteeQuery.of(1, 0, (), chain_id=1, ledger_address="0x" + "ab" * 20)
+    assert isinstance(encode(query)["scalars"], ConfigRecord)
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        (ConfigRecord({"chunks": [b"\x01"], "extra": 1}), "holds only 'chunks'"),
+        (ConfigRecord({"chunk": [b"\x01"]}), "holds only 'chunks'"),
+        (ConfigRecord({"chunks": ["not bytes"]}), "must be a list of bytes"),
+        (ConfigRecord({"chunks": b"\x01"}), "must be a list of bytes"),
+    ],
+)
+def test_a_malformed_inline_ciphertext_record_is_refused(record: ConfigRecord, message: str) -> None:
+    content = encode(TrainRes(member=MEMBER, num_examples=4, dp=DP, update=(b"\x01",)))
+    content["update"] = record
+    with pytest.raises(SerializationError, match=message):
+        decode_train_res(content)
 
 
 def test_an_aggregates_member_update_options_must_pair_up() -> None:

@@ -11,13 +11,16 @@ changes, both about time, not about what is sent or to whom:
   time up to Flower's own values (3 s, 0.5 s), so an idle node polls as Flower's does. The waits
   are Flower's ``time.sleep`` calls in ``flwr.supernode.start_client_internal``; only that
   module's ``time`` is replaced (:func:`install_cadence`), and only if its source still holds
-  those calls (otherwise Flower's cadence is kept and a warning logged).
+  those calls (otherwise Flower's cadence is kept and a warning logged). The loop's pulls of a
+  message's objects retry after 10 ms instead of 1 s (:mod:`fedchain.deployment.object_pulls`).
 * **Worker.** With ``--worker`` (and ``--isolation process`` among Flower's arguments), the
   SuperNode starts :mod:`fedchain.deployment.worker` as its child, on its loopback Runtime API,
   signing with the SuperNode's SuperExec secret (a fresh one in a 0600 file unless
   ``--superexec-auth-secret-file`` is given), so no other local process can take the node's
   tasks; the worker ends when the SuperNode does. ``--worker-threads N`` caps its math threads
-  (members sharing one machine).
+  (members sharing one machine). The SuperNode wakes its worker through a pipe (the worker's
+  stdin) each time it has stored a message (:func:`install_wake`), so the worker does not poll
+  the Runtime API while idle.
 
 Example::
 
@@ -29,6 +32,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import logging
 import os
@@ -37,13 +41,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from fedchain.deployment.object_pulls import install_fast_object_pulls
 from fedchain.deployment.worker import Backoff
 
-__all__ = ["FleetCadence", "flower_loop_known", "install_cadence", "main", "worker_command"]
+__all__ = ["FleetCadence", "flower_loop_known", "install_cadence", "install_wake", "main", "worker_command"]
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +121,43 @@ def install_cadence(cadence: FleetCadence | None = None) -> bool:
 
     loop.time = cadence  # type: ignore[assignment]
     loop._push_messages = _push_messages
+    install_fast_object_pulls(("flwr.supernode.start_client_internal",))
     return True
+
+
+def install_wake(wake: Callable[[], None]) -> bool:
+    """Call ``wake`` each time Flower's SuperNode loop (in this process) has stored a message.
+
+    Flower's ``_pull_and_store_message`` creates the message's task and pulls its objects; when it
+    returns a run id the task is ready for ``AcquireTask``. False (nothing installed) if the loop
+    is not the one fedchain knows.
+    """
+    from flwr.supernode import start_client_internal as loop
+
+    pull_and_store = getattr(loop, "_pull_and_store_message", None)
+    if pull_and_store is None or not flower_loop_known():
+        log.warning("this Flower's SuperNode loop is not the one fedchain knows: the worker polls instead")
+        return False
+
+    def _pull_and_store_message(*args: Any, **kwargs: Any) -> int | None:
+        run_id: int | None = pull_and_store(*args, **kwargs)
+        if run_id is not None:
+            wake()
+        return run_id
+
+    loop._pull_and_store_message = _pull_and_store_message
+    return True
+
+
+def pipe_wake(descriptor: int) -> Callable[[], None]:
+    """A wake-up that writes one byte to ``descriptor`` without ever blocking (a full pipe has wake-ups enough)."""
+    os.set_blocking(descriptor, False)
+
+    def wake() -> None:
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):  # pending wake-ups, or the worker is gone
+            os.write(descriptor, b"\x01")
+
+    return wake
 
 
 def worker_command(
@@ -126,6 +167,7 @@ def worker_command(
     secret_file: str | None,
     preload: Sequence[str] = (),
     python: str = sys.executable,
+    wake_stdin: bool = False,
 ) -> list[str]:
     """The member worker's command line (:mod:`fedchain.deployment.worker`).
 
@@ -139,6 +181,8 @@ def worker_command(
         command += ["--superexec-auth-secret-file", secret_file]
     for module in preload:
         command += ["--preload", module]
+    if wake_stdin:
+        command.append("--wake-stdin")
     return command
 
 
@@ -172,10 +216,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 supernode_pid=os.getpid(),
                 secret_file=secret_file,
                 preload=options.worker_preload,
+                wake_stdin=True,
             ),
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             env=_thread_env(options.worker_threads),
         )
+        assert child.stdin is not None
+        if not install_wake(pipe_wake(child.stdin.fileno())):
+            child.stdin.close()  # the worker sees EOF and polls
     from flwr.supernode.cli.flower_supernode import flower_supernode
 
     sys.argv = ["flower-supernode", *flower_args]

@@ -22,7 +22,12 @@ An exception in a message is answered with a Flower error reply (the code and re
 ``flwr-clientapp`` would send) and the worker goes on. It exits when its SuperNode's process
 ends (``--supernode-pid``), when the Runtime API stays unreachable (``--give-up-s``), or on
 SIGTERM / SIGINT. Polling backs off with idle time (:class:`Backoff`): fast while a run goes on,
-at most ``--max-poll-s`` when idle.
+at most ``--max-poll-s`` when idle. With ``--wake-stdin`` (how
+:mod:`fedchain.deployment.supernode` starts it) the worker does not poll while idle: its SuperNode
+writes a byte to the worker's stdin each time it has stored a message, and the worker asks for
+the task at once; it still asks every ``--max-poll-s`` in case a wake-up is lost. Each poll is an
+HTTP call that costs both processes CPU: on 2 cores, 3 workers polling every 20-50 ms took
+about a tenth of the machine from the round's own work (docs/architecture.md).
 
 Example (one member; the launcher does this for each SuperNode)::
 
@@ -37,6 +42,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -47,6 +53,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from fedchain.deployment.object_pulls import PULL_CAP_S, PULL_FIRST_S
 from fedchain.errors import ConfigError
 
 __all__ = ["PENDING_TOKEN_ENV", "Backoff", "MemberWorker", "WorkerStats", "main", "pull_task_input"]
@@ -114,6 +121,8 @@ class MemberWorker:
         give_up_s: exit after the Runtime API was unreachable this long.
         root_certificates: PEM CA of a Runtime API served with TLS.
         restart_argv: the command line to ``exec`` when another app bundle must be loaded.
+        wake_fd: a readable file descriptor the SuperNode writes a byte to when a task is ready
+            (None: poll at ``backoff``'s pace); the worker then polls only every ``backoff.max_s``.
     """
 
     def __init__(
@@ -126,6 +135,7 @@ class MemberWorker:
         give_up_s: float = 30.0,
         root_certificates: bytes | None = None,
         restart_argv: Sequence[str] | None = None,
+        wake_fd: int | None = None,
     ) -> None:
         if root_certificates is None:
             _require_loopback(runtime_api_address)
@@ -136,6 +146,7 @@ class MemberWorker:
         self.give_up_s = give_up_s
         self.root_certificates = root_certificates
         self.restart_argv = list(restart_argv) if restart_argv is not None else None
+        self.wake_fd = wake_fd
         self.stats = WorkerStats()
         self._stop = threading.Event()
         self._apps: dict[str, Any] = {}  # app bundle hash -> ClientApp
@@ -172,9 +183,22 @@ class MemberWorker:
                 self.run_task(token, fab_hash=task.fab_hash, acquired=time.perf_counter())
                 self.backoff.busy()
             else:
-                self._stop.wait(self.backoff.interval())
+                self._idle()
         self._close()
         return 1 if self.supernode_pid is not None and not _pid_alive(self.supernode_pid) else 0
+
+    def _idle(self) -> None:
+        """Wait before the next poll: for a wake-up byte (at most ``backoff.max_s``), or the backoff interval."""
+        if self.wake_fd is None:
+            self._stop.wait(self.backoff.interval())
+            return
+        try:
+            ready, _, _ = select.select([self.wake_fd], [], [], self.backoff.max_s)
+            if ready and not os.read(self.wake_fd, 4096):  # all pending wake-ups at once
+                raise OSError("the SuperNode closed the wake-up pipe")
+        except OSError as exc:  # no more wake-ups: poll at the backoff's pace from now on
+            log.info("wake-ups stopped (%s): polling instead", exc)
+            self.wake_fd = None
 
     def _acquire(self) -> tuple[Any, str]:
         from flwr.proto.runtime_pb2 import AcquireTaskRequest
@@ -323,7 +347,8 @@ def pull_task_input(client: Any) -> tuple[Any, Any, Any, Any]:
     The SuperNode creates the task before it has pulled the message's objects from the SuperLink;
     a ``flwr-clientapp`` process starts too slowly to notice, but a warm worker asks at once, and
     Flower retries an object not there yet after 1 s (``PULL_INITIAL_BACKOFF``), then 2, 4... Here
-    it retries after 10 ms, doubling up to 0.5 s. Everything else is Flower's code path.
+    it retries after 10 ms, doubling up to 0.5 s (:mod:`fedchain.deployment.object_pulls`).
+    Everything else is Flower's code path.
     """
     from flwr.app import Message
     from flwr.common.serde import context_from_proto, fab_from_proto, run_from_proto
@@ -353,8 +378,9 @@ def pull_task_input(client: Any) -> tuple[Any, Any, Any, Any]:
         make_pull_object_fn_protobuf(client.PullObject, node, context.run_id),
         make_confirm_message_received_fn_protobuf(client.ConfirmMessageReceived, node, context.run_id),
         return_type=Message,
-        initial_backoff=0.01,
-        backoff_cap=0.5,
+        initial_backoff=PULL_FIRST_S,
+        backoff_cap=PULL_CAP_S,
+        max_tries_per_object=None,  # bounded by Flower's PULL_MAX_TIME (2 h), as object_pulls does
     )
     message.metadata.__dict__["_message_id"] = tree.object_id  # as Flower sets it
     return message, context, run, fab
@@ -429,6 +455,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--fast-poll-s", type=float, default=0.02, help="poll interval right after a task")
     parser.add_argument("--max-poll-s", type=float, default=1.0, help="poll interval when idle long")
     parser.add_argument("--give-up-s", type=float, default=30.0, help="exit after the Runtime API is down this long")
+    parser.add_argument(
+        "--wake-stdin",
+        action="store_true",
+        help="the SuperNode writes a byte to stdin when a task is ready: wait for it instead of polling",
+    )
     return parser
 
 
@@ -457,6 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         give_up_s=args.give_up_s,
         root_certificates=certificates,
         restart_argv=["-m", "fedchain.deployment.worker", *(sys.argv[1:] if argv is None else argv)],
+        wake_fd=sys.stdin.fileno() if args.wake_stdin else None,
     )
 
     def _terminate(signum: int, frame: FrameType | None) -> None:

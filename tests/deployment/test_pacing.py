@@ -1,0 +1,112 @@
+"""The deployment's pace: object pulls retried in milliseconds, and a worker woken instead of polling.
+
+The full path (SuperNode, worker, ServerApp over TLS) runs in ``test_worker.py`` and
+``test_federation_integration.py``; here each piece is checked on its own, on Flower's own code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+from flwr.supercore.inflatable.inflatable_utils import ObjectUnavailableError
+
+from fedchain.deployment import object_pulls, supernode
+from fedchain.deployment.object_pulls import PULLING_MODULES, install_fast_object_pulls
+from fedchain.deployment.worker import Backoff, MemberWorker
+
+
+def test_flowers_pulling_modules_get_the_fast_pace_once() -> None:
+    assert install_fast_object_pulls() == list(PULLING_MODULES)
+    import flwr.superlink.grid.http_grid as grid
+
+    installed = grid.pull_objects
+    assert install_fast_object_pulls() == list(PULLING_MODULES)
+    assert grid.pull_objects is installed, "installing twice wrapped twice"
+
+
+def test_an_object_not_there_yet_is_retried_in_milliseconds_not_seconds() -> None:
+    import flwr.superlink.grid.http_grid as grid
+
+    install_fast_object_pulls()
+    calls: list[float] = []
+
+    def pull_object(object_id: str) -> bytes:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise ObjectUnavailableError(object_id)  # pushed after its message's header
+        return b"object"
+
+    assert grid.pull_objects(["a"], pull_object) == {"a": b"object"}
+    # Flower's own pace waits about 1 s, then 2 s (±20 %) before the third try.
+    assert calls[-1] - calls[0] < 0.5, f"retried after {calls[-1] - calls[0]:.2f} s"
+
+
+def test_a_pull_objects_of_another_shape_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import flwr.superlink.grid.http_grid as grid
+
+    def other(object_ids: list[str], fn: object) -> dict[str, bytes]:
+        return {}
+
+    monkeypatch.setattr(grid, "pull_objects", other)
+    assert install_fast_object_pulls(("flwr.superlink.grid.http_grid", "no.such.module")) == []
+    assert grid.pull_objects is other
+    assert object_pulls.fast_object_pulls(other).__wrapped__ is other  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[int, int]]:
+    read, write = os.pipe()
+    yield read, write
+    for descriptor in (read, write):
+        with contextlib.suppress(OSError):
+            os.close(descriptor)
+
+
+def test_a_woken_worker_asks_at_once_and_takes_every_pending_wake_up(pipe: tuple[int, int]) -> None:
+    read, write = pipe
+    worker = MemberWorker("127.0.0.1:9", backoff=Backoff(max_s=30.0), wake_fd=read)
+    for _ in range(3):
+        supernode.pipe_wake(write)()
+    started = time.monotonic()
+    worker._idle()
+    assert time.monotonic() - started < 5.0, "the worker slept through its wake-up"
+    os.set_blocking(read, False)
+    with pytest.raises(BlockingIOError):
+        os.read(read, 1)  # all three wake-ups were taken at once
+    assert worker.wake_fd == read
+
+
+def test_a_worker_whose_wake_ups_end_goes_back_to_polling(pipe: tuple[int, int]) -> None:
+    read, write = pipe
+    worker = MemberWorker("127.0.0.1:9", backoff=Backoff(fast_s=0.01, max_s=30.0), wake_fd=read)
+    os.close(write)  # the SuperNode is gone, or never wakes it
+    worker._idle()
+    assert worker.wake_fd is None
+    started = time.monotonic()
+    worker._idle()  # now the backoff's pace
+    assert time.monotonic() - started < 5.0
+
+
+def test_a_wake_up_never_blocks_the_supernode(pipe: tuple[int, int]) -> None:
+    read, write = pipe
+    wake = supernode.pipe_wake(write)
+    for _ in range(100_000):  # far more than a pipe holds: the extra ones are dropped
+        wake()
+    os.close(read)
+    wake()  # the worker is gone: no BrokenPipeError
+
+
+def test_the_supernode_wakes_its_worker_only_when_a_message_was_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flwr.supernode import start_client_internal as loop
+
+    pulled: list[int | None] = [None, 7, None]
+    monkeypatch.setattr(loop, "_pull_and_store_message", lambda **kwargs: pulled.pop(0))
+    wakes: list[bool] = []
+    assert supernode.install_wake(lambda: wakes.append(True))
+    pull_and_store = loop._pull_and_store_message  # now fedchain's wrapper (of the stand-in above)
+    assert [pull_and_store() for _ in range(3)] == [None, 7, None]  # type: ignore[call-arg]
+    assert wakes == [True]
