@@ -16,7 +16,7 @@ Two figures, each against a baseline measured in the same run:
    (delivery, polling, process start, imports, app loading). The median over messages 2..N.
 
 Environment: ``FEDCHAIN_BENCH_DEPLOY_MEMBERS`` (default ``3,10``; e.g. ``3`` to skip the slow
-10-member runs), ``FEDCHAIN_BENCH_DEPLOY_ROUNDS`` (default 4), ``FEDCHAIN_BENCH_DEPLOY_PROBE=0`` to
+10-member runs), ``FEDCHAIN_BENCH_DEPLOY_ROUNDS`` (default 6), ``FEDCHAIN_BENCH_DEPLOY_PROBE=0`` to
 skip the overhead probe. Needs anvil (``make node``).
 """
 
@@ -131,7 +131,7 @@ def _probe(directory: Path, runtime: str, messages: int) -> dict[str, Any]:
 
 def run(out_dir: Path) -> dict[str, Any]:
     members_list = [int(m) for m in os.environ.get("FEDCHAIN_BENCH_DEPLOY_MEMBERS", "3,10").split(",") if m]
-    rounds = int(os.environ.get("FEDCHAIN_BENCH_DEPLOY_ROUNDS", "4"))
+    rounds = int(os.environ.get("FEDCHAIN_BENCH_DEPLOY_ROUNDS", "6"))
     started = time.perf_counter()
     figures: dict[str, Any] = {
         "benchmark": "deployment_vs_simulation",
