@@ -135,7 +135,7 @@ def install_wake(wake: Callable[[], None]) -> bool:
     from flwr.supernode import start_client_internal as loop
 
     pull_and_store = getattr(loop, "_pull_and_store_message", None)
-    if pull_and_store is None or not flower_loop_known():
+    if pull_and_store is None or not _stores_a_task(pull_and_store):
         log.warning("this Flower's SuperNode loop is not the one fedchain knows: the worker polls instead")
         return False
 
@@ -145,8 +145,17 @@ def install_wake(wake: Callable[[], None]) -> bool:
             wake()
         return run_id
 
+    _pull_and_store_message.__wrapped__ = pull_and_store  # type: ignore[attr-defined]
     loop._pull_and_store_message = _pull_and_store_message
     return True
+
+
+def _stores_a_task(function: Callable[..., Any]) -> bool:
+    """Whether ``function`` (Flower's ``_pull_and_store_message``) creates the message's task, as 1.42's does."""
+    try:
+        return "create_task(" in inspect.getsource(getattr(function, "__wrapped__", function))
+    except (OSError, TypeError):
+        return False
 
 
 def pipe_wake(descriptor: int) -> Callable[[], None]:

@@ -104,9 +104,30 @@ def test_the_supernode_wakes_its_worker_only_when_a_message_was_stored(monkeypat
     from flwr.supernode import start_client_internal as loop
 
     pulled: list[int | None] = [None, 7, None]
-    monkeypatch.setattr(loop, "_pull_and_store_message", lambda **kwargs: pulled.pop(0))
+
+    def stand_in(**kwargs: object) -> int | None:  # Flower's function, minus the SuperLink
+        return pulled.pop(0)
+
+    stand_in.__wrapped__ = loop._pull_and_store_message  # type: ignore[attr-defined]
+    monkeypatch.setattr(loop, "_pull_and_store_message", stand_in)
     wakes: list[bool] = []
     assert supernode.install_wake(lambda: wakes.append(True))
     pull_and_store = loop._pull_and_store_message  # now fedchain's wrapper (of the stand-in above)
     assert [pull_and_store() for _ in range(3)] == [None, 7, None]  # type: ignore[call-arg]
     assert wakes == [True]
+
+
+def test_wake_ups_install_after_the_cadence_as_the_supernode_does(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flwr.supernode import start_client_internal as loop
+
+    for name in ("time", "_push_messages", "_pull_and_store_message", "pull_objects"):
+        monkeypatch.setattr(loop, name, getattr(loop, name))  # restored after the test
+    assert supernode.install_cadence()
+    assert supernode.install_wake(lambda: None), "the cadence's wrappers hid Flower's loop from install_wake"
+
+
+def test_a_loop_that_creates_no_task_gets_no_wake_ups(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flwr.supernode import start_client_internal as loop
+
+    monkeypatch.setattr(loop, "_pull_and_store_message", lambda **kwargs: None)
+    assert not supernode.install_wake(lambda: None)
