@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,29 +64,72 @@ class FleetCadence:
     ``sleep(3)`` (nothing pulled) waits ``idle.interval()``; ``sleep(0.5)`` (a reply not ready)
     waits ``reply.interval()``, counted from the start of the message's reply wait.
 
+    **Learned gaps.** A federation's rounds repeat: after answering a ``train`` message a member
+    waits for the others and the aggregation before its next message, after ``evaluate`` only for
+    the round's record. The cadence notes, per message type answered, how long the node then
+    waited for its next message (the shorter of the last two waits), and after answering that
+    type again it does not poll during the first :attr:`head_fraction` of that wait. With 10
+    members on one SuperLink, polls were 40 % of its calls, and each costs it as much as a
+    message's object. A message that comes earlier than learned waits at most
+    ``head_fraction`` of the learned gap; one that comes later, as without learning.
+
     Example:
         >>> cadence = FleetCadence()
         >>> cadence.monotonic() > 0 and cadence.idle.interval() <= 0.06
         True
+        >>> cadence.received("train"); cadence.answered(); cadence.received("evaluate")
+        >>> round(cadence.learned_gap("train"), 1)
+        0.0
     """
 
-    def __init__(self, idle: Backoff | None = None, reply: Backoff | None = None) -> None:
+    def __init__(self, idle: Backoff | None = None, reply: Backoff | None = None, head_fraction: float = 0.5) -> None:
         self.idle = idle or Backoff(fast_s=0.05, ratio=0.05, max_s=float(_FLOWER_IDLE_S))
         self.reply = reply or Backoff(fast_s=0.01, ratio=0.05, max_s=_FLOWER_REPLY_S)
+        self.head_fraction = head_fraction
+        self._gaps: dict[str, deque[float]] = {}
+        self._answering: str | None = None  # type of the message being (or last) answered
+        self._answered_at: float | None = None  # when its reply was pushed
 
     def sleep(self, seconds: float) -> None:
         """Flower's waits at this cadence; any other wait as asked."""
         if seconds == _FLOWER_IDLE_S:
-            time.sleep(self.idle.interval())
+            time.sleep(max(self.idle.interval(), self._head_left()))
         elif seconds == _FLOWER_REPLY_S:
             time.sleep(self.reply.interval())
         else:
             time.sleep(seconds)
 
+    def received(self, message_type: str) -> None:
+        """A message of ``message_type`` was pulled: learn the wait that ended, start its reply wait."""
+        if self._answering is not None and self._answered_at is not None:
+            waited = time.monotonic() - self._answered_at
+            self._gaps.setdefault(self._answering, deque(maxlen=2)).append(waited)
+        self._answering, self._answered_at = message_type, None
+        self.reply_wait()
+
+    def answered(self) -> None:
+        """The reply was pushed (or the message handled): the node is idle from now."""
+        self._answered_at = time.monotonic()
+        self.idle.busy()
+
+    def learned_gap(self, message_type: str) -> float | None:
+        """The wait for the next message after answering ``message_type`` (None: not seen yet)."""
+        gaps = self._gaps.get(message_type)
+        return min(gaps) if gaps else None
+
     def reply_wait(self) -> None:
         """A message was pulled: its reply wait starts now, and the node is busy."""
         self.reply.busy()
         self.idle.busy()
+
+    def _head_left(self) -> float:
+        """Seconds left of the learned quiet head after the last answer (0: poll at the backoff's pace)."""
+        if self._answering is None or self._answered_at is None:
+            return 0.0
+        gap = self.learned_gap(self._answering)
+        if gap is None:
+            return 0.0
+        return max(0.0, self._answered_at + self.head_fraction * gap - time.monotonic())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(time, name)
@@ -111,16 +155,33 @@ def install_cadence(cadence: FleetCadence | None = None) -> bool:
         return False
     cadence = cadence or FleetCadence()
     push_messages = loop._push_messages
+    pull_and_store = loop._pull_and_store_message
 
     def _push_messages(*args: Any, **kwargs: Any) -> None:
         cadence.reply_wait()
         try:
             push_messages(*args, **kwargs)
         finally:
-            cadence.idle.busy()
+            cadence.answered()
 
+    def _pull_and_store_message(*args: Any, **kwargs: Any) -> int | None:
+        receive = kwargs.get("receive")
+        if receive is not None:  # Flower passes it by keyword; note each message's type as it comes
+
+            def _receive() -> Any:
+                pulled = receive()
+                if pulled is not None:
+                    cadence.received(str(pulled[0].metadata.message_type))
+                return pulled
+
+            kwargs["receive"] = _receive
+        run_id: int | None = pull_and_store(*args, **kwargs)
+        return run_id
+
+    _pull_and_store_message.__wrapped__ = pull_and_store  # type: ignore[attr-defined]
     loop.time = cadence  # type: ignore[assignment]
     loop._push_messages = _push_messages
+    loop._pull_and_store_message = _pull_and_store_message
     install_fast_object_pulls(("flwr.supernode.start_client_internal",))
     return True
 
@@ -153,7 +214,7 @@ def install_wake(wake: Callable[[], None]) -> bool:
 def _stores_a_task(function: Callable[..., Any]) -> bool:
     """Whether ``function`` (Flower's ``_pull_and_store_message``) creates the message's task, as 1.42's does."""
     try:
-        return "create_task(" in inspect.getsource(getattr(function, "__wrapped__", function))
+        return "create_task(" in inspect.getsource(inspect.unwrap(function))
     except (OSError, TypeError):
         return False
 

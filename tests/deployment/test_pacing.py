@@ -131,3 +131,40 @@ def test_a_loop_that_creates_no_task_gets_no_wake_ups(monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(loop, "_pull_and_store_message", lambda **kwargs: None)
     assert not supernode.install_wake(lambda: None)
+
+
+class _Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_supernode_stays_quiet_for_half_the_wait_it_learned_after_each_message_type(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(supernode.time, "monotonic", clock)
+    cadence = supernode.FleetCadence()
+    assert cadence._head_left() == 0.0  # nothing learned: Flower's loop polls at the backoff's pace
+    for train_wait, evaluate_wait in ((2.0, 0.3), (1.6, 0.4)):  # two rounds: train -> evaluate -> train
+        cadence.received("train")
+        cadence.answered()
+        clock.now += train_wait
+        cadence.received("evaluate")
+        cadence.answered()
+        clock.now += evaluate_wait
+    assert cadence.learned_gap("train") == pytest.approx(1.6)  # the shorter of the last two: rounds that speed up are followed
+    assert cadence.learned_gap("evaluate") == pytest.approx(0.3)
+    cadence.received("train")
+    cadence.answered()
+    assert cadence._head_left() == pytest.approx(0.8)  # half of 1.6 s without a poll
+    clock.now += 0.5
+    assert cadence._head_left() == pytest.approx(0.3)
+    clock.now += 0.5
+    assert cadence._head_left() == 0.0  # past the head: polls at the backoff's pace
+    cadence.received("evaluate")  # a message ends the quiet head in any case
+    assert cadence._head_left() == 0.0
