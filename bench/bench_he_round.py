@@ -98,7 +98,7 @@ def _best_s(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
 
 def he_components(size: int = parameter_count(HIDDEN_UNITS), members: int = MEMBERS) -> dict[str, Any]:
     """The HE work of one round at ``size`` parameters, measured in this process (fastest of 3)."""
-    from flwr.common import serde
+    from flwr.common import ArrayRecord, serde
 
     from fedchain import crypto
     from fedchain.protocol import chunks_to_record, record_to_chunks, record_to_weights, weights_to_record
@@ -115,9 +115,11 @@ def he_components(size: int = parameter_count(HIDDEN_UNITS), members: int = MEMB
     weights = {"w": rng.normal(size=size).astype(np.float32)}
 
     def cipher_roundtrip() -> None:
-        record = chunks_to_record(chunks)
-        proto = serde.array_record_to_proto(record)
-        record_to_chunks(serde.array_record_from_proto(proto))
+        record = chunks_to_record(chunks)  # inline (a ConfigRecord) up to 4 MiB, else an ArrayRecord
+        if isinstance(record, ArrayRecord):
+            record_to_chunks(serde.array_record_from_proto(serde.array_record_to_proto(record)))
+        else:
+            record_to_chunks(serde.config_record_from_proto(serde.config_record_to_proto(record)))
 
     def plain_roundtrip() -> None:
         record = weights_to_record(weights)

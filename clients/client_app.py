@@ -8,6 +8,8 @@ Example (Flower loads it by the component path in ``pyproject.toml``)::
 Each message is answered by its function inside Flower client mods (:mod:`clients.mods`),
 outermost first:
 
+Every message first passes ``envelope_mod`` (the message's records in one Flower object), then:
+
 =========  ===========================================================  =============================
 message    mods                                                         function
 =========  ===========================================================  =============================
@@ -26,11 +28,11 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
 from clients import training
-from clients.mods import EVALUATE_MODS, TRAIN_MODS, member_mod
+from clients.mods import EVALUATE_MODS, TRAIN_MODS, envelope_mod, member_mod
 
 __all__ = ["app"]
 
-app = ClientApp(mods=[member_mod])
+app = ClientApp(mods=[envelope_mod, member_mod])
 
 
 @app.train(mods=TRAIN_MODS)

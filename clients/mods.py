@@ -4,6 +4,9 @@ Like Flower's own mods (``flwr.clientapp.mod``, e.g. ``LocalDpMod``), each is a 
 ``mod(msg, context, call_next) -> Message`` that the ClientApp (:mod:`clients.client_app`)
 registers around its train, evaluate and query functions, outermost first:
 
+* :func:`envelope_mod` (every message): opens the instruction's envelope and packs the reply's
+  records into one (:mod:`fedchain.envelope`: one Flower object per message record set instead
+  of one per record); a malformed envelope is answered with ``ERROR_INVALID_INSTRUCTION``.
 * :func:`member_mod` (every message): builds, or reuses, this run's :class:`~clients.node.MemberNode`;
   a node that cannot be built for the run (a run config it finds invalid, a malformed policy
   file) answers with a Flower ``Error`` naming why.
@@ -35,6 +38,7 @@ from flwr.clientapp.typing import ClientAppCallable, Mod
 
 from clients.node import MemberNode
 from clients.training import train_instruction
+from fedchain.envelope import pack, unpack
 from fedchain.errors import (
     BudgetExhaustedError,
     DPIncompatibleModelError,
@@ -54,7 +58,7 @@ from fedchain.protocol import (
 )
 from fedchain.serialization import flatten, model_hash, unflatten
 
-__all__ = ["EVALUATE_MODS", "TRAIN_MODS", "member_mod", "privacy_mod", "refusal_mod", "seal_mod"]
+__all__ = ["EVALUATE_MODS", "TRAIN_MODS", "envelope_mod", "member_mod", "privacy_mod", "refusal_mod", "seal_mod"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +71,19 @@ _REFUSALS: tuple[tuple[type[PrivacyError], int, str, str], ...] = (
     (DPIncompatibleModelError, ERROR_POLICY_REFUSED, "refused", "cannot train this model privately"),
 )
 _REFUSAL_TYPES = tuple(kind for kind, *_ in _REFUSALS)
+
+
+def envelope_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    """Open the instruction's envelope for the mods inside; pack the reply's records into one."""
+    if msg.has_content():
+        try:
+            msg.content = unpack(msg.content)
+        except FedChainError as exc:
+            return Message(Error(code=ERROR_INVALID_INSTRUCTION, reason=f"{type(exc).__name__}: {exc}"), reply_to=msg)
+    reply = call_next(msg, context)
+    if reply.has_content():
+        reply.content = pack(reply.content)
+    return reply
 
 
 def member_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:

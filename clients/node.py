@@ -218,22 +218,29 @@ class MemberNode:
 
     # ----------------------------------------------------------------- answers
     def train(self, msg: Message) -> Message:
-        """Answer a train instruction as the member's ClientApp does (its mods included)."""
-        from clients.client_app import app
+        """Answer a train instruction as the member's ClientApp does (its mods included).
 
-        return app(msg, self.flower_context())
+        The reply's records are returned as the coordinator reads them: its envelope
+        (:mod:`fedchain.envelope`) opened, as for :meth:`evaluate` and :meth:`answer_scalars`.
+        """
+        return self._answer(msg)
 
     def evaluate(self, msg: Message) -> Message:
         """Answer an evaluate instruction as the member's ClientApp does."""
-        from clients.client_app import app
-
-        return app(msg, self.flower_context())
+        return self._answer(msg)
 
     def answer_scalars(self, msg: Message) -> Message:
         """Answer a committee query as the member's ClientApp does (see :mod:`clients.committee`)."""
-        from clients.client_app import app
+        return self._answer(msg)
 
-        return app(msg, self.flower_context())
+    def _answer(self, msg: Message) -> Message:
+        from clients.client_app import app
+        from fedchain.envelope import unpack
+
+        reply = app(msg, self.flower_context())
+        if reply.has_content():
+            reply.content = unpack(reply.content)
+        return reply
 
     # ------------------------------------------------------------------ model
     @property

@@ -48,6 +48,7 @@ from fedchain.config import FedChainConfig
 from fedchain.contribution import create_scorer
 from fedchain.contribution.base import Evaluate
 from fedchain.contribution.committee import CommitteeRequest, canonical_json
+from fedchain.envelope import pack, unpack
 from fedchain.errors import FedChainError, FederationError, SerializationError
 from fedchain.faults import CoordinatorFaults
 from fedchain.identity.signing import NO_LEDGER, SigningDomain
@@ -552,6 +553,8 @@ class Exchange:
         for message in self._messages:
             node_id = message.metadata.dst_node_id
             self.sent += 1
+            if message.has_content():
+                message.content = pack(message.content)  # one Flower object for all its records
             # Both grids set the id of each message they push; one that could not be pushed has none.
             if list(self.grid.push_messages([message])) and message.metadata.message_id:
                 pending[message.metadata.message_id] = node_id
@@ -581,6 +584,8 @@ class Exchange:
                     if reply.has_error() and reply.error.code == ErrorCode.MESSAGE_UNAVAILABLE:
                         self.missing.append(node_id)  # the instruction expired (or the node left)
                         continue
+                    if reply.has_content():
+                        _open_envelope(reply, node_id)
                     yield reply
                     del reply
             if arrived:
@@ -589,6 +594,15 @@ class Exchange:
                 time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
                 poll_s = min(poll_s * POLL_BACKOFF, POLL_MAX_S)
         self.missing += pending.values()
+
+
+def _open_envelope(reply: Message, node_id: int) -> None:
+    """Replace a reply's envelope by its records; a malformed one by no records (the decoders refuse it)."""
+    try:
+        reply.content = unpack(reply.content)
+    except SerializationError as exc:
+        log.warning("node %d sent a malformed envelope: %s", node_id, exc)
+        reply.content = RecordDict()
 
 
 @dataclass

@@ -157,7 +157,8 @@ def test_the_supernode_stays_quiet_for_half_the_wait_it_learned_after_each_messa
         cadence.received("evaluate")
         cadence.answered()
         clock.now += evaluate_wait
-    assert cadence.learned_gap("train") == pytest.approx(1.6)  # the shorter of the last two: rounds that speed up are followed
+    # The shorter of the last two: rounds that speed up are followed.
+    assert cadence.learned_gap("train") == pytest.approx(1.6)
     assert cadence.learned_gap("evaluate") == pytest.approx(0.3)
     cadence.received("train")
     cadence.answered()
