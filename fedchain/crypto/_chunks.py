@@ -30,7 +30,15 @@ import tenseal.sealapi as sealapi
 from fedchain.crypto._wire import parse_vector_frame
 from fedchain.errors import CryptoError, SerializationError
 
-__all__ = ["TENSEAL_ERRORS", "level_parms_id", "load_chunk", "magnitude_bound", "max_chunk_bytes"]
+__all__ = [
+    "TENSEAL_ERRORS",
+    "chunk_level",
+    "data_levels",
+    "level_parms_id",
+    "load_chunk",
+    "magnitude_bound",
+    "max_chunk_bytes",
+]
 
 TENSEAL_ERRORS = (ValueError, RuntimeError, TypeError, OverflowError, MemoryError)
 
@@ -43,6 +51,16 @@ def level_parms_id(ctx: ts.Context, multiplications: int) -> list[int]:
         if data is None:
             raise CryptoError(f"the context's modulus chain has no level after {multiplications} rescales")
     return list(data.parms_id())
+
+
+def data_levels(ctx: ts.Context) -> int:
+    """How many levels a ciphertext of this context can be at: its data primes (1 for AGGREGATION, 4 for SCORING)."""
+    return len(ctx.seal_context().data.first_context_data().parms().coeff_modulus())
+
+
+def chunk_level(ctx: ts.Context, vector: ts.CKKSVector) -> int:
+    """The level of a loaded chunk: primes dropped since encryption (by rescales or modulus switches)."""
+    return data_levels(ctx) - int(vector.ciphertext()[0].coeff_modulus_size())
 
 
 #: Frame, SEAL header and compression overhead allowed on top of the raw coefficients.

@@ -381,6 +381,13 @@ class _EncryptedRound:
             result, chunks = agg._committee_checks(server_round, kept, chunks, result, self._spool)
         if not result.kept:
             return replace(result, kept=())
+        # The committee's products are done: members get the sum without the primes only they needed.
+        params = crypto.SCORING if agg.config.he_scoring else crypto.AGGREGATION
+        try:
+            chunks = crypto.compact_sum(agg.public_context, chunks, max_abs=params.max_magnitude)
+        except (CryptoError, SerializationError) as exc:  # our own sum: not any member's fault
+            log.error("round %d: compacting the encrypted sum failed: %s", server_round, exc)
+            return Aggregation(kept=(), rejections={"aggregation-failed": len(self.updates)})
         aggregate = Aggregate(
             total_weight=sum(u.member.num_examples for u in result.kept),
             digest=crypto.ciphertext_digest(chunks),

@@ -71,3 +71,43 @@ def test_pack_and_decrypt_check_their_inputs(scoring_member: ts.Context, scoring
     dot = crypto.encrypted_dot(scoring_coordinator, fresh, fresh)
     with pytest.raises(SerializationError, match="scalars: vector of size 1, expected 2"):
         crypto.decrypt_scalars(scoring_member, dot, 2)
+
+
+def test_a_squared_norm_equals_the_product_with_an_equal_copy(
+    scoring_member: ts.Context, scoring_coordinator: ts.Context
+) -> None:
+    """The squaring shortcut (one load, one product per chunk) computes what the general product does."""
+    a = _scaled(np.random.default_rng(4), 7.0)
+    chunks = crypto.encrypt_update(scoring_member, a)
+    copies = [bytes(bytearray(c)) for c in chunks]  # equal bytes, other objects
+    assert all(c is not d for c, d in zip(chunks, copies, strict=True))
+    squared = crypto.decrypt_scalars(scoring_member, crypto.encrypted_dot(scoring_coordinator, chunks, chunks), 1)[0]
+    again = crypto.decrypt_scalars(scoring_member, crypto.encrypted_dot(scoring_coordinator, chunks, copies), 1)[0]
+    assert squared == pytest.approx(49.0, rel=1e-4)
+    assert again == pytest.approx(squared, rel=1e-6)
+
+
+def test_the_sum_members_decrypt_drops_the_primes_only_products_need(
+    scoring_member: ts.Context, scoring_coordinator: ts.Context, agg_member: ts.Context
+) -> None:
+    rng = np.random.default_rng(5)
+    weighted = [n * _scaled(rng, 50.0) for n in (1e4, 3.0, 700.0)]
+    total = crypto.sum_encrypted(
+        scoring_coordinator, [crypto.encrypt_update(scoring_member, w) for w in weighted], expected_chunks=3
+    )
+    small = crypto.compact_sum(scoring_coordinator, total, max_abs=crypto.SCORING.max_magnitude)
+    assert sum(map(len, small)) < 0.6 * sum(map(len, total))
+    expected = np.sum(weighted, axis=0)
+    for chunks in (total, small):
+        np.testing.assert_allclose(crypto.decrypt_update(scoring_member, chunks, LENGTH), expected, rtol=0, atol=1e-3)
+    # Nothing to drop under addition-only parameters; more range than a level holds keeps the primes.
+    plain = crypto.encrypt_update(agg_member, weighted[1])
+    assert crypto.compact_sum(agg_member, plain, max_abs=crypto.AGGREGATION.max_magnitude) == plain
+    assert crypto.compact_sum(scoring_coordinator, total, max_abs=2.0**100) == total
+    # A sum is decrypted at one level: a chunk at another is refused, naming it.
+    with pytest.raises(SerializationError, match="chunk 1: 393[0-9]{3} bytes, more than the 266240"):
+        crypto.decrypt_update(scoring_member, [small[0], total[1], small[2]], LENGTH)
+    with pytest.raises(SerializationError, match="chunk 1: ciphertext at the wrong modulus level"):
+        crypto.decrypt_update(scoring_member, [total[0], small[1], total[2]], LENGTH)
+    with pytest.raises(SerializationError, match="sum chunk 0"):
+        crypto.compact_sum(scoring_coordinator, [b"junk", *total[1:]], max_abs=crypto.SCORING.max_magnitude)
