@@ -104,7 +104,14 @@ def flower_env(
 
 
 def superlink_command(
-    provisioned: Path, *, host: str, port: int, flwr_bin: Path, database: Path | None = None
+    provisioned: Path,
+    *,
+    host: str,
+    port: int,
+    flwr_bin: Path,
+    database: Path | None = None,
+    scoped: bool = False,
+    python: str | None = None,
 ) -> list[str]:
     """``flower-superlink`` with TLS, SuperNode authentication and no dependency installation.
 
@@ -114,10 +121,18 @@ def superlink_command(
         port: the one port of all SuperLink APIs.
         flwr_bin: directory of Flower's executables.
         database: SQLite file for the SuperLink's state (None: in memory).
+        scoped: run it through :mod:`fedchain.deployment.superlink` (same flags), whose single-API
+            HTTP layers skip the requests they do not act on.
+        python: the interpreter of the scoped command (default: this one).
+
+    Example:
+        >>> superlink_command(Path("fed"), host="h", port=1, flwr_bin=Path("/bin"), scoped=True, python="py")[:3]
+        ['py', '-m', 'fedchain.deployment.superlink']
     """
     superlink = provisioned / "superlink"
+    program = [python or sys.executable, "-m", "fedchain.deployment.superlink"] if scoped else []
     command = [
-        str(flwr_bin / "flower-superlink"),
+        *(program or [str(flwr_bin / "flower-superlink")]),
         "--ssl-ca-certfile",
         str(superlink / "ca.crt"),
         "--ssl-certfile",

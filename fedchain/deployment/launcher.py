@@ -696,6 +696,7 @@ class LocalFederation:
                 port=self.ports["superlink"],
                 flwr_bin=self.flwr_bin,
                 database=self._superlink_database if self.spec.superlink_state else None,
+                scoped=True,
             ),
             log_path=self.log_dir / "superlink.log",
             env=self.env(**extra),

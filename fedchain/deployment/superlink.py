@@ -1,0 +1,118 @@
+"""The SuperLink as the launcher runs it: Flower's ``flower-superlink``, each HTTP layer only where it acts.
+
+Flower 1.42's SuperLink serves the Fleet, Control and ServerAppIo APIs from one Starlette app with
+eight middleware layers, seven of them ``BaseHTTPMiddleware`` (each an anyio task group and memory
+stream per request, whatever it then does). Five act on one API only and pass every other request
+straight on, after paying that cost: the four Control layers (no-cache headers on the login routes,
+account authentication, license check, Control event log) act only on ``/v1/control/``, the Fleet
+event log only on ``/v1/fleet/``. In a federation nearly every request is a Fleet or ServerAppIo
+call (polls, object pushes and pulls), and the SuperLink, one Python process, is what a deployed
+round waits on (docs/architecture.md, "Where the rest of the time goes").
+
+``python -m fedchain.deployment.superlink ARGS`` runs ``flower-superlink ARGS`` with those five
+layers wrapped in :class:`OnlyUnder`, a plain ASGI wrapper that hands requests under the layer's
+prefix to it and every other request to the next layer directly. Requests the layer acts on go
+through it unchanged, so authentication, node authentication, error translation and protobuf
+translation are exactly Flower's; only the pass-through cost goes.
+
+Example:
+    >>> from starlette.middleware import Middleware
+    >>> from flwr.superlink.routers.fleet.middlewares import FleetEventLogMiddleware
+    >>> [m.cls.__name__ for m in scoped_middleware([Middleware(FleetEventLogMiddleware)])]
+    ['OnlyUnder']
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["CONTROL_PREFIX", "FLEET_PREFIX", "OnlyUnder", "install", "main", "scoped_middleware"]
+
+#: Path prefixes of Flower's Control and Fleet routers.
+CONTROL_PREFIX = "/v1/control/"
+FLEET_PREFIX = "/v1/fleet/"
+
+
+class OnlyUnder:
+    """ASGI middleware: ``middleware_class`` for HTTP requests under ``prefix``, the next app for the rest.
+
+    Args:
+        app: the next ASGI app (what Starlette passes).
+        middleware_class: the layer to scope, built around ``app``.
+        prefix: the request paths it acts on.
+    """
+
+    def __init__(self, app: Any, middleware_class: Callable[[Any], Any], prefix: str) -> None:
+        self._next = app
+        self._layer = middleware_class(app)
+        self._prefix = prefix
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Hand the request to the layer when it is under the prefix, else to the next app."""
+        if scope.get("type") == "http" and str(scope.get("path", "")).startswith(self._prefix):
+            await self._layer(scope, receive, send)
+        else:
+            await self._next(scope, receive, send)
+
+
+def _layer_prefixes() -> dict[type, str]:
+    from flwr.superlink.routers.control.middlewares import (
+        ControlAuthenticationMiddleware,
+        ControlEventLogMiddleware,
+        ControlLicenseMiddleware,
+        ControlSensitiveResponseMiddleware,
+    )
+    from flwr.superlink.routers.fleet.middlewares import FleetEventLogMiddleware
+
+    return {
+        ControlSensitiveResponseMiddleware: CONTROL_PREFIX,
+        ControlAuthenticationMiddleware: CONTROL_PREFIX,
+        ControlLicenseMiddleware: CONTROL_PREFIX,
+        ControlEventLogMiddleware: CONTROL_PREFIX,
+        FleetEventLogMiddleware: FLEET_PREFIX,
+    }
+
+
+def scoped_middleware(layers: list[Any]) -> list[Any]:
+    """Flower's middleware list with each single-API layer wrapped in :class:`OnlyUnder` (same order)."""
+    from starlette.middleware import Middleware
+
+    prefixes = _layer_prefixes()
+    scoped = []
+    for layer in layers:
+        prefix = prefixes.get(layer.cls)
+        if prefix is None or layer.args or layer.kwargs:
+            scoped.append(layer)
+        else:
+            scoped.append(Middleware(OnlyUnder, middleware_class=layer.cls, prefix=prefix))
+    return scoped
+
+
+def install() -> None:
+    """Make Flower's SuperLink app use :func:`scoped_middleware` (this process only)."""
+    import flwr.superlink.main as superlink_main
+
+    flower_layers = superlink_main._get_middleware
+    if getattr(flower_layers, "fedchain_scoped", False):
+        return
+
+    def layers() -> list[Any]:
+        return scoped_middleware(flower_layers())
+
+    layers.fedchain_scoped = True  # type: ignore[attr-defined]
+    superlink_main._get_middleware = layers
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run ``flower-superlink`` with ``argv`` (default: this process's arguments), layers scoped."""
+    install()
+    from flwr.superlink.cli import flower_superlink
+
+    sys.argv = ["flower-superlink", *(sys.argv[1:] if argv is None else argv)]
+    flower_superlink()
+
+
+if __name__ == "__main__":
+    main()
