@@ -4,8 +4,8 @@ Flower 1.42 moves a message as a tree of objects (the message, its ``RecordDict`
 and each array of an ``ArrayRecord`` as two more), and in a deployment every object is one HTTP
 call to push and one to pull at each hop (ServerApp -> SuperLink -> SuperNode -> worker and
 back). On fedchain's small messages those calls, not the bytes, are the cost: the SuperLink, one
-Python process, spent most of a 10-member round answering them (docs/architecture.md,
-"Deployment round time"). :func:`pack` serializes a message's records with Flower's own protobuf
+Python process, spent most of a 10-member round answering them (docs/architecture.md, "Where the
+rest of the time goes"). :func:`pack` serializes a message's records with Flower's own protobuf
 serde (no pickle) into one ``ConfigRecord`` ``{"records": bytes}`` under :data:`ENVELOPE`, so
 every message is three objects; :func:`unpack` restores them. Content larger than
 :data:`ENVELOPE_MAX_BYTES` travels as Flower's records, which Flower splits into 5 MB pieces.
