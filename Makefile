@@ -45,7 +45,8 @@ demo: $(STAMP)
 	$(BIN)/fedchain report runs/demo
 
 # The suite without the federation across network namespaces, which needs root: `make test-netns`
-# (CI runs both). Fresh clone, 2 cores: 12m30s for the suite, 2m07s for the namespaces test.
+# (CI runs both). Fresh clone, 2 cores: 12m30s for the suite, 2m07s for the namespaces test;
+# 26m32s and 3m34s on a slower 2-core machine (2026-12-05, where simulated rounds took ~2x as long).
 test: $(STAMP) $(NODE_STAMP)
 	bash scripts/pytest.sh -m "not netns" $(PYTEST_ARGS)
 
