@@ -101,3 +101,29 @@ def test_the_coordinator_packs_what_it_sends_and_survives_a_member_s_malformed_e
     assert dict(unpack(seen[nodes[0]])["config"]) == {"round": 3}
     assert dict(got[nodes[0]]["metrics"]) == {"ok": 1}  # opened for the decoders
     assert len(got[nodes[1]]) == 0  # no records: decoding refuses it as malformed, the exchange goes on
+
+
+def test_a_member_answers_a_malformed_envelope_with_an_error_and_does_no_work() -> None:
+    """A malicious coordinator's malformed envelope reaches no mod inside: nothing trains, nothing is spent."""
+    from flwr.app import Context
+
+    from clients.mods import envelope_mod
+    from fedchain.protocol import ERROR_INVALID_INSTRUCTION
+
+    called: list[Message] = []
+
+    def inner(msg: Message, context: Context) -> Message:
+        called.append(msg)
+        return Message(RecordDict(), reply_to=msg)
+
+    instruction = Message(
+        RecordDict({ENVELOPE: ConfigRecord({"records": b"\xff" * 64})}), dst_node_id=1, message_type=MessageType.TRAIN
+    )
+    instruction.metadata.__dict__["_message_id"] = str(uuid4())
+    reply = envelope_mod(
+        instruction, Context(run_id=1, node_id=1, node_config={}, state=RecordDict(), run_config={}), inner
+    )
+
+    assert called == []
+    assert reply.has_error() and reply.error.code == ERROR_INVALID_INSTRUCTION
+    assert "does not hold Flower records" in reply.error.reason
