@@ -23,6 +23,7 @@ signature layer (``fedchain/identity``) ties each upload to a registered member.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import tenseal as ts
 import tenseal.sealapi as sealapi
@@ -34,6 +35,7 @@ __all__ = [
     "TENSEAL_ERRORS",
     "chunk_level",
     "data_levels",
+    "level_data",
     "level_parms_id",
     "load_chunk",
     "magnitude_bound",
@@ -43,14 +45,23 @@ __all__ = [
 TENSEAL_ERRORS = (ValueError, RuntimeError, TypeError, OverflowError, MemoryError)
 
 
-def level_parms_id(ctx: ts.Context, multiplications: int) -> list[int]:
-    """The ``parms_id`` of a ciphertext after ``multiplications`` rescales from a fresh encryption."""
+def level_data(ctx: ts.Context, multiplications: int) -> Any:
+    """SEAL's context data of the level ``multiplications`` rescales (or modulus switches) below a fresh encryption.
+
+    Raises:
+        CryptoError: when the modulus chain has no such level.
+    """
     data = ctx.seal_context().data.first_context_data()
     for _ in range(multiplications):
         data = data.next_context_data()
         if data is None:
             raise CryptoError(f"the context's modulus chain has no level after {multiplications} rescales")
-    return list(data.parms_id())
+    return data
+
+
+def level_parms_id(ctx: ts.Context, multiplications: int) -> list[int]:
+    """The ``parms_id`` of a ciphertext after ``multiplications`` rescales from a fresh encryption."""
+    return list(level_data(ctx, multiplications).parms_id())
 
 
 def data_levels(ctx: ts.Context) -> int:
@@ -78,19 +89,13 @@ def max_chunk_bytes(ctx: ts.Context, multiplications: int = 0) -> int:
         >>> max_chunk_bytes(create_secret_context(AGGREGATION))
         135168
     """
-    data = ctx.seal_context().data.first_context_data()
-    for _ in range(multiplications):
-        data = data.next_context_data()
-    parms = data.parms()
+    parms = level_data(ctx, multiplications).parms()
     return 2 * parms.poly_modulus_degree() * len(parms.coeff_modulus()) * 8 + _CHUNK_SLACK_BYTES
 
 
 def magnitude_bound(ctx: ts.Context, multiplications: int = 0) -> float:
     """Largest slot magnitude that decodes correctly at a level, with one bit of margin."""
-    data = ctx.seal_context().data.first_context_data()
-    for _ in range(multiplications):
-        data = data.next_context_data()
-    bits = data.total_coeff_modulus_bit_count()
+    bits = level_data(ctx, multiplications).total_coeff_modulus_bit_count()
     return float(2 ** (bits - 2)) / ctx.global_scale
 
 

@@ -52,7 +52,14 @@ import numpy as np
 import tenseal as ts
 import tenseal.sealapi as sealapi
 
-from fedchain.crypto._chunks import TENSEAL_ERRORS, chunk_level, data_levels, load_chunk, magnitude_bound
+from fedchain.crypto._chunks import (
+    TENSEAL_ERRORS,
+    chunk_level,
+    data_levels,
+    level_data,
+    load_chunk,
+    magnitude_bound,
+)
 from fedchain.crypto._parallel import PARALLEL_MIN_CHUNKS, map_forked, resolve_workers
 from fedchain.crypto._seeded import SeededEncryptor, saved_bytes
 from fedchain.crypto._wire import vector_frame
@@ -438,9 +445,7 @@ def compact_sum(ctx: ts.Context, chunks: Sequence[bytes], *, max_abs: float) -> 
         return list(chunks)
     slots = context_slot_count(ctx)
     evaluator = sealapi.Evaluator(ctx.seal_context().data)
-    target = ctx.seal_context().data.first_context_data()
-    for _ in range(level):
-        target = target.next_context_data()
+    target = level_data(ctx, level)
     compacted = []
     for position, data in enumerate(chunks):
         ciphertext = load_chunk(ctx, data, label=f"sum chunk {position}", size=slots).ciphertext()[0]
