@@ -105,7 +105,7 @@ def test_the_sum_members_decrypt_drops_the_primes_only_products_need(
     assert crypto.compact_sum(agg_member, plain, max_abs=crypto.AGGREGATION.max_magnitude) == plain
     assert crypto.compact_sum(scoring_coordinator, total, max_abs=2.0**100) == total
     # A sum is decrypted at one level: a chunk at another is refused, naming it.
-    with pytest.raises(SerializationError, match=r"chunk 1: 393[0-9]{3} bytes, more than the 266240"):
+    with pytest.raises(SerializationError, match=r"chunk 1: [0-9]+ bytes, more than the 266240"):
         crypto.decrypt_update(scoring_member, [small[0], total[1], small[2]], LENGTH)
     with pytest.raises(SerializationError, match="chunk 1: ciphertext at the wrong modulus level"):
         crypto.decrypt_update(scoring_member, [total[0], small[1], total[2]], LENGTH)
