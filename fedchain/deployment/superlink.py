@@ -9,8 +9,10 @@ event log only on ``/v1/fleet/``. In a federation nearly every request is a Flee
 call (polls, object pushes and pulls), and the SuperLink, one Python process, is what a deployed
 round waits on (docs/architecture.md, "Where the rest of the time goes").
 
-``python -m fedchain.deployment.superlink ARGS`` runs ``flower-superlink ARGS`` with those five
-layers wrapped in :class:`OnlyUnder`, a plain ASGI wrapper that hands requests under the layer's
+``python -m fedchain.deployment.superlink ARGS`` runs ``flower-superlink ARGS`` with two changes.
+It holds a Fleet pull that finds no message until one is pushed for that node (up to
+``FEDCHAIN_FLEET_HOLD_S``, default 3 s; :mod:`fedchain.deployment.held_pulls`). And it wraps those five
+layers in :class:`OnlyUnder`, a plain ASGI wrapper that hands requests under the layer's
 prefix to it and every other request to the next layer directly. Requests the layer acts on go
 through it unchanged, so authentication, node authentication, error translation and protobuf
 translation are exactly Flower's; only the pass-through cost goes.
@@ -24,12 +26,25 @@ Example:
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["CONTROL_PREFIX", "FLEET_PREFIX", "OnlyUnder", "install", "main", "scoped_middleware"]
+__all__ = [
+    "CONTROL_PREFIX",
+    "FLEET_PREFIX",
+    "HOLD_ENV",
+    "OnlyUnder",
+    "hold_seconds",
+    "install",
+    "main",
+    "scoped_middleware",
+]
 
+#: Environment variable: seconds an empty Fleet pull is held (:mod:`fedchain.deployment.held_pulls`).
+HOLD_ENV = "FEDCHAIN_FLEET_HOLD_S"
+MAX_HOLD_S = 20.0
 #: Path prefixes of Flower's Control and Fleet routers.
 CONTROL_PREFIX = "/v1/control/"
 FLEET_PREFIX = "/v1/fleet/"
@@ -90,8 +105,26 @@ def scoped_middleware(layers: list[Any]) -> list[Any]:
     return scoped
 
 
+def hold_seconds() -> float:
+    """How long the SuperLink holds an empty Fleet pull: ``FEDCHAIN_FLEET_HOLD_S``, default ``HOLD_S``; 0 = never."""
+    from fedchain.deployment.held_pulls import HOLD_S
+
+    raw = os.environ.get(HOLD_ENV, "")
+    try:
+        value = float(raw) if raw else HOLD_S
+    except ValueError:
+        raise SystemExit(
+            f"{HOLD_ENV}={raw!r} is not a number of seconds; set it to e.g. 3, or 0 to answer pulls at once"
+        ) from None
+    if not 0 <= value <= MAX_HOLD_S:
+        raise SystemExit(
+            f"{HOLD_ENV}={raw!r} is outside 0..{MAX_HOLD_S:g} s (Flower's SuperNodes time out a call after 30 s)"
+        )
+    return value
+
+
 def install() -> None:
-    """Make Flower's SuperLink app use :func:`scoped_middleware` (this process only)."""
+    """Make Flower's SuperLink app hold empty Fleet pulls and use :func:`scoped_middleware` (this process only)."""
     import flwr.superlink.main as superlink_main
 
     flower_layers = superlink_main._get_middleware
@@ -99,7 +132,13 @@ def install() -> None:
         return
 
     def layers() -> list[Any]:
-        return scoped_middleware(flower_layers())
+        from starlette.middleware import Middleware
+
+        from fedchain.deployment.held_pulls import HeldPulls
+
+        hold_s = hold_seconds()
+        held = [Middleware(HeldPulls, hold_s=hold_s)] if hold_s > 0 else []
+        return held + scoped_middleware(flower_layers())
 
     layers.fedchain_scoped = True  # type: ignore[attr-defined]
     superlink_main._get_middleware = layers

@@ -49,13 +49,25 @@ from typing import Any
 from fedchain.deployment.object_pulls import install_fast_object_pulls
 from fedchain.deployment.worker import Backoff
 
-__all__ = ["FleetCadence", "flower_loop_known", "install_cadence", "install_wake", "main", "worker_command"]
+__all__ = [
+    "HELD_PULL_S",
+    "FleetCadence",
+    "flower_loop_known",
+    "install_cadence",
+    "install_wake",
+    "main",
+    "worker_command",
+]
 
 log = logging.getLogger(__name__)
 
 #: Flower's waits in ``start_client_internal`` (seconds): after an empty pull; for a reply.
 _FLOWER_IDLE_S = 3
 _FLOWER_REPLY_S = 0.5
+#: An empty pull that took at least this long was held by the SuperLink
+#: (:mod:`fedchain.deployment.held_pulls`); the node then asks again after ``_HELD_RETRY_S``.
+HELD_PULL_S = 1.0
+_HELD_RETRY_S = 0.01
 
 
 class FleetCadence:
@@ -89,18 +101,28 @@ class FleetCadence:
         self._gaps: dict[str, deque[float]] = {}
         self._answering: str | None = None  # type of the message being (or last) answered
         self._answered_at: float | None = None  # when its reply was pushed
+        self._held = False  # the last pull came back empty after being held by the SuperLink
 
     def sleep(self, seconds: float) -> None:
         """Flower's waits at this cadence; any other wait as asked."""
         if seconds == _FLOWER_IDLE_S:
-            time.sleep(max(self.idle.interval(), self._head_left()))
+            time.sleep(self.idle_wait())
         elif seconds == _FLOWER_REPLY_S:
             time.sleep(self.reply.interval())
         else:
             time.sleep(seconds)
 
+    def idle_wait(self) -> float:
+        """Seconds to wait before the next pull, after one that found nothing."""
+        return _HELD_RETRY_S if self._held else max(self.idle.interval(), self._head_left())
+
+    def pulled_nothing(self, seconds: float) -> None:
+        """A pull that took ``seconds`` found no message (held by the SuperLink if it took long)."""
+        self._held = seconds >= HELD_PULL_S
+
     def received(self, message_type: str) -> None:
         """A message of ``message_type`` was pulled: learn the wait that ended, start its reply wait."""
+        self._held = False
         if self._answering is not None and self._answered_at is not None:
             waited = time.monotonic() - self._answered_at
             self._gaps.setdefault(self._answering, deque(maxlen=2)).append(waited)
@@ -169,8 +191,11 @@ def install_cadence(cadence: FleetCadence | None = None) -> bool:
         if receive is not None:  # Flower passes it by keyword; note each message's type as it comes
 
             def _receive() -> Any:
+                started = time.monotonic()
                 pulled = receive()
-                if pulled is not None:
+                if pulled is None:
+                    cadence.pulled_nothing(time.monotonic() - started)
+                else:
                     cadence.received(str(pulled[0].metadata.message_type))
                 return pulled
 

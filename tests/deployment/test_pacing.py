@@ -169,3 +169,21 @@ def test_the_supernode_stays_quiet_for_half_the_wait_it_learned_after_each_messa
     assert cadence._head_left() == 0.0  # past the head: polls at the backoff's pace
     cadence.received("evaluate")  # a message ends the quiet head in any case
     assert cadence._head_left() == 0.0
+
+
+def test_after_a_held_empty_pull_the_supernode_asks_again_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(supernode.time, "monotonic", clock)
+    cadence = supernode.FleetCadence()
+    cadence.received("train")
+    cadence.answered()
+    clock.now += 10.0
+    assert cadence.idle_wait() == pytest.approx(0.55)  # Flower's SuperLink: 50 ms + 5 % of 10 s idle
+    cadence.pulled_nothing(supernode.HELD_PULL_S + 2.0)  # fedchain's SuperLink held the pull for its hold
+    assert cadence.idle_wait() == pytest.approx(0.01)
+    cadence.pulled_nothing(0.02)  # answered at once: not held, so back to the backoff
+    assert cadence.idle_wait() == pytest.approx(0.55)
+    cadence.pulled_nothing(supernode.HELD_PULL_S)
+    cadence.received("evaluate")  # a message ends it: the next empty pull decides afresh
+    cadence.answered()
+    assert cadence.idle_wait() == pytest.approx(0.05)
