@@ -29,7 +29,7 @@ from fedchain.errors import ConfigError, FlwrCommandError, ToolMissingError
 
 __all__ = [
     "CONNECTION_NAME",
-    "clientapp_modules",
+    "clientapp_reference",
     "FLOWER_ENV",
     "MEMBER_RUNTIMES",
     "SUPERLINK_SECURITY_FLAGS",
@@ -160,7 +160,8 @@ def supernode_command(
     flwr_bin: Path,
     runtime_host: str = "127.0.0.1",
     runtime: str = "flower",
-    preload: Sequence[str] = (),
+    client_app: str | None = None,
+    app_dir: Path | None = None,
     threads: int = 0,
     python: str | None = None,
 ) -> list[str]:
@@ -176,7 +177,9 @@ def supernode_command(
         runtime: ``"flower"``: Flower's SuperNode, one ``flwr-clientapp`` process per message;
             ``"worker"``: the same SuperNode (same flags) through :mod:`fedchain.deployment.supernode`,
             with ``--isolation process`` and fedchain's member worker answering every message.
-        preload: modules the worker imports before the first message (the ClientApp's module).
+        client_app: the ClientApp the worker runs, ``module:attribute`` from the member's installed
+            code (None: fedchain's ``clients.client_app:app``); a bundle naming another is refused.
+        app_dir: a local app directory of the member's own holding ``client_app`` (None: installed code).
         threads: the worker's CPU threads for torch and BLAS (0: all cores; members sharing a machine: a share).
         python: the interpreter of the worker command (default: this one).
 
@@ -205,20 +208,22 @@ def supernode_command(
     if runtime == "flower":
         return [str(flwr_bin / "flower-supernode"), *flags]
     wrapper = [python or sys.executable, "-m", "fedchain.deployment.supernode", "--worker"]
-    for module in preload:
-        wrapper += ["--worker-preload", module]
+    if client_app:
+        wrapper += ["--worker-client-app", client_app]
+    if app_dir is not None:
+        wrapper += ["--worker-app-dir", str(app_dir)]
     if threads > 0:
         wrapper += ["--worker-threads", str(threads)]
     return [*wrapper, "--", *flags, "--isolation", "process"]
 
 
-def clientapp_modules(app_dir: Path) -> tuple[str, ...]:
-    """The module of the app's ClientApp (``[tool.flwr.app.components] clientapp``): what a worker preloads.
+def clientapp_reference(app_dir: Path) -> str | None:
+    """The app's ClientApp reference (``[tool.flwr.app.components] clientapp``), None if it declares none.
 
     Example:
         >>> from fedchain.deployment.launcher import default_app_dir
-        >>> clientapp_modules(default_app_dir())
-        ('clients.client_app',)
+        >>> clientapp_reference(default_app_dir())
+        'clients.client_app:app'
     """
     import tomllib
 
@@ -226,9 +231,9 @@ def clientapp_modules(app_dir: Path) -> tuple[str, ...]:
         with open(app_dir / "pyproject.toml", "rb") as handle:
             components = tomllib.load(handle).get("tool", {}).get("flwr", {}).get("app", {}).get("components", {})
     except (OSError, ValueError):
-        return ()
-    reference = str(components.get("clientapp", ""))
-    return (reference.split(":")[0],) if reference else ()
+        return None
+    reference = components.get("clientapp")
+    return str(reference) if reference else None
 
 
 def toml_document(values: Mapping[str, bool | int | float | str]) -> str:

@@ -24,7 +24,7 @@ changes, both about time, not about what is sent or to whom:
 
 Example::
 
-    python -m fedchain.deployment.supernode --worker --worker-preload clients.client_app -- \
+    python -m fedchain.deployment.supernode --worker --worker-client-app clients.client_app:app -- \
         --superlink 127.0.0.1:9093 --root-certificates ca.crt --auth-supernode-private-key key \
         --isolation process --superexec-auth-secret-file secret --host 127.0.0.1 --port 9094
 """
@@ -260,11 +260,15 @@ def worker_command(
     *,
     supernode_pid: int,
     secret_file: str | None,
-    preload: Sequence[str] = (),
+    client_app: str | None = None,
+    app_dir: str | None = None,
     python: str = sys.executable,
     wake_stdin: bool = False,
 ) -> list[str]:
     """The member worker's command line (:mod:`fedchain.deployment.worker`).
+
+    ``client_app``: the member's ClientApp reference (None: the worker's default, fedchain's);
+    ``app_dir``: a local app directory of the member's own that holds it.
 
     Example:
         >>> worker_command("127.0.0.1:9094", supernode_pid=7, secret_file=None, python="python")[:4]
@@ -274,8 +278,10 @@ def worker_command(
                "--supernode-pid", str(supernode_pid)]  # fmt: skip
     if secret_file:
         command += ["--superexec-auth-secret-file", secret_file]
-    for module in preload:
-        command += ["--preload", module]
+    if client_app:
+        command += ["--client-app", client_app]
+    if app_dir:
+        command += ["--app-dir", app_dir]
     if wake_stdin:
         command.append("--wake-stdin")
     return command
@@ -287,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours, flower_args = (args[: args.index("--")], args[args.index("--") + 1 :]) if "--" in args else ([], args)
     parser = argparse.ArgumentParser(prog="python -m fedchain.deployment.supernode")
     parser.add_argument("--worker", action="store_true", help="start the member worker (needs --isolation process)")
-    parser.add_argument("--worker-preload", action="append", default=[], help="module the worker imports at start")
+    parser.add_argument("--worker-client-app", help="the member's ClientApp, module:attribute (worker's --client-app)")
+    parser.add_argument("--worker-app-dir", help="the member's own app directory holding it (worker's --app-dir)")
     parser.add_argument("--worker-threads", type=int, default=0, help="CPU threads of the worker's math (0: all)")
     parser.add_argument("--flower-cadence", action="store_true", help="keep Flower's own waits (3 s, 0.5 s)")
     options = parser.parse_args(ours)
@@ -310,7 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{flower.host or '127.0.0.1'}:{flower.port or 9094}",
                 supernode_pid=os.getpid(),
                 secret_file=secret_file,
-                preload=options.worker_preload,
+                client_app=options.worker_client_app,
+                app_dir=options.worker_app_dir,
                 wake_stdin=True,
             ),
             stdin=subprocess.PIPE,

@@ -13,10 +13,15 @@ the SuperNode (``flower-supernode --isolation process``), so imports and the mem
 2. per task, with the task's token (as ``flwr-clientapp`` does): send task heartbeats,
    ``pull_task_input`` (message, context, run, bundle), run the ClientApp, push the reply
    (``push_message``) and the final context and status (``push_task_output``);
-3. install each app bundle and load its ClientApp (by the component reference in the bundle's
-   ``[tool.flwr.app.components]``, as Flower does) once per bundle hash. A task of another
-   bundle than the one loaded makes the worker start afresh (``exec``) so new code is imported,
-   handing the task over.
+3. run the member's own ClientApp, never the app bundle's code. The coordinator builds the
+   bundle every task input carries; ``flwr-clientapp`` installs it and imports the module its
+   ``[tool.flwr.app.components] clientapp`` names, so whoever builds it runs code next to the
+   member's data, wallet and CKKS secret key. The worker reads that reference from the bundle
+   without installing it, refuses a task whose bundle names another ClientApp than the member's
+   (``--client-app``, default ``clients.client_app:app``: :class:`BundleRefusedError`, answered with
+   Flower's ``LOAD_CLIENT_APP_EXCEPTION``), and imports the member's ClientApp from the member's
+   installed code (``--app-dir``: a local app directory of the member's own, put on ``sys.path``
+   at start). No bundle file is written or imported.
 
 An exception in a message is answered with a Flower error reply (the code and reason
 ``flwr-clientapp`` would send) and the worker goes on. It exits when its SuperNode's process
@@ -33,7 +38,7 @@ Example (one member; the launcher does this for each SuperNode)::
 
     flower-supernode --isolation process --superexec-auth-secret-file secret ... --port 9094 &
     python -m fedchain.deployment.worker --runtime-api-address 127.0.0.1:9094 \
-        --superexec-auth-secret-file secret --supernode-pid $!
+        --superexec-auth-secret-file secret --supernode-pid $! --client-app clients.client_app:app
 """
 
 from __future__ import annotations
@@ -56,14 +61,22 @@ from typing import Any
 from fedchain.deployment.object_pulls import PULL_CAP_S, PULL_FIRST_S
 from fedchain.errors import ConfigError
 
-__all__ = ["PENDING_TOKEN_ENV", "Backoff", "MemberWorker", "WorkerStats", "main", "pull_task_input"]
+__all__ = [
+    "DEFAULT_CLIENT_APP",
+    "Backoff",
+    "BundleRefusedError",
+    "MemberWorker",
+    "WorkerStats",
+    "bundle_clientapp",
+    "load_installed_client_app",
+    "main",
+    "pull_task_input",
+]
 
 log = logging.getLogger(__name__)
 
-#: A task acquired by a worker that restarted itself to load another app bundle (its token).
-PENDING_TOKEN_ENV = "FEDCHAIN_WORKER_PENDING_TOKEN"
-#: The app bundle hash of that task.
-PENDING_FAB_ENV = "FEDCHAIN_WORKER_PENDING_FAB"
+#: The ClientApp a member runs unless its operator names another: fedchain's member node, as installed.
+DEFAULT_CLIENT_APP = "clients.client_app:app"
 #: The Runtime API method a SuperNode with a SuperExec secret only answers when signed.
 _ACQUIRE_METHOD = "/flwr.proto.Runtime/AcquireTask"
 
@@ -120,7 +133,8 @@ class MemberWorker:
         backoff: the ``AcquireTask`` polling schedule.
         give_up_s: exit after the Runtime API was unreachable this long.
         root_certificates: PEM CA of a Runtime API served with TLS.
-        restart_argv: the command line to ``exec`` when another app bundle must be loaded.
+        client_app: the member's ClientApp (``module:attribute``, importable from its installed
+            code); a task whose app bundle names another is refused.
         wake_fd: a readable file descriptor the SuperNode writes a byte to when a task is ready
             (None: poll at ``backoff``'s pace); the worker then polls only every ``backoff.max_s``.
     """
@@ -134,7 +148,7 @@ class MemberWorker:
         backoff: Backoff | None = None,
         give_up_s: float = 30.0,
         root_certificates: bytes | None = None,
-        restart_argv: Sequence[str] | None = None,
+        client_app: str = DEFAULT_CLIENT_APP,
         wake_fd: int | None = None,
     ) -> None:
         if root_certificates is None:
@@ -145,11 +159,11 @@ class MemberWorker:
         self.backoff = backoff or Backoff()
         self.give_up_s = give_up_s
         self.root_certificates = root_certificates
-        self.restart_argv = list(restart_argv) if restart_argv is not None else None
+        self.client_app = client_app
         self.wake_fd = wake_fd
         self.stats = WorkerStats()
         self._stop = threading.Event()
-        self._apps: dict[str, Any] = {}  # app bundle hash -> ClientApp
+        self._app: Any = None  # the member's ClientApp, once loaded
         self._acquire_client: Any = None
 
     # ------------------------------------------------------------------------------ loop
@@ -161,14 +175,10 @@ class MemberWorker:
         """Acquire and answer tasks until stopped; return the exit status (0: stopped, 1: SuperNode gone)."""
         if self.supernode_pid is not None:
             threading.Thread(target=self._watch_supernode, name="watch-supernode", daemon=True).start()
-        pending = os.environ.pop(PENDING_TOKEN_ENV, "")
-        pending_fab = os.environ.pop(PENDING_FAB_ENV, "")
-        if pending:
-            self.run_task(pending, fab_hash=pending_fab or None)
         unreachable_since: float | None = None
         while not self._stop.is_set():
             try:
-                task, token = self._acquire()
+                _, token = self._acquire()
             except Exception as exc:  # the SuperNode is restarting or gone
                 now = time.monotonic()
                 unreachable_since = unreachable_since or now
@@ -180,7 +190,7 @@ class MemberWorker:
             unreachable_since = None
             if token:
                 self.backoff.busy()
-                self.run_task(token, fab_hash=task.fab_hash, acquired=time.perf_counter())
+                self.run_task(token, acquired=time.perf_counter())
                 self.backoff.busy()
             else:
                 self._idle()
@@ -252,7 +262,7 @@ class MemberWorker:
         )
 
     # ------------------------------------------------------------------------------ a task
-    def run_task(self, token: str, *, fab_hash: str | None = None, acquired: float | None = None) -> str:
+    def run_task(self, token: str, *, acquired: float | None = None) -> str:
         """Answer the task ``token`` stands for, as ``flwr-clientapp`` would; return its sub-status.
 
         A ClientApp that raises is answered with Flower's error reply (``CLIENT_APP_RAISED_EXCEPTION``,
@@ -267,8 +277,6 @@ class MemberWorker:
         from flwr.supernode.runtime.run_clientapp import push_message, push_task_output
 
         acquired = time.perf_counter() if acquired is None else acquired
-        if fab_hash and self._apps and fab_hash not in self._apps and self.restart_argv is not None:
-            self._restart(token, fab_hash)  # does not return
         client = self._client(
             [RuntimeVersionHttpInterceptor(component_name="flwr-clientapp"), RuntimeTokenHttpInterceptor(token)]
         )
@@ -296,7 +304,7 @@ class MemberWorker:
         except Exception as exc:
             self.stats.failed += 1
             code, reason = ErrorCode.CLIENT_APP_RAISED_EXCEPTION, f"{type(exc)}:<'{exc}'>"
-            if isinstance(exc, LoadClientAppError):
+            if isinstance(exc, LoadClientAppError | BundleRefusedError):
                 code = ErrorCode.LOAD_CLIENT_APP_EXCEPTION
                 reason = "An exception was raised when attempting to load `ClientApp`"
             log.error("ClientApp raised an exception (task %d): %s", self.stats.tasks, exc, exc_info=exc)
@@ -315,30 +323,70 @@ class MemberWorker:
         return str(sub_status)
 
     def _client_app(self, run: Any, fab: Any) -> Any:
-        """The bundle's ClientApp: installed and loaded once per bundle hash."""
-        app = self._apps.get(fab.hash_str)
-        if app is None:
-            from flwr.cli.install import install_from_fab
-            from flwr.clientapp.utils import get_load_client_app_fn
-            from flwr.common.config import get_project_dir
-
-            if not get_project_dir(run.fab_id, run.fab_version, fab.hash_str).is_dir():
-                install_from_fab(fab.content, skip_prompt=True)
-            load = get_load_client_app_fn(default_app_ref="", app_path=None, multi_app=True)
-            app = self._apps[fab.hash_str] = load(run.fab_id, run.fab_version, fab.hash_str)
+        """The member's ClientApp if the task's bundle names it (else :class:`BundleRefusedError`); no bundle code."""
+        declared = bundle_clientapp(fab.content)
+        if declared != self.client_app:
+            raise BundleRefusedError(
+                f"the app bundle of run {run.run_id} ({fab.hash_str[:12]}...) asks for ClientApp {declared!r}; "
+                f"this node runs only its own {self.client_app!r} from its installed code. The coordinator must "
+                "run the federation's app; a member that agreed to another app sets the worker's --client-app"
+            )
+        if self._app is None:
+            self._app = load_installed_client_app(self.client_app)
             self.stats.loads += 1
-        return app
+        return self._app
 
-    def _restart(self, token: str, fab_hash: str) -> None:
-        """Start this worker afresh (new code for another bundle), handing over the acquired task."""
-        assert self.restart_argv is not None
-        log.info("a task of another app bundle (%s...): the worker restarts to load it", fab_hash[:8])
-        os.environ[PENDING_TOKEN_ENV] = token
-        os.environ[PENDING_FAB_ENV] = fab_hash
-        self._close()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.execv(sys.executable, [sys.executable, *self.restart_argv])
+
+class BundleRefusedError(Exception):
+    """A task's app bundle names another ClientApp than the member runs, or cannot be read."""
+
+
+def bundle_clientapp(content: bytes) -> str:
+    r"""The ClientApp reference an app bundle declares (``[tool.flwr.app.components] clientapp``), read in memory.
+
+    Nothing of the bundle is written to disk or imported.
+
+    Example:
+        >>> import io, zipfile
+        >>> buffer = io.BytesIO()
+        >>> with zipfile.ZipFile(buffer, "w") as archive:
+        ...     archive.writestr("pyproject.toml", '[tool.flwr.app.components]\nclientapp = "a.b:app"\n')
+        >>> bundle_clientapp(buffer.getvalue())
+        'a.b:app'
+    """
+    import io
+    import tomllib
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            config = tomllib.loads(archive.read("pyproject.toml").decode("utf-8"))
+        reference = config["tool"]["flwr"]["app"]["components"]["clientapp"]
+    except (zipfile.BadZipFile, KeyError, TypeError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise BundleRefusedError(f"the app bundle declares no ClientApp this node can read ({exc!r})") from None
+    if not isinstance(reference, str):
+        raise BundleRefusedError(f"the app bundle's clientapp reference is not a string: {reference!r}")
+    return reference
+
+
+def load_installed_client_app(reference: str) -> Any:
+    """Import the ClientApp ``module:attribute`` from this process's installed code (``sys.path`` as it is).
+
+    Example:
+        >>> type(load_installed_client_app("clients.client_app:app")).__name__
+        'ClientApp'
+    """
+    import importlib
+
+    from flwr.clientapp import ClientApp
+
+    module_name, _, attribute = reference.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError("client-app", "a ClientApp reference 'module:attribute'", reference)
+    app = getattr(importlib.import_module(module_name), attribute, None)
+    if not isinstance(app, ClientApp):
+        raise ConfigError("client-app", f"{module_name}.{attribute} to be a flwr ClientApp", type(app).__name__)
+    return app
 
 
 def pull_task_input(client: Any) -> tuple[Any, Any, Any, Any]:
@@ -451,7 +499,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--superexec-auth-secret-file", help="the SuperNode's SuperExec secret (raw bytes)")
     parser.add_argument("--supernode-pid", type=int, help="exit when this process ends")
     parser.add_argument("--root-certificates", help="PEM CA of a Runtime API served with TLS")
-    parser.add_argument("--preload", action="append", default=[], help="module to import at start (repeatable)")
+    parser.add_argument(
+        "--client-app",
+        default=DEFAULT_CLIENT_APP,
+        help="the member's ClientApp, module:attribute, from its installed code (imported at start); a task whose "
+        f"app bundle names another is refused (default {DEFAULT_CLIENT_APP})",
+    )
+    parser.add_argument("--app-dir", help="a local app directory of the member's own, put on sys.path at start")
     parser.add_argument("--fast-poll-s", type=float, default=0.02, help="poll interval right after a task")
     parser.add_argument("--max-poll-s", type=float, default=1.0, help="poll interval when idle long")
     parser.add_argument("--give-up-s", type=float, default=30.0, help="exit after the Runtime API is down this long")
@@ -465,21 +519,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m fedchain.deployment.worker``: run a worker until its SuperNode ends."""
-    import importlib
-
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(asctime)s %(name)s: %(message)s")
     secret = Path(args.superexec_auth_secret_file).read_bytes() if args.superexec_auth_secret_file else None
     certificates = Path(args.root_certificates).read_bytes() if args.root_certificates else None
     started = time.perf_counter()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Runtime API call otherwise
-    for module in args.preload:  # the ClientApp's imports, before the first message
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:  # not importable before its bundle is installed: loaded with it
-            log.info("preload of %s skipped: %s", module, exc)
-    if args.preload:
-        log.info("preloaded %s in %.2f s", ", ".join(args.preload), time.perf_counter() - started)
+    if args.app_dir:
+        sys.path.insert(0, str(Path(args.app_dir).resolve()))
+    try:  # the ClientApp's imports, before the first message; a worker that cannot load it answers nothing
+        load_installed_client_app(args.client_app)
+    except (ImportError, ConfigError) as exc:
+        log.error("the member's ClientApp %s cannot be loaded: %s", args.client_app, exc)
+        return 2
+    log.info("loaded the member's ClientApp %s in %.2f s", args.client_app, time.perf_counter() - started)
     worker = MemberWorker(
         args.runtime_api_address,
         auth_secret=secret,
@@ -487,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         backoff=Backoff(fast_s=args.fast_poll_s, max_s=args.max_poll_s),
         give_up_s=args.give_up_s,
         root_certificates=certificates,
-        restart_argv=["-m", "fedchain.deployment.worker", *(sys.argv[1:] if argv is None else argv)],
+        client_app=args.client_app,
         wake_fd=sys.stdin.fileno() if args.wake_stdin else None,
     )
 
