@@ -1,4 +1,4 @@
-"""Held Fleet pulls: a SuperNode's poll that finds no message waits at the SuperLink for one.
+"""Held pulls: a poll that finds nothing yet waits at the SuperLink for the push it waits for.
 
 Flower 1.42's Fleet API has no push: a SuperNode asks ``/v1/fleet/pull-messages`` in a loop, and
 each ask costs the SuperLink (one Python process) a full HTTP request: TLS, Flower's middleware,
@@ -13,6 +13,15 @@ that there is no message for the node, the answer is held back until a ServerApp
 goes out. So every answer a SuperNode gets is one Flower's own code gave; a message reaches an
 idle member within milliseconds of its push; an idle member costs one request per ``hold_s``.
 
+Objects are held the same way. A message crosses the SuperLink as a header, then its objects: the
+receiver sees the header first and pulls objects the sender may still be pushing; Flower answers
+such a pull "found, not available" and its client retries (fedchain's after 10 ms, doubling:
+:mod:`fedchain.deployment.object_pulls`). In a profiled 3-member round the coordinator's first
+reply pull of each exchange took 0.15-0.24 s, mostly those waits. A pull of an object that is
+announced but not pushed (``/v1/fleet/pull-object``: a SuperNode pulling an instruction's objects;
+``/v1/runtime/pull-object``: the ServerApp pulling a reply's) is held until a push of that object
+id (``/v1/runtime/push-object``, ``/v1/fleet/push-object``) has been stored, then asked again.
+
 What is not changed: authentication (each ask runs Flower's node-auth check, the signed timestamp
 is reused for at most ``hold_s``, well inside Flower's 300 s window), which node gets which
 message, and any other route. A Flower SuperNode that does not know about the hold sees an empty
@@ -25,7 +34,7 @@ Example:
     ...     await send({"type": "http.response.start", "status": 200, "headers": []})
     ...     await send({"type": "http.response.body", "body": b""})
     >>> layer = HeldPulls(flower, hold_s=0.05)
-    >>> layer.waiting_nodes()
+    >>> layer.waiting()
     0
 """
 
@@ -34,6 +43,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["FLEET_PULL_PATH", "HOLD_S", "RUNTIME_PUSH_PATH", "HeldPulls"]
@@ -41,6 +51,9 @@ __all__ = ["FLEET_PULL_PATH", "HOLD_S", "RUNTIME_PUSH_PATH", "HeldPulls"]
 #: Flower's routes: a SuperNode's poll; a ServerApp's push of instructions.
 FLEET_PULL_PATH = "/v1/fleet/pull-messages"
 RUNTIME_PUSH_PATH = "/v1/runtime/push-messages"
+#: Object routes of both sides: SuperNodes (Fleet) and the ServerApp (ServerAppIo, "runtime").
+OBJECT_PULL_PATHS = ("/v1/fleet/pull-object", "/v1/runtime/pull-object")
+OBJECT_PUSH_PATHS = ("/v1/fleet/push-object", "/v1/runtime/push-object")
 #: Longest a pull is held (seconds): well under Flower's 30 s client read timeout, and short
 #: enough that a SuperLink shutting down (uvicorn waits for open requests) is not held up long.
 HOLD_S = 3.0
@@ -51,72 +64,82 @@ Receive = Callable[[], Awaitable[Event]]
 Send = Callable[[Event], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class _Pull:
+    """A route whose empty answers are held: what it waits for, and how Flower says "nothing yet"."""
+
+    key: Callable[[bytes], str | None]  # from the request body (None: answer it unheld)
+    nothing_yet: Callable[[list[Event]], bool]  # from Flower's answer
+
+
 class HeldPulls:
-    """ASGI middleware holding empty Fleet pulls until a push names the node (or ``hold_s``).
+    """ASGI middleware holding pulls that find nothing yet until a push stores it (or ``hold_s``).
 
     Args:
         app: the next ASGI app (Flower's SuperLink app with its middleware).
-        hold_s: the longest a pull with no message is held.
+        hold_s: the longest a pull is held.
     """
 
     def __init__(self, app: Any, hold_s: float = HOLD_S) -> None:
         self._next = app
         self.hold_s = hold_s
-        #: Pushes seen per destination node, and the pulls waiting for the next one.
-        self._pushes: defaultdict[int, int] = defaultdict(int)
-        self._waiting: defaultdict[int, set[asyncio.Future[None]]] = defaultdict(set)
+        self._pulls: dict[str, _Pull] = {FLEET_PULL_PATH: _Pull(_pulling_node, _no_message)}
+        self._pulls.update({path: _Pull(_object_key, _object_not_pushed) for path in OBJECT_PULL_PATHS})
+        self._pushes: dict[str, Callable[[bytes], set[str]]] = {RUNTIME_PUSH_PATH: _destinations}
+        self._pushes.update({path: _pushed_object for path in OBJECT_PUSH_PATHS})
+        #: The pulls waiting, by what they wait for ("node:<id>", "object:<id>").
+        self._waiting: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
 
-    def waiting_nodes(self) -> int:
-        """How many nodes have a pull held now."""
-        return sum(1 for futures in self._waiting.values() if futures)
+    def waiting(self) -> int:
+        """How many pulls are held now."""
+        return sum(len(futures) for futures in self._waiting.values())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Hold empty Fleet pulls; note the destinations of ServerApp pushes; pass the rest on."""
+        """Hold pulls that find nothing yet; release them on the pushes they wait for; pass the rest on."""
         if scope.get("type") == "http" and scope.get("method") == "POST":
-            path = scope.get("path")
-            if path == FLEET_PULL_PATH:
-                await self._pull(scope, receive, send)
+            path = str(scope.get("path"))
+            if path in self._pulls:
+                await self._pull(self._pulls[path], scope, receive, send)
                 return
-            if path == RUNTIME_PUSH_PATH:
-                await self._push(scope, receive, send)
+            if path in self._pushes:
+                await self._push(self._pushes[path], scope, receive, send)
                 return
         await self._next(scope, receive, send)
 
-    async def _pull(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _pull(self, route: _Pull, scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(receive)
-        node_id = _pulling_node(body)
-        if node_id is None:  # not a pull this layer understands: Flower answers it, unheld
+        key = route.key(body)
+        if key is None:  # not a pull this layer understands: Flower answers it, unheld
             await self._next(scope, _replay(body, receive), send)
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.hold_s
         while True:
-            pushes_before = self._pushes[node_id]
-            answer = await _answer(self._next, scope, _replay(body, receive))
-            left = deadline - loop.time()
-            if left <= 0 or not _no_message(answer) or not await self._wait(node_id, pushes_before, left):
-                break
+            # Waiting starts before Flower is asked, so a push that lands meanwhile is not missed.
+            pushed: asyncio.Future[None] = loop.create_future()
+            self._waiting[key].add(pushed)
+            try:
+                answer = await _answer(self._next, scope, _replay(body, receive))
+                left = deadline - loop.time()
+                if left <= 0 or not route.nothing_yet(answer):
+                    break
+                try:
+                    await asyncio.wait_for(pushed, left)
+                except TimeoutError:
+                    break
+            finally:
+                self._forget(key, pushed)
         for event in answer:
             await send(event)
 
-    async def _wait(self, node_id: int, pushes_before: int, seconds: float) -> bool:
-        """Wait up to ``seconds`` for a push to ``node_id`` after ``pushes_before``; True if one came."""
-        if self._pushes[node_id] != pushes_before:
-            return True  # pushed while Flower was answering: ask again at once
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiting = self._waiting[node_id]
-        waiting.add(future)
-        try:
-            await asyncio.wait_for(future, seconds)
-            return True
-        except TimeoutError:
-            return False
-        finally:
+    def _forget(self, key: str, future: asyncio.Future[None]) -> None:
+        waiting = self._waiting.get(key)
+        if waiting is not None:
             waiting.discard(future)
             if not waiting:
-                del self._waiting[node_id]
+                del self._waiting[key]
 
-    async def _push(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _push(self, keys: Callable[[bytes], set[str]], scope: Scope, receive: Receive, send: Send) -> None:
         body = await _read_body(receive)
         status: list[int] = []
 
@@ -126,10 +149,9 @@ class HeldPulls:
             await send(event)
 
         await self._next(scope, _replay(body, receive), noting_send)
-        if status and status[0] == 200:
-            for node_id in _destinations(body):
-                self._pushes[node_id] += 1
-                for future in self._waiting.get(node_id, ()):
+        if status and status[0] == 200:  # Flower stored it: release the pulls waiting for it
+            for key in keys(body):
+                for future in self._waiting.get(key, ()):
                     if not future.done():
                         future.set_result(None)
 
@@ -172,7 +194,7 @@ async def _answer(app: Any, scope: Scope, receive: Receive) -> list[Event]:
     return events
 
 
-def _pulling_node(body: bytes) -> int | None:
+def _pulling_node(body: bytes) -> str | None:
     from flwr.proto.fleet_pb2 import PullMessagesRequest
     from google.protobuf.message import DecodeError
 
@@ -183,7 +205,7 @@ def _pulling_node(body: bytes) -> int | None:
         return None
     if not request.HasField("node") or request.message_ids:
         return None  # a pull of named messages is answered as asked, at once
-    return int(request.node.node_id)
+    return f"node:{int(request.node.node_id)}"
 
 
 def _no_message(answer: list[Event]) -> bool:
@@ -191,10 +213,9 @@ def _no_message(answer: list[Event]) -> bool:
     from flwr.proto.fleet_pb2 import PullMessagesResponse
     from google.protobuf.message import DecodeError
 
-    starts = [event for event in answer if event.get("type") == "http.response.start"]
-    if len(starts) != 1 or starts[0].get("status") != 200:
+    body = _ok_body(answer)
+    if body is None:
         return False
-    body = b"".join(bytes(event.get("body", b"")) for event in answer if event.get("type") == "http.response.body")
     response = PullMessagesResponse()
     try:
         response.ParseFromString(body)
@@ -203,7 +224,15 @@ def _no_message(answer: list[Event]) -> bool:
     return not response.messages_list and not response.HasField("reconnect")
 
 
-def _destinations(body: bytes) -> set[int]:
+def _ok_body(answer: list[Event]) -> bytes | None:
+    """The body of a 200 answer (None for any other status)."""
+    starts = [event for event in answer if event.get("type") == "http.response.start"]
+    if len(starts) != 1 or starts[0].get("status") != 200:
+        return None
+    return b"".join(bytes(event.get("body", b"")) for event in answer if event.get("type") == "http.response.body")
+
+
+def _destinations(body: bytes) -> set[str]:
     """The destination nodes of a ServerApp's pushed messages (none if the body is not such a push)."""
     from flwr.proto.runtime_pb2 import PushAppMessagesRequest
     from google.protobuf.message import DecodeError
@@ -213,4 +242,44 @@ def _destinations(body: bytes) -> set[int]:
         request.ParseFromString(body)
     except DecodeError:
         return set()
-    return {int(message.metadata.dst_node_id) for message in request.messages_list}
+    return {f"node:{int(message.metadata.dst_node_id)}" for message in request.messages_list}
+
+
+def _object_key(body: bytes) -> str | None:
+    from flwr.proto.message_pb2 import PullObjectRequest
+    from google.protobuf.message import DecodeError
+
+    request = PullObjectRequest()
+    try:
+        request.ParseFromString(body)
+    except DecodeError:
+        return None
+    return f"object:{request.object_id}" if request.object_id else None
+
+
+def _pushed_object(body: bytes) -> set[str]:
+    from flwr.proto.message_pb2 import PushObjectRequest
+    from google.protobuf.message import DecodeError
+
+    request = PushObjectRequest()
+    try:
+        request.ParseFromString(body)
+    except DecodeError:
+        return set()
+    return {f"object:{request.object_id}"} if request.object_id else set()
+
+
+def _object_not_pushed(answer: list[Event]) -> bool:
+    """Whether Flower's answer says the object is announced but its content not pushed yet."""
+    from flwr.proto.message_pb2 import PullObjectResponse
+    from google.protobuf.message import DecodeError
+
+    body = _ok_body(answer)
+    if body is None:
+        return False
+    response = PullObjectResponse()
+    try:
+        response.ParseFromString(body)
+    except DecodeError:
+        return False
+    return response.object_found and not response.object_available
