@@ -46,7 +46,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FLEET_PULL_PATH", "HOLD_S", "RUNTIME_PUSH_PATH", "HeldPulls"]
+__all__ = ["FLEET_PULL_PATH", "HOLD_S", "OBJECT_PULL_PATHS", "OBJECT_PUSH_PATHS", "RUNTIME_PUSH_PATH", "HeldPulls"]
 
 #: Flower's routes: a SuperNode's poll; a ServerApp's push of instructions.
 FLEET_PULL_PATH = "/v1/fleet/pull-messages"
@@ -194,34 +194,18 @@ async def _answer(app: Any, scope: Scope, receive: Receive) -> list[Event]:
     return events
 
 
-def _pulling_node(body: bytes) -> str | None:
-    from flwr.proto.fleet_pb2 import PullMessagesRequest
+def _parsed(message_class: type[Any], body: bytes | None) -> Any | None:
+    """``body`` parsed as ``message_class`` (a protobuf message), None if it is absent or does not parse."""
     from google.protobuf.message import DecodeError
 
-    request = PullMessagesRequest()
+    if body is None:
+        return None
+    message = message_class()
     try:
-        request.ParseFromString(body)
+        message.ParseFromString(body)
     except DecodeError:
         return None
-    if not request.HasField("node") or request.message_ids:
-        return None  # a pull of named messages is answered as asked, at once
-    return f"node:{int(request.node.node_id)}"
-
-
-def _no_message(answer: list[Event]) -> bool:
-    """Whether Flower's answer is a successful pull with no message in it."""
-    from flwr.proto.fleet_pb2 import PullMessagesResponse
-    from google.protobuf.message import DecodeError
-
-    body = _ok_body(answer)
-    if body is None:
-        return False
-    response = PullMessagesResponse()
-    try:
-        response.ParseFromString(body)
-    except DecodeError:
-        return False
-    return not response.messages_list and not response.HasField("reconnect")
+    return message
 
 
 def _ok_body(answer: list[Event]) -> bytes | None:
@@ -232,54 +216,48 @@ def _ok_body(answer: list[Event]) -> bytes | None:
     return b"".join(bytes(event.get("body", b"")) for event in answer if event.get("type") == "http.response.body")
 
 
+def _pulling_node(body: bytes) -> str | None:
+    from flwr.proto.fleet_pb2 import PullMessagesRequest
+
+    request = _parsed(PullMessagesRequest, body)
+    if request is None or not request.HasField("node") or request.message_ids:
+        return None  # a pull of named messages is answered as asked, at once
+    return f"node:{int(request.node.node_id)}"
+
+
+def _no_message(answer: list[Event]) -> bool:
+    """Whether Flower's answer is a successful pull with no message in it."""
+    from flwr.proto.fleet_pb2 import PullMessagesResponse
+
+    response = _parsed(PullMessagesResponse, _ok_body(answer))
+    return response is not None and not response.messages_list and not response.HasField("reconnect")
+
+
 def _destinations(body: bytes) -> set[str]:
     """The destination nodes of a ServerApp's pushed messages (none if the body is not such a push)."""
     from flwr.proto.runtime_pb2 import PushAppMessagesRequest
-    from google.protobuf.message import DecodeError
 
-    request = PushAppMessagesRequest()
-    try:
-        request.ParseFromString(body)
-    except DecodeError:
-        return set()
-    return {f"node:{int(message.metadata.dst_node_id)}" for message in request.messages_list}
+    request = _parsed(PushAppMessagesRequest, body)
+    return {f"node:{int(m.metadata.dst_node_id)}" for m in request.messages_list} if request is not None else set()
 
 
 def _object_key(body: bytes) -> str | None:
     from flwr.proto.message_pb2 import PullObjectRequest
-    from google.protobuf.message import DecodeError
 
-    request = PullObjectRequest()
-    try:
-        request.ParseFromString(body)
-    except DecodeError:
-        return None
-    return f"object:{request.object_id}" if request.object_id else None
+    request = _parsed(PullObjectRequest, body)
+    return f"object:{request.object_id}" if request is not None and request.object_id else None
 
 
 def _pushed_object(body: bytes) -> set[str]:
     from flwr.proto.message_pb2 import PushObjectRequest
-    from google.protobuf.message import DecodeError
 
-    request = PushObjectRequest()
-    try:
-        request.ParseFromString(body)
-    except DecodeError:
-        return set()
-    return {f"object:{request.object_id}"} if request.object_id else set()
+    request = _parsed(PushObjectRequest, body)
+    return {f"object:{request.object_id}"} if request is not None and request.object_id else set()
 
 
 def _object_not_pushed(answer: list[Event]) -> bool:
     """Whether Flower's answer says the object is announced but its content not pushed yet."""
     from flwr.proto.message_pb2 import PullObjectResponse
-    from google.protobuf.message import DecodeError
 
-    body = _ok_body(answer)
-    if body is None:
-        return False
-    response = PullObjectResponse()
-    try:
-        response.ParseFromString(body)
-    except DecodeError:
-        return False
-    return response.object_found and not response.object_available
+    response = _parsed(PullObjectResponse, _ok_body(answer))
+    return response is not None and response.object_found and not response.object_available
