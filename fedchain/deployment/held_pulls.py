@@ -13,15 +13,6 @@ that there is no message for the node, the answer is held back until a ServerApp
 goes out. So every answer a SuperNode gets is one Flower's own code gave; a message reaches an
 idle member within milliseconds of its push; an idle member costs one request per ``hold_s``.
 
-Objects are held the same way. A message crosses the SuperLink as a header, then its objects: the
-receiver sees the header first and pulls objects the sender may still be pushing; Flower answers
-such a pull "found, not available" and its client retries (fedchain's after 10 ms, doubling:
-:mod:`fedchain.deployment.object_pulls`). In a profiled 3-member round the coordinator's first
-reply pull of each exchange took 0.15-0.24 s, mostly those waits. A pull of an object that is
-announced but not pushed (``/v1/fleet/pull-object``: a SuperNode pulling an instruction's objects;
-``/v1/runtime/pull-object``: the ServerApp pulling a reply's) is held until a push of that object
-id (``/v1/runtime/push-object``, ``/v1/fleet/push-object``) has been stored, then asked again.
-
 What is not changed: authentication (each ask runs Flower's node-auth check, the signed timestamp
 is reused for at most ``hold_s``, well inside Flower's 300 s window), which node gets which
 message, and any other route. A Flower SuperNode that does not know about the hold sees an empty
@@ -46,14 +37,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FLEET_PULL_PATH", "HOLD_S", "OBJECT_PULL_PATHS", "OBJECT_PUSH_PATHS", "RUNTIME_PUSH_PATH", "HeldPulls"]
+__all__ = ["FLEET_PULL_PATH", "HOLD_S", "RUNTIME_PUSH_PATH", "HeldPulls"]
 
 #: Flower's routes: a SuperNode's poll; a ServerApp's push of instructions.
 FLEET_PULL_PATH = "/v1/fleet/pull-messages"
 RUNTIME_PUSH_PATH = "/v1/runtime/push-messages"
-#: Object routes of both sides: SuperNodes (Fleet) and the ServerApp (ServerAppIo, "runtime").
-OBJECT_PULL_PATHS = ("/v1/fleet/pull-object", "/v1/runtime/pull-object")
-OBJECT_PUSH_PATHS = ("/v1/fleet/push-object", "/v1/runtime/push-object")
 #: Longest a pull is held (seconds): well under Flower's 30 s client read timeout, and short
 #: enough that a SuperLink shutting down (uvicorn waits for open requests) is not held up long.
 HOLD_S = 3.0
@@ -84,10 +72,8 @@ class HeldPulls:
         self._next = app
         self.hold_s = hold_s
         self._pulls: dict[str, _Pull] = {FLEET_PULL_PATH: _Pull(_pulling_node, _no_message)}
-        self._pulls.update({path: _Pull(_object_key, _object_not_pushed) for path in OBJECT_PULL_PATHS})
         self._pushes: dict[str, Callable[[bytes], set[str]]] = {RUNTIME_PUSH_PATH: _destinations}
-        self._pushes.update({path: _pushed_object for path in OBJECT_PUSH_PATHS})
-        #: The pulls waiting, by what they wait for ("node:<id>", "object:<id>").
+        #: The pulls waiting, by what they wait for ("node:<id>").
         self._waiting: defaultdict[str, set[asyncio.Future[None]]] = defaultdict(set)
 
     def waiting(self) -> int:
@@ -239,25 +225,3 @@ def _destinations(body: bytes) -> set[str]:
 
     request = _parsed(PushAppMessagesRequest, body)
     return {f"node:{int(m.metadata.dst_node_id)}" for m in request.messages_list} if request is not None else set()
-
-
-def _object_key(body: bytes) -> str | None:
-    from flwr.proto.message_pb2 import PullObjectRequest
-
-    request = _parsed(PullObjectRequest, body)
-    return f"object:{request.object_id}" if request is not None and request.object_id else None
-
-
-def _pushed_object(body: bytes) -> set[str]:
-    from flwr.proto.message_pb2 import PushObjectRequest
-
-    request = _parsed(PushObjectRequest, body)
-    return {f"object:{request.object_id}"} if request is not None and request.object_id else set()
-
-
-def _object_not_pushed(answer: list[Event]) -> bool:
-    """Whether Flower's answer says the object is announced but its content not pushed yet."""
-    from flwr.proto.message_pb2 import PullObjectResponse
-
-    response = _parsed(PullObjectResponse, _ok_body(answer))
-    return response is not None and response.object_found and not response.object_available

@@ -19,10 +19,6 @@ import pytest
 from flwr.proto.fleet_pb2 import PullMessagesRequest, PullMessagesResponse
 from flwr.proto.message_pb2 import (
     Message,
-    PullObjectRequest,
-    PullObjectResponse,
-    PushObjectRequest,
-    PushObjectResponse,
 )
 from flwr.proto.node_pb2 import Node
 from flwr.proto.runtime_pb2 import PushAppMessagesRequest
@@ -31,8 +27,6 @@ from google.protobuf.message import DecodeError
 from fedchain.deployment import superlink
 from fedchain.deployment.held_pulls import (
     FLEET_PULL_PATH,
-    OBJECT_PULL_PATHS,
-    OBJECT_PUSH_PATHS,
     RUNTIME_PUSH_PATH,
     HeldPulls,
 )
@@ -50,7 +44,6 @@ class _Link:
         self.asks: Counter[int | str] = Counter()
         self.fail_pushes = False
         self.gate: asyncio.Event | None = None  # when set up, the first ask waits on it after reading
-        self.objects: dict[str, bytes] = {}  # announced objects: b"" until their content is pushed
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         body = (await receive())["body"]
@@ -68,18 +61,6 @@ class _Link:
             if self.gate is not None and self.asks[node] == 1:
                 await self.gate.wait()  # a push lands while this ask is being answered
             await _send(send, 200, PullMessagesResponse(messages_list=messages).SerializeToString())
-        elif scope["path"] in OBJECT_PULL_PATHS:
-            object_id = PullObjectRequest.FromString(body).object_id
-            self.asks[object_id] += 1
-            content = self.objects.get(object_id)
-            answer = PullObjectResponse(
-                object_found=content is not None, object_available=bool(content), object_content=content or b""
-            )
-            await _send(send, 200, answer.SerializeToString())
-        elif scope["path"] in OBJECT_PUSH_PATHS:
-            request = PushObjectRequest.FromString(body)
-            self.objects[request.object_id] = request.object_content
-            await _send(send, 200, PushObjectResponse(stored=True).SerializeToString())
         elif scope["path"] == RUNTIME_PUSH_PATH:
             if self.fail_pushes:
                 await _send(send, 500, b'{"detail": "database unavailable"}')
@@ -235,40 +216,3 @@ def test_the_launchers_superlink_holds_pulls_unless_told_not_to(monkeypatch: pyt
         monkeypatch.setenv(superlink.HOLD_ENV, bad)
         with pytest.raises(SystemExit, match=superlink.HOLD_ENV):
             superlink.hold_seconds()
-
-
-@pytest.mark.parametrize(
-    ("pull_path", "push_path"),
-    [(OBJECT_PULL_PATHS[0], OBJECT_PUSH_PATHS[1]), (OBJECT_PULL_PATHS[1], OBJECT_PUSH_PATHS[0])],
-)
-def test_an_object_announced_but_not_pushed_is_held_until_its_push(pull_path: str, push_path: str) -> None:
-    """A SuperNode pulls an instruction's object the ServerApp still pushes, and the other way round."""
-
-    async def scenario() -> None:
-        link = _Link()
-        link.objects = {"wanted": b"", "other": b""}  # both announced with their message's header
-        layer = HeldPulls(link, hold_s=LONG_HOLD_S)
-        async with _client(layer) as client:
-            started = time.monotonic()
-            pull = asyncio.create_task(
-                client.post(pull_path, content=PullObjectRequest(object_id="wanted").SerializeToString())
-            )
-            while layer.waiting() == 0:
-                await asyncio.sleep(0.01)
-            await client.post(
-                push_path, content=PushObjectRequest(object_id="other", object_content=b"b").SerializeToString()
-            )
-            await asyncio.sleep(0.05)
-            assert not pull.done()  # another object's push does not release it
-            await client.post(
-                push_path, content=PushObjectRequest(object_id="wanted", object_content=b"a").SerializeToString()
-            )
-            response = await pull
-            assert time.monotonic() - started < LONG_HOLD_S / 3
-            unknown = await client.post(pull_path, content=PullObjectRequest(object_id="never").SerializeToString())
-        answer = PullObjectResponse.FromString(response.content)
-        assert answer.object_available and answer.object_content == b"a"
-        assert link.asks["wanted"] == 2
-        assert not PullObjectResponse.FromString(unknown.content).object_found  # unknown: answered at once
-
-    asyncio.run(scenario())
