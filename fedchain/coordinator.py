@@ -48,7 +48,7 @@ from fedchain.config import FedChainConfig
 from fedchain.contribution import create_scorer
 from fedchain.contribution.base import Evaluate
 from fedchain.contribution.committee import CommitteeRequest, canonical_json
-from fedchain.envelope import content_bytes, pack, unpack
+from fedchain.envelope import pack, unpack
 from fedchain.errors import FedChainError, FederationError, SerializationError
 from fedchain.faults import CoordinatorFaults
 from fedchain.identity.signing import NO_LEDGER, SigningDomain
@@ -99,10 +99,6 @@ MAX_EXAMPLES = 10**9
 
 #: Replies pulled at once: at most this many members' updates are in the coordinator's memory.
 PULL_BATCH = 4
-#: Instructions pushed at once, up to this many bytes of content: one Flower push (its objects sent
-#: concurrently) instead of one after the other; an instruction this large or larger goes alone.
-#: Deployed, each push is a few HTTP calls through the SuperLink (25-100 ms each on 2 busy cores).
-PUSH_BATCH_BYTES = 8 * 1024 * 1024
 #: Reply polling: the first wait after an empty pull, its growth per empty pull, and its cap. A
 #: reply that arrives soon is read within ~10 ms (a deployed round is a few exchanges of sub-second
 #: member work: Flower's own 1-3 s polls made it 4x a simulated one); a long wait costs one pull
@@ -524,9 +520,8 @@ class Coordinator:
 class Exchange:
     """Messages pushed to members, their replies pulled as they arrive until a hard deadline.
 
-    Iterating pushes the messages (Flower's ``Grid.push_messages``), several at once up to
-    :data:`PUSH_BATCH_BYTES` of content (``messages`` may be a generator, so only that much is built
-    and held at a time; a larger instruction goes alone) and yields each reply as
+    Iterating pushes the messages one at a time (Flower's ``Grid.push_messages``; ``messages`` may
+    be a generator, so only one instruction is built at a time) and yields each reply as
     ``Grid.pull_messages`` returns it, :data:`PULL_BATCH` messages' replies at a time, so the
     caller can use and drop a reply before the next ones are read. It stops when every message is
     answered or ``timeout_s`` after the last push, whichever comes first, after one last pull at
@@ -551,37 +546,22 @@ class Exchange:
         self.sent = 0
         self._messages: Iterable[Message] | None = messages
 
-    def _push(self, batch: list[Message], pending: dict[str, int]) -> None:
-        """Push ``batch`` in one call; note each pushed message's id in ``pending``, the rest as missing."""
-        pushed = list(self.grid.push_messages(batch))
-        for index, message in enumerate(batch):
-            node_id = message.metadata.dst_node_id
-            # Both grids set the id of each message they push; one that could not be pushed has none.
-            if index < len(pushed) and pushed[index] and message.metadata.message_id:
-                pending[message.metadata.message_id] = node_id
-            else:
-                log.warning("the message to node %d could not be pushed", node_id)
-                self.missing.append(node_id)
-
     def __iter__(self) -> Iterator[Message]:
         if self._messages is None:
             raise RuntimeError("an Exchange is iterated once")
         pending: dict[str, int] = {}  # message id -> node id
-        outgoing: list[Message] = []
-        outgoing_bytes = 0
         for message in self._messages:
+            node_id = message.metadata.dst_node_id
             self.sent += 1
             if message.has_content():
                 message.content = pack(message.content)  # one Flower object for all its records
-                outgoing_bytes += content_bytes(message.content)
-            outgoing.append(message)
-            del message
-            if outgoing_bytes >= PUSH_BATCH_BYTES:
-                self._push(outgoing, pending)  # their payloads are on the SuperLink now
-                outgoing, outgoing_bytes = [], 0
-        if outgoing:
-            self._push(outgoing, pending)
-        del outgoing
+            # Both grids set the id of each message they push; one that could not be pushed has none.
+            if list(self.grid.push_messages([message])) and message.metadata.message_id:
+                pending[message.metadata.message_id] = node_id
+            else:
+                log.warning("the message to node %d could not be pushed", node_id)
+                self.missing.append(node_id)
+            del message  # its payload is on the SuperLink now
         self._messages = None
         deadline = time.monotonic() + self.timeout_s
         final = False

@@ -32,7 +32,7 @@ from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 
 from fedchain.errors import SerializationError
 
-__all__ = ["ENVELOPE", "ENVELOPE_MAX_BYTES", "content_bytes", "pack", "unpack"]
+__all__ = ["ENVELOPE", "ENVELOPE_MAX_BYTES", "pack", "unpack"]
 
 #: The one record of a packed message.
 ENVELOPE = "fedchain-envelope"
@@ -84,19 +84,6 @@ def unpack(content: RecordDict) -> RecordDict:
     if ENVELOPE in records:
         raise SerializationError("an envelope inside an envelope")
     return records
-
-
-def content_bytes(content: RecordDict) -> int:
-    """About how many bytes ``content`` sends: an envelope's serialized records, or the arrays' bytes.
-
-    Example:
-        >>> content_bytes(pack(RecordDict({"c": ConfigRecord({"x": b"0123456789"})}))) > 10
-        True
-    """
-    record = content.get(ENVELOPE) if len(content) == 1 else None
-    if isinstance(record, ConfigRecord) and isinstance(record.get(_RECORDS), bytes):
-        return len(record[_RECORDS])  # type: ignore[arg-type]
-    return _payload_bytes(content)
 
 
 def _payload_bytes(content: RecordDict) -> int:

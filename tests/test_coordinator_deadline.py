@@ -12,8 +12,6 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Iterable
-from typing import cast
 from uuid import uuid4
 
 import pytest
@@ -204,69 +202,3 @@ def test_a_straggler_is_left_out_at_the_deadline_unpaid_and_the_next_round_goes_
     assert sorted(m["address"] for m in after["members"]) == sorted(addresses)
     assert all(m["status"] == "accepted" for m in after["members"])
     assert result["audit"]["ok"], result["audit"]
-
-
-class _RecordingGrid(InMemoryGrid):
-    """Flower's in-memory grid, noting how many messages each push carries (and refusing some)."""
-
-    pushes: list[int]
-    refuse: bool = False
-
-    def push_messages(self, messages: Iterable[Message]) -> Iterable[str]:
-        batch = list(messages)
-        self.pushes.append(len(batch))
-        if self.refuse:
-            return []  # what Flower's grid returns for a push the SuperLink refused as too large
-        return super().push_messages(batch)
-
-
-def _recording_grid(count: int) -> tuple[_RecordingGrid, list[int]]:
-    grid, nodes = _grid(count)
-    grid.__class__ = _RecordingGrid  # the same grid and state, its pushes noted
-    recording = cast(_RecordingGrid, grid)
-    recording.pushes = []
-    return recording, nodes
-
-
-def _sized(nodes: list[int], payload_bytes: int) -> list[Message]:
-    from flwr.app import ConfigRecord
-
-    return [
-        Message(
-            RecordDict({"c": ConfigRecord({"b": b"x" * payload_bytes})}),
-            dst_node_id=n,
-            message_type=MessageType.TRAIN,
-            ttl=30.0,
-        )
-        for n in nodes
-    ]
-
-
-@pytest.mark.usefixtures("flower_task_identity")
-def test_small_instructions_go_in_one_push_and_large_ones_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    import fedchain.coordinator as coordinator
-
-    monkeypatch.setattr(coordinator, "PUSH_BATCH_BYTES", 1000)
-    grid, nodes = _recording_grid(3)
-    answers = [_answer(grid, node) for node in nodes]
-    small = Exchange(grid, _sized(nodes, 100), timeout_s=5.0)
-    assert sorted(reply.metadata.src_node_id for reply in small) == sorted(nodes) and small.missing == []
-    assert grid.pushes == [3]  # 3 x ~100 bytes: one push
-    for answer in answers:
-        answer.join()
-
-    grid.pushes.clear()
-    answers = [_answer(grid, node) for node in nodes]
-    large = Exchange(grid, _sized(nodes, 2000), timeout_s=5.0)
-    assert len(list(large)) == 3 and large.missing == []
-    assert grid.pushes == [1, 1, 1]  # each over the budget: pushed alone, as it is built
-    for answer in answers:
-        answer.join()
-
-
-@pytest.mark.usefixtures("flower_task_identity")
-def test_a_refused_push_counts_every_message_of_it_as_missing() -> None:
-    grid, nodes = _recording_grid(3)
-    grid.refuse = True
-    exchange = Exchange(grid, _sized(nodes, 100), timeout_s=0.3)
-    assert list(exchange) == [] and sorted(exchange.missing) == sorted(nodes) and exchange.sent == 3
