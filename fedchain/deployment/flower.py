@@ -217,6 +217,26 @@ def supernode_command(
     return [*wrapper, "--", *flags, "--isolation", "process"]
 
 
+def declared_clientapp(pyproject: Mapping[str, Any]) -> object:
+    """What a Flower app's parsed ``pyproject.toml`` declares at ``[tool.flwr.app.components] clientapp``.
+
+    The value as written (a ClientApp reference is a string; anything else is the caller's to refuse),
+    or None when a table on the way or the key is missing.
+
+    Example:
+        >>> declared_clientapp({"tool": {"flwr": {"app": {"components": {"clientapp": "a.b:app"}}}}})
+        'a.b:app'
+        >>> declared_clientapp({"tool": {"flwr": {}}}) is None
+        True
+    """
+    node: object = pyproject
+    for key in ("tool", "flwr", "app", "components", "clientapp"):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
 def clientapp_reference(app_dir: Path) -> str | None:
     """The app's ClientApp reference (``[tool.flwr.app.components] clientapp``), None if it declares none.
 
@@ -229,10 +249,9 @@ def clientapp_reference(app_dir: Path) -> str | None:
 
     try:
         with open(app_dir / "pyproject.toml", "rb") as handle:
-            components = tomllib.load(handle).get("tool", {}).get("flwr", {}).get("app", {}).get("components", {})
+            reference = declared_clientapp(tomllib.load(handle))
     except (OSError, ValueError):
         return None
-    reference = components.get("clientapp")
     return str(reference) if reference else None
 
 

@@ -358,12 +358,15 @@ def bundle_clientapp(content: bytes) -> str:
     import tomllib
     import zipfile
 
+    from fedchain.deployment.flower import declared_clientapp
+
     try:
         with zipfile.ZipFile(io.BytesIO(content)) as archive:
-            config = tomllib.loads(archive.read("pyproject.toml").decode("utf-8"))
-        reference = config["tool"]["flwr"]["app"]["components"]["clientapp"]
-    except (zipfile.BadZipFile, KeyError, TypeError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            reference = declared_clientapp(tomllib.loads(archive.read("pyproject.toml").decode("utf-8")))
+    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise BundleRefusedError(f"the app bundle declares no ClientApp this node can read ({exc!r})") from None
+    if reference is None:
+        raise BundleRefusedError("the app bundle declares no ClientApp ([tool.flwr.app.components] clientapp)")
     if not isinstance(reference, str):
         raise BundleRefusedError(f"the app bundle's clientapp reference is not a string: {reference!r}")
     return reference
