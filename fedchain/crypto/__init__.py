@@ -33,6 +33,7 @@ from fedchain.crypto.scoring import (
     build_scalar_requests,
     decrypt_scalars,
     encrypted_dot,
+    encrypted_square,
     pack_scalars,
 )
 from fedchain.crypto.storage import read_context, write_context
@@ -68,6 +69,7 @@ __all__ = [
     "decrypt_update",
     "encrypt_update",
     "encrypted_dot",
+    "encrypted_square",
     "export_public_context",
     "export_secret_context",
     "is_symmetric",

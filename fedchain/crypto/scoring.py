@@ -62,6 +62,7 @@ __all__ = [
     "build_scalar_requests",
     "decrypt_scalars",
     "encrypted_dot",
+    "encrypted_square",
     "pack_scalars",
 ]
 
@@ -103,38 +104,91 @@ def encrypted_dot(public_ctx: ts.Context, a_chunks: Sequence[bytes], b_chunks: S
     if len(a_chunks) != len(b_chunks) or not a_chunks:
         raise CryptoError(f"inner product of {len(a_chunks)} and {len(b_chunks)} chunks: need the same, non-zero count")
     slots = context_slot_count(public_ctx)
-    evaluator = sealapi.Evaluator(public_ctx.seal_context().data)
-    total: Any = None
+    products = _Products(public_ctx)
     for position, (a_data, b_data) in enumerate(zip(a_chunks, b_chunks, strict=True)):
         squaring = a_data is b_data or a_data == b_data  # a squared norm: load and multiply once
         a = load_chunk(public_ctx, a_data, label=f"a chunk {position}", size=slots).ciphertext()[0]
         b = a if squaring else load_chunk(public_ctx, b_data, label=f"b chunk {position}", size=slots).ciphertext()[0]
+        products.add(position, a, None if squaring else b)
+    return products.slot_sum()
+
+
+def encrypted_square(public_ctx: ts.Context, vectors: Sequence[ts.CKKSVector]) -> bytes:
+    """``Enc(||a||^2)`` from the chunks of ``a`` already loaded (as :func:`encrypted_dot` of ``a`` with itself).
+
+    For a coordinator that has just loaded and checked a member's chunks to add them to a sum
+    (:class:`fedchain.crypto.EncryptedSum` with ``square_norms=True``): the squared norm the
+    committee decrypts comes from the same load, not from a second one.
+
+    Raises:
+        CryptoError: when the context lacks evaluation keys, ``vectors`` is empty, or SEAL fails.
+
+    Example:
+        >>> import numpy as np
+        >>> from fedchain.crypto import SCORING, create_secret_context, decrypt_scalars, encrypt_update
+        >>> from fedchain.crypto._chunks import load_chunk
+        >>> ctx = create_secret_context(SCORING)
+        >>> chunks = encrypt_update(ctx, np.array([1.0, 2.0, 3.0]))
+        >>> vectors = [load_chunk(ctx, c, label="a", size=4096) for c in chunks]
+        >>> round(decrypt_scalars(ctx, encrypted_square(ctx, vectors), 1)[0], 3)
+        14.0
+    """
+    _require_eval_keys(public_ctx)
+    if not vectors:
+        raise CryptoError("the squared norm of no chunks")
+    products = _Products(public_ctx)
+    for position, vector in enumerate(vectors):
+        try:
+            ciphertext = vector.ciphertext()[0]
+        except TENSEAL_ERRORS as exc:
+            raise CryptoError(f"reading chunk {position} failed: {exc}") from exc
+        products.add(position, ciphertext, None)
+    return products.slot_sum()
+
+
+class _Products:
+    """The sum of chunk products (three-polynomial ciphertexts), then its slot sum (see the module doc)."""
+
+    def __init__(self, public_ctx: ts.Context) -> None:
+        self._ctx = public_ctx
+        self._evaluator = sealapi.Evaluator(public_ctx.seal_context().data)
+        self._total: Any = None
+
+    def add(self, position: int, a: Any, b: Any | None) -> None:
+        """Add ``a * b`` (``a * a`` when ``b`` is None) to the total."""
         product = sealapi.Ciphertext()
         try:
-            if squaring:
-                evaluator.square(a, product)
+            if b is None:
+                self._evaluator.square(a, product)
             else:
-                evaluator.multiply(a, b, product)
-            if total is None:
-                total = product
+                self._evaluator.multiply(a, b, product)
+            if self._total is None:
+                self._total = product
             else:
-                evaluator.add_inplace(total, product)  # three-polynomial products add as they are
+                self._evaluator.add_inplace(self._total, product)  # three-polynomial products add as they are
         except TENSEAL_ERRORS as exc:
             raise CryptoError(f"encrypted product of chunk {position} failed: {exc}") from exc
-    try:
-        evaluator.relinearize_inplace(total, public_ctx.relin_keys().data)
-        evaluator.rescale_to_next_inplace(total)
-        total.scale = public_ctx.global_scale  # as TenSEAL's auto-rescale: the dropped prime counts as the scale
-        galois_keys = public_ctx.galois_keys().data
-        step = 1
-        while step < slots:  # rotate-and-add over all slots: <a, b> in every slot
-            rotated = sealapi.Ciphertext()
-            evaluator.rotate_vector(total, step, galois_keys, rotated)
-            evaluator.add_inplace(total, rotated)
-            step <<= 1
-    except TENSEAL_ERRORS as exc:
-        raise CryptoError(f"encrypted slot sum failed: {exc}") from exc
-    return vector_frame(1, saved_bytes(total), public_ctx.global_scale)
+
+    def slot_sum(self) -> bytes:
+        """Relinearize and rescale the total once, then rotate-and-add: the inner product in every slot."""
+        evaluator, total, ctx = self._evaluator, self._total, self._ctx
+        if total is None:
+            raise CryptoError("no chunk product to sum")
+        try:
+            evaluator.relinearize_inplace(total, ctx.relin_keys().data)
+            evaluator.rescale_to_next_inplace(total)
+            total.scale = ctx.global_scale  # as TenSEAL's auto-rescale: the dropped prime counts as the scale
+            galois_keys = ctx.galois_keys().data
+            step = 1
+            slots = context_slot_count(ctx)
+            while step < slots:  # rotate-and-add over all slots: <a, b> in every slot
+                rotated = sealapi.Ciphertext()
+                evaluator.rotate_vector(total, step, galois_keys, rotated)
+                evaluator.add_inplace(total, rotated)
+                step <<= 1
+        except TENSEAL_ERRORS as exc:
+            raise CryptoError(f"encrypted slot sum failed: {exc}") from exc
+        return vector_frame(1, saved_bytes(total), ctx.global_scale)
 
 
 def pack_scalars(public_ctx: ts.Context, dots: Sequence[bytes]) -> bytes:
@@ -228,6 +282,7 @@ def build_scalar_requests(
     sum_chunks: Sequence[bytes] | None,
     *,
     sq_norms: bool = True,
+    squares: Mapping[str, bytes] | None = None,
 ) -> list[ScalarRequest]:
     """Compute and pack the encrypted inner products the committee will decrypt (coordinator side).
 
@@ -237,6 +292,9 @@ def build_scalar_requests(
         sum_chunks: ``Enc(S)`` chunks, the sum over exactly ``member_chunks``; None requests the
             squared norms only.
         sq_norms: include the ``sq_norms`` requests (False when asking again after exclusions).
+        squares: each member's ``Enc(<a_i, a_i>)`` already computed (:meth:`EncryptedSum.add` with
+            ``square_norms=True``), used for the ``sq_norms`` requests instead of ``member_chunks``;
+            it must name every member of ``member_chunks``.
 
     Returns:
         Requests in the documented order: ``sq_norms`` packs, ``dots`` packs, ``agg_sq_norm``.
@@ -260,14 +318,20 @@ def build_scalar_requests(
     addresses = list(member_chunks)
     if not addresses or (not sq_norms and sum_chunks is None):
         raise ConfigError("member_chunks", "at least one member and something to request", addresses)
+    if squares is not None and sq_norms and any(a not in squares for a in addresses):
+        raise ConfigError("squares", "a squared norm for every member", sorted(set(addresses) - set(squares)))
     slots = context_slot_count(public_ctx)
     requests: list[ScalarRequest] = []
+
+    def dot(address: str, other: Sequence[bytes] | None) -> bytes:
+        if other is None and squares is not None:
+            return squares[address]
+        return encrypted_dot(public_ctx, member_chunks[address], other or member_chunks[address])
 
     def packed(kind: str, other: Sequence[bytes] | None) -> None:
         for start in range(0, len(addresses), slots):
             group = addresses[start : start + slots]
-            dots = [encrypted_dot(public_ctx, member_chunks[a], other or member_chunks[a]) for a in group]
-            requests.append(ScalarRequest(kind, tuple(group), pack_scalars(public_ctx, dots)))
+            requests.append(ScalarRequest(kind, tuple(group), pack_scalars(public_ctx, [dot(a, other) for a in group])))
 
     if sq_norms:
         packed("sq_norms", None)

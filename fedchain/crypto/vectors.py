@@ -64,6 +64,7 @@ from fedchain.crypto._parallel import PARALLEL_MIN_CHUNKS, map_forked, resolve_w
 from fedchain.crypto._seeded import SeededEncryptor, saved_bytes
 from fedchain.crypto._wire import vector_frame
 from fedchain.crypto.keys import can_encrypt, context_slot_count
+from fedchain.crypto.scoring import encrypted_square
 from fedchain.errors import ConfigError, CryptoError, FedChainError, UpdateRejectedError
 
 __all__ = [
@@ -227,9 +228,13 @@ class EncryptedSum:
         ctx: the coordinator's context (no secret key needed).
         expected_chunks: chunks every update must have.
         expected_length: the plaintext length, when known: checked against ``expected_chunks``.
+        square_norms: also compute each added update's encrypted squared norm from the chunks
+            loaded for the sum (SCORING contexts only; :meth:`add` returns it), so a norm check
+            does not load every chunk a second time.
 
     Raises:
         ConfigError: when ``expected_chunks``/``expected_length`` are invalid or disagree.
+        CryptoError: with ``square_norms`` and a context without evaluation keys.
 
     Example:
         >>> import numpy as np
@@ -247,10 +252,20 @@ class EncryptedSum:
         (2, array([3., 3., 3.]))
     """
 
-    def __init__(self, ctx: ts.Context, *, expected_chunks: int, expected_length: int | None = None) -> None:
+    def __init__(
+        self,
+        ctx: ts.Context,
+        *,
+        expected_chunks: int,
+        expected_length: int | None = None,
+        square_norms: bool = False,
+    ) -> None:
         self._ctx = ctx
         self._slots = context_slot_count(ctx)
         _check_expected(expected_chunks, expected_length, self._slots)
+        if square_norms and not (ctx.has_relin_keys() and ctx.has_galois_keys()):
+            raise CryptoError("squared norms need relinearization and Galois keys: a SCORING context")
+        self._square_norms = square_norms
         self._expected_chunks = expected_chunks
         self._total: list[ts.CKKSVector] | None = None
         self._count = 0
@@ -267,7 +282,7 @@ class EncryptedSum:
         """Chunks every update must have."""
         return self._expected_chunks
 
-    def add(self, chunks: Sequence[bytes], *, index: int | None = None) -> None:
+    def add(self, chunks: Sequence[bytes], *, index: int | None = None) -> bytes | None:
         """Check one member's update and add it to the sum.
 
         Args:
@@ -275,9 +290,13 @@ class EncryptedSum:
             index: how the rejection names the update; default: its position among the updates
                 offered to this sum so far, rejected ones included (0 for the first).
 
+        Returns:
+            With ``square_norms``: ``Enc(||update||^2)`` (as :func:`encrypted_dot` of the update with
+            itself); otherwise None.
+
         Raises:
             UpdateRejectedError: the update is invalid; the sum is unchanged.
-            CryptoError: a homomorphic addition failed after every check passed (not the member's
+            CryptoError: a homomorphic operation failed after every check passed (not the member's
                 fault); the sum is then unusable and every later call raises.
         """
         if self._broken:
@@ -285,6 +304,13 @@ class EncryptedSum:
         position = self._offered if index is None else index
         self._offered += 1
         vectors = _load_update(self._ctx, position, chunks, self._expected_chunks, self._slots)
+        square = None
+        if self._square_norms:  # before the vectors join (or become) the running total
+            try:
+                square = encrypted_square(self._ctx, vectors)
+            except CryptoError as exc:
+                self._broken = f"squared norm failed: {exc}"
+                raise
         if self._total is None:
             self._total = vectors
         else:
@@ -295,6 +321,7 @@ class EncryptedSum:
                 self._broken = f"homomorphic addition failed: {exc}"
                 raise CryptoError(self._broken) from exc
         self._count += 1
+        return square
 
     def result(self) -> list[bytes]:
         """The serialized chunks of the sum so far (more updates may be added afterwards).

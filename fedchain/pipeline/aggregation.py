@@ -233,6 +233,7 @@ class EncryptedAggregation:
         sum_chunks: list[bytes],
         result: Aggregation,
         spool: CiphertextSpool,
+        squares: Mapping[str, bytes],
     ) -> tuple[Aggregation, list[bytes]]:
         """Norm bound and scoring scalars under HE, decrypted by a committee of members.
 
@@ -240,8 +241,10 @@ class EncryptedAggregation:
         the sum, and the sum's squared norm. An excluded update is dropped by re-summing the others
         (never by revealing "sum minus one member"). With the bound on, exchange 1 reveals the
         squared norms alone and exchange 2 the dot products against the *kept* sum, the aggregate
-        members decrypt: every revealed scalar is one its member can recompute and check. Members'
-        ciphertexts are read back from ``spool`` one at a time; the re-sum streams them likewise.
+        members decrypt: every revealed scalar is one its member can recompute and check. The
+        squared norms come from ``squares``, computed as each update was added to the sum; members'
+        ciphertexts are read back from ``spool`` one at a time only for the inner products with the
+        sum and the re-sum after an exclusion.
         """
         from fedchain import crypto
 
@@ -249,7 +252,9 @@ class EncryptedAggregation:
         bound_on = self.config.norm_bound > 0
         counts = {u.member.address: u.member.num_examples for u in kept}
         first_sum = sum_chunks if self.want_dots and not bound_on else None
-        requests = crypto.build_scalar_requests(self.public_context, _chunks_of(kept, spool), first_sum)
+        requests = crypto.build_scalar_requests(
+            self.public_context, _chunks_of(kept, spool), first_sum, squares=squares
+        )
         first = self._ask(server_round, 1, kept, requests)
         exchanges = [first]
         excluded: list[str] = []
@@ -322,8 +327,8 @@ def _chunks_of(updates: Sequence[AcceptedUpdate], spool: CiphertextSpool) -> Map
 class _EncryptedRound:
     """One HE round's running sum: each ciphertext is checked and added as it arrives, then dropped.
 
-    Memory: the running sum and the update being added; with a committee, members' ciphertexts
-    wait in a spool file (removed by :meth:`close`).
+    Memory: the running sum and the update being added; with a committee, each member's encrypted
+    squared norm (one ciphertext) and, in a spool file removed by :meth:`close`, its ciphertexts.
     """
 
     aggregation: EncryptedAggregation
@@ -336,9 +341,14 @@ class _EncryptedRound:
         from fedchain import crypto
 
         agg = self.aggregation
+        # With a committee, the squared norms it decrypts are computed from the chunks loaded for the sum.
         self._sum = crypto.EncryptedSum(
-            agg.public_context, expected_chunks=agg._expected_chunks(), expected_length=agg.vector_size
+            agg.public_context,
+            expected_chunks=agg._expected_chunks(),
+            expected_length=agg.vector_size,
+            square_norms=agg.committee is not None,
         )
+        self._squares: dict[str, bytes] = {}
         self._spool: CiphertextSpool | None = None
         if agg.committee is not None:
             self._spool = CiphertextSpool(agg.spool_dir, prefix=f"round-{self.server_round}-")
@@ -351,7 +361,7 @@ class _EncryptedRound:
         if self.failure:
             return kept
         try:
-            self._sum.add(chunks, index=len(self.updates) - 1)
+            square = self._sum.add(chunks, index=len(self.updates) - 1)
         except UpdateRejectedError as exc:
             log.warning("round %d: node %d's ciphertext rejected: %s", self.server_round, update.node_id, exc.reason)
             self.rejected[address] = exc.reason
@@ -360,6 +370,8 @@ class _EncryptedRound:
             log.error("round %d: the encrypted sum failed: %s", self.server_round, exc)
             self.failure = str(exc)
             return kept
+        if square is not None:
+            self._squares[address] = square
         if self._spool is not None:
             self._spool.write(address, chunks)
         return kept
@@ -378,7 +390,7 @@ class _EncryptedRound:
         kept = [u for u in self.updates if u.member.address not in self.rejected]
         result = Aggregation(kept=tuple(kept), rejections=rejections)
         if agg.committee is not None and self._spool is not None and kept:
-            result, chunks = agg._committee_checks(server_round, kept, chunks, result, self._spool)
+            result, chunks = agg._committee_checks(server_round, kept, chunks, result, self._spool, self._squares)
         if not result.kept:
             return replace(result, kept=())
         # The committee's products are done: members get the sum without the primes only they needed.

@@ -50,3 +50,34 @@ def test_empty_sum_and_bad_expectations(agg_coordinator: ts.Context) -> None:
         crypto.EncryptedSum(agg_coordinator, expected_chunks=0)
     with pytest.raises(ConfigError):
         crypto.EncryptedSum(agg_coordinator, expected_chunks=1, expected_length=5000)
+
+
+def test_squared_norms_come_from_the_chunks_loaded_for_the_sum(
+    scoring_member: ts.Context, scoring_coordinator: ts.Context
+) -> None:
+    rng = np.random.default_rng(5)
+    values = [rng.normal(scale=2.0, size=5000) for _ in range(2)]
+    uploads = [crypto.encrypt_update(scoring_member, v) for v in values]
+    running = crypto.EncryptedSum(scoring_coordinator, expected_chunks=2, expected_length=5000, square_norms=True)
+    squares = [running.add(upload) for upload in uploads]
+    for value, upload, square in zip(values, uploads, squares, strict=True):
+        assert square is not None
+        (got,) = crypto.decrypt_scalars(scoring_member, square, 1)
+        (apart,) = crypto.decrypt_scalars(scoring_member, crypto.encrypted_dot(scoring_coordinator, upload, upload), 1)
+        assert got == pytest.approx(float(value @ value), rel=1e-4)
+        assert got == pytest.approx(apart, rel=1e-9, abs=1e-6)  # the same products, in the same order
+    # the sum is the same as without the squares
+    np.testing.assert_allclose(
+        crypto.decrypt_update(scoring_member, running.result(), 5000), sum(values), rtol=0, atol=1e-3
+    )
+    # a rejected update yields no square and changes nothing
+    with pytest.raises(crypto.UpdateRejectedError):
+        running.add([uploads[0][0], uploads[0][1][:-100]])
+    assert running.count == 2
+
+
+def test_squared_norms_need_scoring_keys(agg_member: ts.Context, agg_coordinator: ts.Context) -> None:
+    with pytest.raises(CryptoError, match="SCORING"):
+        crypto.EncryptedSum(agg_coordinator, expected_chunks=1, square_norms=True)
+    running = crypto.EncryptedSum(agg_coordinator, expected_chunks=1)
+    assert running.add(crypto.encrypt_update(agg_member, np.ones(3))) is None

@@ -5,7 +5,7 @@ import pytest
 import tenseal as ts
 
 from fedchain import crypto
-from fedchain.errors import CryptoError, SerializationError
+from fedchain.errors import ConfigError, CryptoError, SerializationError
 
 LENGTH = 9000  # three chunks
 
@@ -111,3 +111,26 @@ def test_the_sum_members_decrypt_drops_the_primes_only_products_need(
         crypto.decrypt_update(scoring_member, [total[0], small[1], total[2]], LENGTH)
     with pytest.raises(SerializationError, match="sum chunk 0"):
         crypto.compact_sum(scoring_coordinator, [b"junk", *total[1:]], max_abs=crypto.SCORING.max_magnitude)
+
+
+def test_requests_use_the_squares_given_and_need_one_per_member(
+    scoring_member: ts.Context, scoring_coordinator: ts.Context
+) -> None:
+    rng = np.random.default_rng(6)
+    a, b = _scaled(rng, 3.0), _scaled(rng, 5.0)
+    chunks = {"a": crypto.encrypt_update(scoring_member, a), "b": crypto.encrypt_update(scoring_member, b)}
+    running = crypto.EncryptedSum(scoring_coordinator, expected_chunks=len(chunks["a"]), square_norms=True)
+    squares: dict[str, bytes] = {}
+    for address, upload in chunks.items():
+        square = running.add(upload)
+        assert square is not None
+        squares[address] = square
+    given = crypto.build_scalar_requests(scoring_coordinator, chunks, None, squares=squares)
+    computed = crypto.build_scalar_requests(scoring_coordinator, chunks, None)
+    assert [r.kind for r in given] == [r.kind for r in computed] == ["sq_norms"]
+    (from_squares,) = crypto.answer_scalar_requests(scoring_member, given)
+    (from_chunks,) = crypto.answer_scalar_requests(scoring_member, computed)
+    assert from_squares == pytest.approx(from_chunks, rel=1e-9)
+    assert from_squares == pytest.approx([9.0, 25.0], rel=1e-4)
+    with pytest.raises(ConfigError, match="squares"):
+        crypto.build_scalar_requests(scoring_coordinator, chunks, None, squares={"a": squares["a"]})
