@@ -84,40 +84,66 @@ def _run(*, he: bool, width: int, members: int) -> dict[str, Any]:
     }
 
 
-def _stage_medians(runs: list[dict[str, Any]]) -> dict[str, float]:
+def _stage_medians(runs: list[dict[str, Any]], good: Any) -> dict[str, float]:
     stages: dict[str, list[float]] = {}
     for run_ in runs:
-        for seconds in run_["stage_s"][1:]:
-            for stage, value in seconds.items():
-                stages.setdefault(stage, []).append(float(value))
+        for i, seconds in enumerate(run_["stage_s"]):
+            if i > 0 and good(run_, i):
+                for stage, value in seconds.items():
+                    stages.setdefault(stage, []).append(float(value))
     return {stage: round(statistics.median(values), 4) for stage, values in stages.items()}
 
 
 def _compare(width: int, members: int, repeats: int) -> dict[str, Any]:
-    """Plain and HE runs, alternating ``repeats`` times; means over rounds 2.. of each side."""
+    """Plain and HE runs, alternating ``repeats`` times; see :func:`summary`."""
     runs: dict[str, list[dict[str, Any]]] = {"plain": [], "he": []}
     for _ in range(repeats):
         for he in (False, True):
             runs["he" if he else "plain"].append(_run(he=he, width=width, members=members))
-    measured = {side: [s for r in entries for s in r["round_s"][1:]] for side, entries in runs.items()}
-    means = {side: statistics.mean(values) for side, values in measured.items()}
-    medians = {side: statistics.median(values) for side, values in measured.items()}
-    completed = all(
-        status == "completed" and accepted == members
-        for entries in runs.values()
-        for r in entries
-        for status, accepted in zip(r["statuses"], r["accepted"], strict=True)
-    )
+    return summary(runs, members)
+
+
+def summary(runs: dict[str, list[dict[str, Any]]], members: int) -> dict[str, Any]:
+    """Means and medians of each side's rounds 2.., counting only rounds completed with every member.
+
+    A round that was skipped or lost a member (e.g. a Ray actor killed for memory) is left out of
+    the figures and counted in ``rounds_left_out``; a side with no round left has no ratio (None).
+    """
+
+    def good(r: dict[str, Any], i: int) -> bool:
+        return bool(r["statuses"][i] == "completed" and r["accepted"][i] == members)
+
+    measured = {
+        side: [s for r in entries for i, s in enumerate(r["round_s"]) if i > 0 and good(r, i)]
+        for side, entries in runs.items()
+    }
+    left_out = {
+        side: sum(1 for r in entries for i in range(1, len(r["round_s"])) if not good(r, i))
+        for side, entries in runs.items()
+    }
+    means = {side: statistics.mean(v) if v else None for side, v in measured.items()}
+    medians = {side: statistics.median(v) if v else None for side, v in measured.items()}
+
+    def ratio(of: dict[str, float | None]) -> float | None:
+        he, plain = of["he"], of["plain"]
+        return round(he / plain, 3) if he is not None and plain else None
+
+    def rounded(x: float | None) -> float | None:
+        return None if x is None else round(x, 3)
+
     return {
         "members": members,
-        "plain_mean_round_s": round(means["plain"], 3),
-        "he_mean_round_s": round(means["he"], 3),
-        "plain_median_round_s": round(medians["plain"], 3),
-        "he_median_round_s": round(medians["he"], 3),
-        "ratio": round(means["he"] / means["plain"], 3),
-        "ratio_of_medians": round(medians["he"] / medians["plain"], 3),
-        "stage_median_s": {side: _stage_medians(entries) for side, entries in runs.items()},
-        "every_round_completed_with_every_member_accepted": completed,
+        "plain_mean_round_s": rounded(means["plain"]),
+        "he_mean_round_s": rounded(means["he"]),
+        "plain_median_round_s": rounded(medians["plain"]),
+        "he_median_round_s": rounded(medians["he"]),
+        "ratio": ratio(means),
+        "ratio_of_medians": ratio(medians),
+        "rounds_measured": {side: len(v) for side, v in measured.items()},
+        "rounds_left_out": left_out,
+        "stage_median_s": {side: _stage_medians(entries, good) for side, entries in runs.items()},
+        "every_round_completed_with_every_member_accepted": not any(left_out.values())
+        and all(good(r, 0) for entries in runs.values() for r in entries),
         "runs": runs,
     }
 
@@ -158,8 +184,9 @@ def _size(target: int, cpus: int, repeats: int) -> dict[str, Any]:
     run = figures["upload"]["run"]
     for members, row in figures["by_members"].items():
         print(
-            f"he_round_scale: {params:,} params, {members} members: plain {row['plain_mean_round_s']:.2f} s/round, "
-            f"HE {row['he_mean_round_s']:.2f} s/round -> ratio {row['ratio']:.2f}; "
+            f"he_round_scale: {params:,} params, {members} members: plain {row['plain_mean_round_s']} s/round, "
+            f"HE {row['he_mean_round_s']} s/round -> ratio {row['ratio']} "
+            f"(rounds measured {row['rounds_measured']}, left out {row['rounds_left_out']}); "
             f"upload {run['upload_bytes_per_member'] / 1e6:.1f} MB/member "
             f"({run['upload_over_float32']:.2f}x float32, {run['ckks']} keys)",
             flush=True,
