@@ -11,7 +11,9 @@ Layout of ``out_dir/coordinator/``:
 * ``strategy-<round>.safetensors``: the strategy's carried server state, e.g. FedAdam's moments
   (plaintext mode, strategies that have any);
 * ``agg-<round>.safetensors``: each round's encrypted aggregate as uint8 arrays (HE mode), which
-  members that missed rounds still need.
+  members that missed rounds still need. Written once; the coordinator keeps only the latest
+  aggregate in memory and reads an older one back (:func:`read_aggregate`, digest checked) when a
+  member that missed rounds asks for it, so its memory does not grow with the rounds.
 
 Nothing is pickled. A reader sees the previous state or the new one, never a mix: data files are
 immutable per round and ``state.json`` points to them.
@@ -40,11 +42,51 @@ from fedchain.errors import SerializationError
 from fedchain.serialization import Weights, load_model, model_bytes, sha256_hex
 from fedchain.types import Aggregate, RoundRecord, record_from_json, record_to_json
 
-__all__ = ["CHECKPOINT_DIR", "Checkpoint"]
+__all__ = ["CHECKPOINT_DIR", "Checkpoint", "aggregate_on_disk", "read_aggregate"]
 
 CHECKPOINT_DIR = "coordinator"
 #: Options that must be the same when a run resumes.
 FINGERPRINT_FIELDS = ("members", "adversaries", "seed", "he", "he_scoring", "strategy", "scorer", "dp", "epsilon")
+
+
+def _aggregate_path(out_dir: str | Path, agg_round: int) -> Path:
+    return Path(out_dir) / CHECKPOINT_DIR / f"agg-{agg_round}.safetensors"
+
+
+def aggregate_on_disk(out_dir: str | Path, agg_round: int) -> bool:
+    """Whether the checkpoint in ``out_dir`` holds round ``agg_round``'s encrypted aggregate."""
+    return _aggregate_path(out_dir, agg_round).is_file()
+
+
+def read_aggregate(out_dir: str | Path, agg_round: int, digest: str) -> tuple[bytes, ...]:
+    """Round ``agg_round``'s aggregate ciphertext chunks from the checkpoint, checked against ``digest``.
+
+    Raises:
+        SerializationError: the file is missing or unreadable, or its chunks do not hash to ``digest``.
+
+    Example:
+        >>> import tempfile
+        >>> from fedchain.crypto.digest import ciphertext_digest
+        >>> from fedchain.types import ZERO_HASH, Aggregate
+        >>> path, chunks = tempfile.mkdtemp(), (b"c0", b"c1")
+        >>> aggregate = Aggregate(total_weight=3, digest=ciphertext_digest(chunks), ciphertext=chunks)
+        >>> Checkpoint(1, "recorded", ZERO_HASH, aggregates={1: aggregate}).save(path)
+        >>> read_aggregate(path, 1, aggregate.digest)
+        (b'c0', b'c1')
+    """
+    from fedchain.crypto.digest import ciphertext_digest
+
+    path = _aggregate_path(out_dir, agg_round)
+    try:
+        arrays = load_model(path)
+        chunks = tuple(arrays[f"c{i}"].tobytes() for i in range(len(arrays)))
+    except (OSError, KeyError, ValueError) as exc:
+        raise SerializationError(f"the aggregate of round {agg_round} in {path} is unreadable: {exc}") from exc
+    if ciphertext_digest(chunks) != digest:
+        raise SerializationError(
+            f"the aggregate of round {agg_round} in {path} does not match its digest {digest}: the file was altered"
+        )
+    return chunks
 
 
 @dataclass
@@ -81,7 +123,11 @@ class Checkpoint:
         for agg_round, aggregate in self.aggregates.items():
             name = f"agg-{agg_round}.safetensors"
             if not (directory / name).exists():
-                chunks = {f"c{i}": np.frombuffer(c, dtype=np.uint8) for i, c in enumerate(aggregate.ciphertext or ())}
+                if aggregate.ciphertext is None:
+                    raise SerializationError(
+                        f"the aggregate of round {agg_round} is neither in memory nor in {directory}"
+                    )
+                chunks = {f"c{i}": np.frombuffer(c, dtype=np.uint8) for i, c in enumerate(aggregate.ciphertext)}
                 atomic_write_bytes(directory / name, model_bytes(chunks))
             aggregates[str(agg_round)] = {
                 "file": name,
@@ -117,7 +163,10 @@ class Checkpoint:
 
     @classmethod
     def load(cls, out_dir: str | Path) -> Checkpoint:
-        """Read a checkpoint, verifying every file it points to.
+        """Read a checkpoint, verifying every file it reads.
+
+        Aggregates of rounds before the latest are not read (their ``ciphertext`` is None): only
+        checked to be there; :func:`read_aggregate` reads and verifies one when it is needed.
 
         Raises:
             SerializationError: the checkpoint is missing, malformed or its files do not match.
@@ -132,12 +181,18 @@ class Checkpoint:
             if state.get("strategy_file"):
                 server_state = load_model(directory / state["strategy_file"], expected_hash=state["strategy_file_hash"])
             aggregates = {}
+            latest = max((int(r) for r in state["aggregates"]), default=None)
             for agg_round, entry in state["aggregates"].items():
-                arrays = load_model(directory / entry["file"])
-                chunks = tuple(arrays[f"c{i}"].tobytes() for i in range(len(arrays)))
+                if entry["file"] != _aggregate_path(out_dir, int(agg_round)).name:
+                    raise SerializationError(f"aggregate {agg_round} names the file {entry['file']!r}")
+                digest = str(entry["digest"])
+                # Only the latest aggregate is read now; older ones when a member that missed rounds needs them.
+                chunks = read_aggregate(out_dir, int(agg_round), digest) if int(agg_round) == latest else None
+                if chunks is None and not aggregate_on_disk(out_dir, int(agg_round)):
+                    raise SerializationError(f"the aggregate of round {agg_round} is missing from {directory}")
                 aggregate = Aggregate(
                     total_weight=int(entry["weight"]),
-                    digest=str(entry["digest"]),
+                    digest=digest,
                     ciphertext=chunks,
                     members=int(entry.get("members", 0)),
                 )

@@ -43,7 +43,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, RecordDict
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
 
-from fedchain.checkpoint import Checkpoint
+from fedchain.checkpoint import Checkpoint, aggregate_on_disk, read_aggregate
 from fedchain.config import FedChainConfig
 from fedchain.contribution import create_scorer
 from fedchain.contribution.base import Evaluate
@@ -366,7 +366,15 @@ class Coordinator:
             self.weights = aggregation.weights
             self.model_hash = outcome.model_hash or self.model_hash
         if aggregation.aggregate is not None and aggregation.aggregate.ciphertext is not None:
+            self._spill_aggregates()
             self.aggregates[outcome.server_round] = aggregation.aggregate
+
+    def _spill_aggregates(self) -> None:
+        """Drop from memory the aggregates the checkpoint holds: only the latest one stays (see :meth:`_sealed_for`)."""
+        out_dir = self.config.out_dir
+        for agg_round, aggregate in list(self.aggregates.items()):
+            if out_dir and aggregate.ciphertext is not None and aggregate_on_disk(out_dir, agg_round):
+                self.aggregates[agg_round] = replace(aggregate, ciphertext=None)
 
     def _durable(self, summary: RoundSummary) -> DurableState:
         return DurableState(
@@ -419,7 +427,8 @@ class Coordinator:
         sealed = []
         for agg_round in sorted(k for k in self.aggregates if k > self.known_rounds.get(node_id, 0)):
             aggregate = self.aggregates[agg_round]
-            chunks = tuple(aggregate.ciphertext or ())
+            # An older round's aggregate is read back from the checkpoint (digest checked) for a member that missed it.
+            chunks = aggregate.ciphertext or read_aggregate(self.config.out_dir, agg_round, aggregate.digest)
             update, options = self._member_update
             sealed.append(
                 SealedAggregate(
