@@ -52,7 +52,7 @@ import tenseal.sealapi as sealapi
 from fedchain.crypto._chunks import TENSEAL_ERRORS, load_chunk, magnitude_bound
 from fedchain.crypto._seeded import saved_bytes
 from fedchain.crypto._wire import vector_frame
-from fedchain.crypto.keys import context_slot_count
+from fedchain.crypto.keys import can_score, context_slot_count
 from fedchain.errors import ConfigError, CryptoError
 from fedchain.types import ScalarRequest
 
@@ -70,7 +70,7 @@ logger = logging.getLogger(__name__)
 
 
 def _require_eval_keys(ctx: ts.Context) -> None:
-    if not (ctx.has_relin_keys() and ctx.has_galois_keys()):
+    if not can_score(ctx):
         raise CryptoError(
             "encrypted inner products need relinearization and Galois keys: use the SCORING parameters "
             "and export_public_context() of a SCORING context"

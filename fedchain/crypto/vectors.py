@@ -63,7 +63,7 @@ from fedchain.crypto._chunks import (
 from fedchain.crypto._parallel import PARALLEL_MIN_CHUNKS, map_forked, resolve_workers
 from fedchain.crypto._seeded import SeededEncryptor, saved_bytes
 from fedchain.crypto._wire import vector_frame
-from fedchain.crypto.keys import can_encrypt, context_slot_count
+from fedchain.crypto.keys import can_encrypt, can_score, context_slot_count
 from fedchain.crypto.scoring import encrypted_square
 from fedchain.errors import ConfigError, CryptoError, FedChainError, UpdateRejectedError
 
@@ -263,7 +263,7 @@ class EncryptedSum:
         self._ctx = ctx
         self._slots = context_slot_count(ctx)
         _check_expected(expected_chunks, expected_length, self._slots)
-        if square_norms and not (ctx.has_relin_keys() and ctx.has_galois_keys()):
+        if square_norms and not can_score(ctx):
             raise CryptoError("squared norms need relinearization and Galois keys: a SCORING context")
         self._square_norms = square_norms
         self._expected_chunks = expected_chunks
