@@ -121,16 +121,16 @@ class Checkpoint:
             atomic_write_bytes(directory / state_file, data)
         aggregates = {}
         for agg_round, aggregate in self.aggregates.items():
-            name = f"agg-{agg_round}.safetensors"
-            if not (directory / name).exists():
+            path = _aggregate_path(out_dir, agg_round)
+            if not path.exists():
                 if aggregate.ciphertext is None:
                     raise SerializationError(
                         f"the aggregate of round {agg_round} is neither in memory nor in {directory}"
                     )
                 chunks = {f"c{i}": np.frombuffer(c, dtype=np.uint8) for i, c in enumerate(aggregate.ciphertext)}
-                atomic_write_bytes(directory / name, model_bytes(chunks))
+                atomic_write_bytes(path, model_bytes(chunks))
             aggregates[str(agg_round)] = {
-                "file": name,
+                "file": path.name,
                 "weight": aggregate.total_weight,
                 "digest": aggregate.digest,
                 "members": aggregate.members,
