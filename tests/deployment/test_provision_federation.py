@@ -112,16 +112,16 @@ def test_server_certificate_is_issued_by_the_ca_for_the_given_addresses(federati
     assert federation.superlink_ca_certificate.read_bytes() == federation.ca_certificate.read_bytes()
 
 
-def test_supernode_keys_are_openssh_p384_pairs_flower_accepts(federation: ProvisionedFederation) -> None:
+def test_supernode_keys_are_openssh_p256_pairs_flower_accepts(federation: ProvisionedFederation) -> None:
     from flwr.cli.supernode.register import try_load_public_key
 
     publics = set()
     for bundle in federation.members:
         private = load_ssh_private_key(bundle.supernode_key.read_bytes(), password=None)
         public = load_ssh_public_key(bundle.supernode_public_key.read_bytes())
-        assert isinstance(private, ec.EllipticCurvePrivateKey) and isinstance(private.curve, ec.SECP384R1)
+        assert isinstance(private, ec.EllipticCurvePrivateKey) and isinstance(private.curve, ec.SECP256R1)
         assert private.public_key().public_numbers() == public.public_numbers()  # type: ignore[union-attr]
-        assert bundle.supernode_public_key.read_text().startswith("ecdsa-sha2-nistp384 ")
+        assert bundle.supernode_public_key.read_text().startswith("ecdsa-sha2-nistp256 ")
         publics.add(try_load_public_key(bundle.supernode_public_key))  # what `flwr supernode register` reads
     assert len(publics) == 3
 
