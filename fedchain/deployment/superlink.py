@@ -2,16 +2,16 @@
 
 Flower 1.42's SuperLink serves the Fleet, Control and ServerAppIo APIs from one Starlette app with
 eight middleware layers, seven of them ``BaseHTTPMiddleware`` (each an anyio task group and memory
-stream per request, whatever it then does). Five act on one API only and pass every other request
+stream per request, whatever it then does). Six act on one API only and pass every other request
 straight on, after paying that cost: the four Control layers (no-cache headers on the login routes,
 account authentication, license check, Control event log) act only on ``/v1/control/``, the Fleet
-event log only on ``/v1/fleet/``. In a federation nearly every request is a Fleet or ServerAppIo
-call (polls, object pushes and pulls), and the SuperLink, one Python process, is what a deployed
-round waits on (docs/architecture.md, "Where the rest of the time goes").
+event log and SuperNode authentication only on ``/v1/fleet/``. In a federation nearly every
+request is a Fleet or ServerAppIo call (polls, object pushes and pulls), and the SuperLink, one
+Python process, is what a deployed round waits on (docs/architecture.md, "Where the rest of the time goes").
 
 ``python -m fedchain.deployment.superlink ARGS`` runs ``flower-superlink ARGS`` with two changes.
 It holds a Fleet pull that finds no message until one is pushed for that node (up to
-``FEDCHAIN_FLEET_HOLD_S``, default 3 s; :mod:`fedchain.deployment.held_pulls`). And it wraps those five
+``FEDCHAIN_FLEET_HOLD_S``, default 3 s; :mod:`fedchain.deployment.held_pulls`). And it wraps those six
 layers in :class:`OnlyUnder`, a plain ASGI wrapper that hands requests under the layer's
 prefix to it and every other request to the next layer directly. Requests the layer acts on go
 through it unchanged, so authentication, node authentication, error translation and protobuf
@@ -80,6 +80,7 @@ def _layer_prefixes() -> dict[type, str]:
         ControlSensitiveResponseMiddleware,
     )
     from flwr.superlink.routers.fleet.middlewares import FleetEventLogMiddleware
+    from flwr.superlink.routers.fleet.node_auth import NodeAuthMiddleware
 
     return {
         ControlSensitiveResponseMiddleware: CONTROL_PREFIX,
@@ -87,6 +88,9 @@ def _layer_prefixes() -> dict[type, str]:
         ControlLicenseMiddleware: CONTROL_PREFIX,
         ControlEventLogMiddleware: CONTROL_PREFIX,
         FleetEventLogMiddleware: FLEET_PREFIX,
+        # Flower's own test is ``request.url.path.startswith("/v1/fleet/")``, and Starlette builds
+        # ``url.path`` from ``scope["path"]``, what OnlyUnder tests: every Fleet call still meets it.
+        NodeAuthMiddleware: FLEET_PREFIX,
     }
 
 
