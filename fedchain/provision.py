@@ -879,8 +879,9 @@ def _make_supernode_keys(*, comment: str) -> tuple[bytes, bytes]:
     call (polls, object pushes and pulls): hundreds of calls a round. P-256 (128-bit security, the
     level of the CKKS parameters and ``ssh-keygen``'s default) verifies in about 0.2 ms where P-384
     takes 1.0-1.6 ms, and signs 10x faster; with P-384 the verification was a tenth of a busy
-    SuperLink's CPU. Flower accepts any
-    NIST curve (``flwr.supercore.primitives.asymmetric.uses_nist_ec_curve``).
+    SuperLink's CPU. Flower accepts any NIST curve
+    (``flwr.supercore.primitives.asymmetric.uses_nist_ec_curve``), so P-384 keys provisioned
+    earlier keep working.
     """
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
