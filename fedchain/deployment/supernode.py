@@ -40,6 +40,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -226,7 +227,10 @@ def install_wake(wake: Callable[[], None]) -> bool:
         return False
 
     def _pull_and_store_message(*args: Any, **kwargs: Any) -> int | None:
-        run_id: int | None = pull_and_store(*args, **kwargs)
+        if kwargs.get("state") is None or kwargs.get("object_store") is None:  # not called as 1.42's loop does
+            run_id: int | None = pull_and_store(*args, **kwargs)
+        else:
+            run_id = _failing_abandoned_tasks(pull_and_store, *args, **kwargs)
         if run_id is not None:
             wake()
         return run_id
@@ -234,6 +238,53 @@ def install_wake(wake: Callable[[], None]) -> bool:
     _pull_and_store_message.__wrapped__ = pull_and_store  # type: ignore[attr-defined]
     loop._pull_and_store_message = _pull_and_store_message
     return True
+
+
+def _failing_abandoned_tasks(pull_and_store: Callable[..., int | None], *args: Any, **kwargs: Any) -> int | None:
+    """Flower's ``_pull_and_store_message``, then fail a task it created but left behind.
+
+    Flower 1.42 creates a message's task and stores the message before pulling its objects. If the
+    SuperLink then says the run is no longer running (``RunNotRunningException``, e.g. the run
+    ended or the SuperLink restarted mid-message), Flower only logs and returns None: the task
+    stays pending with a message whose objects never come. ``flwr-clientapp`` runs one process per
+    task, so only that process waits; the member worker answers tasks one at a time, and would
+    retry the missing objects up to Flower's 2-hour limit while the next run's task waited (seen:
+    the namespaces test's resumed run lost two members' replies). A task created by a call that
+    returns None is failed here, and its message and objects dropped, as Flower does when an
+    object pull fails for another reason (a task Flower already finished is left as it is).
+    """
+    from flwr.common.constant import SubStatus
+
+    state, object_store = kwargs["state"], kwargs["object_store"]
+    created: list[int] = []
+    stored: list[str] = []
+    create_task, store_message = state.create_task, state.store_message
+    loop_thread = threading.get_ident()  # the Runtime API stores the worker's replies from other threads
+
+    def recording_create_task(*a: Any, **kw: Any) -> int | None:
+        task_id: int | None = create_task(*a, **kw)
+        if task_id is not None and threading.get_ident() == loop_thread:
+            created.append(task_id)
+        return task_id
+
+    def recording_store_message(message: Any) -> Any:
+        if threading.get_ident() == loop_thread:
+            stored.append(message.metadata.message_id)
+        return store_message(message)
+
+    state.create_task, state.store_message = recording_create_task, recording_store_message
+    try:
+        run_id = pull_and_store(*args, **kwargs)
+    finally:
+        del state.create_task, state.store_message  # the instance attributes; the class's methods again
+    if run_id is None and created:
+        for task_id in created:
+            if state.finish_task(task_id, SubStatus.FAILED, "the message's objects never arrived: its run stopped"):
+                log.warning("task %d failed: its run stopped before the message's objects arrived", task_id)
+        state.delete_messages(message_ids=stored)
+        for message_id in stored:
+            object_store.delete(message_id)
+    return run_id
 
 
 def _stores_a_task(function: Callable[..., Any]) -> bool:

@@ -317,7 +317,10 @@ class MemberWorker:
                     push_message(client, reply, context)
             except Exception as exc:
                 log.error("the reply could not be pushed to the SuperNode: %s", exc)
-            push_task_output(client=client, context=context, sub_status=sub_status, details=details)
+            try:
+                push_task_output(client=client, context=context, sub_status=sub_status, details=details)
+            except Exception as exc:  # e.g. the SuperNode failed the task meanwhile (its run stopped)
+                log.error("the task's end could not be reported to the SuperNode: %s", exc)
             heartbeat.stop()
             client.close()
         return str(sub_status)

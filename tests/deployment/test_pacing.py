@@ -10,6 +10,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flwr.supercore.inflatable.inflatable_utils import ObjectUnavailableError
@@ -187,3 +188,81 @@ def test_after_a_held_empty_pull_the_supernode_asks_again_at_once(monkeypatch: p
     cadence.received("evaluate")  # a message ends it: the next empty pull decides afresh
     cadence.answered()
     assert cadence.idle_wait() == pytest.approx(0.05)
+
+
+def _loop_call(pull_object: Any, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any, dict[str, Any]]:
+    """Flower 1.42's node state and object store, and the arguments its loop passes for one message."""
+    from flwr.app import ConfigRecord, Message, RecordDict
+    from flwr.supercore.inflatable.inflatable_object import get_object_tree
+    from flwr.supercore.object_store.in_memory_object_store import InMemoryObjectStore
+    from flwr.supercore.run import Run
+    from flwr.supercore.task_identity import TaskIdentity
+    from flwr.supernode.nodestate.in_memory_nodestate import InMemoryNodeState
+
+    for name, value in (("_task_id", 1), ("_run_id", 7), ("_node_id", 1)):  # what a ServerApp process has
+        monkeypatch.setattr(TaskIdentity, name, value)
+    store = InMemoryObjectStore()
+    state = InMemoryNodeState(store)
+    state.set_node_id(5)
+    run = Run.create_empty(7)
+    run.fab_hash = "ab" * 32
+    run.primary_task_type = ""
+    state.store_run(run)  # a run the node knows: no bundle to fetch
+    message = Message(RecordDict({"c": ConfigRecord({"x": 1})}), dst_node_id=5, message_type="train")
+    message.metadata.__dict__["_message_id"] = message.object_id
+    kwargs = {
+        "state": state,
+        "object_store": store,
+        "node_config": {},
+        "receive": lambda: (message, get_object_tree(message)),
+        "get_run": None,
+        "get_fab": None,
+        "pull_object": lambda run_id, object_id: pull_object(message, object_id),
+        "confirm_message_received": lambda run_id, message_id: None,
+        "trusted_entities": None,
+    }
+    return state, message, kwargs
+
+
+def test_a_task_whose_run_stopped_mid_message_is_failed_not_left_for_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flwr.supercore.run import RunNotRunningException
+    from flwr.supernode import start_client_internal as loop
+
+    def stopped(message: Any, object_id: str) -> bytes:  # the SuperLink: "run not running"
+        raise RunNotRunningException
+
+    # Flower alone: the task stays pending, its message kept, its objects never to come.
+    state, message, kwargs = _loop_call(stopped, monkeypatch)
+    assert loop._pull_and_store_message(**kwargs) is None
+    assert [task.status.status for task in state.get_tasks()] == ["pending"]
+    assert message.metadata.message_id in state.msg_store
+
+    # With fedchain's wrapper: the task is failed and the message dropped; no wake-up.
+    monkeypatch.setattr(loop, "_pull_and_store_message", loop._pull_and_store_message)  # restored after
+    wakes: list[bool] = []
+    assert supernode.install_wake(lambda: wakes.append(True))
+    state, message, kwargs = _loop_call(stopped, monkeypatch)
+    assert loop._pull_and_store_message(**kwargs) is None
+    assert [(task.status.status, task.status.sub_status) for task in state.get_tasks()] == [("finished", "failed")]
+    assert message.metadata.message_id not in state.msg_store
+    assert wakes == []
+    assert "create_task" not in vars(state) and "store_message" not in vars(state)  # the class's methods again
+
+
+def test_a_message_whose_objects_arrive_keeps_its_task_and_wakes_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
+    from flwr.supernode import start_client_internal as loop
+
+    def served(message: Any, object_id: str) -> bytes:
+        return bytes(get_all_nested_objects(message)[object_id].deflate())
+
+    monkeypatch.setattr(loop, "_pull_and_store_message", loop._pull_and_store_message)
+    wakes: list[bool] = []
+    assert supernode.install_wake(lambda: wakes.append(True))
+    state, message, kwargs = _loop_call(served, monkeypatch)
+    assert loop._pull_and_store_message(**kwargs) == 7
+    assert [task.status.status for task in state.get_tasks()] == ["pending"]  # for the worker to acquire
+    assert message.metadata.message_id in state.msg_store
+    assert wakes == [True]
