@@ -216,8 +216,9 @@ def install_wake(wake: Callable[[], None]) -> bool:
     """Call ``wake`` each time Flower's SuperNode loop (in this process) has stored a message.
 
     Flower's ``_pull_and_store_message`` creates the message's task and pulls its objects; when it
-    returns a run id the task is ready for ``AcquireTask``. False (nothing installed) if the loop
-    is not the one fedchain knows.
+    returns a run id the task is ready for ``AcquireTask``. The same wrapper fails a task that call
+    created but abandoned (:func:`_failing_abandoned_tasks`): both hang on that one Flower function,
+    so it is wrapped once. False (nothing installed) if the loop is not the one fedchain knows.
     """
     from flwr.supernode import start_client_internal as loop
 
