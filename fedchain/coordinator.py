@@ -107,6 +107,11 @@ POLL_FIRST_S = 0.01
 POLL_BACKOFF = 1.5
 POLL_MAX_S = 0.25
 
+#: Instructions pushed together in one ``Grid.push_messages`` call hold up to this many bytes of
+#: content (an instruction larger than that goes alone): a batch's messages are in memory at once,
+#: and one call starts every member of a small federation together instead of one after another.
+PUSH_BATCH_BYTES = 8 * 1024 * 1024
+
 #: Seconds past the deadline an instruction stays on the SuperLink, so the last pull can read a
 #: reply stored just before the deadline (Flower deletes an expired instruction with its reply).
 TTL_GRACE_S = 2.0
@@ -529,8 +534,9 @@ class Coordinator:
 class Exchange:
     """Messages pushed to members, their replies pulled as they arrive until a hard deadline.
 
-    Iterating pushes the messages one at a time (Flower's ``Grid.push_messages``; ``messages`` may
-    be a generator, so only one instruction is built at a time) and yields each reply as
+    Iterating pushes the messages in batches of up to :data:`PUSH_BATCH_BYTES` of content, one
+    Flower ``Grid.push_messages`` call each (``messages`` may be a generator, built as it is
+    pushed: at most a batch and the next instruction are in memory), and yields each reply as
     ``Grid.pull_messages`` returns it, :data:`PULL_BATCH` messages' replies at a time, so the
     caller can use and drop a reply before the next ones are read. It stops when every message is
     answered or ``timeout_s`` after the last push, whichever comes first, after one last pull at
@@ -559,18 +565,10 @@ class Exchange:
         if self._messages is None:
             raise RuntimeError("an Exchange is iterated once")
         pending: dict[str, int] = {}  # message id -> node id
-        for message in self._messages:
-            node_id = message.metadata.dst_node_id
-            self.sent += 1
-            if message.has_content():
-                message.content = pack(message.content)  # one Flower object for all its records
-            # Both grids set the id of each message they push; one that could not be pushed has none.
-            if list(self.grid.push_messages([message])) and message.metadata.message_id:
-                pending[message.metadata.message_id] = node_id
-            else:
-                log.warning("the message to node %d could not be pushed", node_id)
-                self.missing.append(node_id)
-            del message  # its payload is on the SuperLink now
+        for instructions in _push_batches(self._messages, PUSH_BATCH_BYTES):
+            self.sent += len(instructions)
+            self._push(instructions, pending)
+            del instructions  # their payloads are on the SuperLink now
         self._messages = None
         deadline = time.monotonic() + self.timeout_s
         final = False
@@ -603,6 +601,55 @@ class Exchange:
                 time.sleep(max(0.0, min(poll_s, deadline - time.monotonic())))
                 poll_s = min(poll_s * POLL_BACKOFF, POLL_MAX_S)
         self.missing += pending.values()
+
+    def _push(self, batch: list[Message], pending: dict[str, int]) -> None:
+        """Push ``batch`` in one Flower call; note each pushed message in ``pending``, the others as missing."""
+        # Both grids set the id of each message they push and return the ids of those they stored
+        # (Flower's HTTP grid "" or None for one it could not store, its in-memory grid leaves it out).
+        stored = set(self.grid.push_messages(batch))
+        for message in batch:
+            node_id = message.metadata.dst_node_id
+            message_id = message.metadata.message_id
+            if message_id and message_id in stored:
+                pending[message_id] = node_id
+            else:
+                log.warning("the message to node %d could not be pushed", node_id)
+                self.missing.append(node_id)
+
+
+def _push_batches(messages: Iterable[Message], max_bytes: int) -> Iterator[list[Message]]:
+    """``messages``, each packed (:func:`fedchain.envelope.pack`), in batches of at most ``max_bytes`` of content.
+
+    A message larger than ``max_bytes`` is a batch of its own; ``messages`` is read one ahead.
+    """
+    batch: list[Message] = []
+    batch_bytes = 0
+    for message in messages:
+        if message.has_content():
+            message.content = pack(message.content)  # one Flower object for all its records
+        size = _content_bytes(message)
+        if batch and batch_bytes + size > max_bytes:
+            yield batch
+            batch, batch_bytes = [], 0
+        batch.append(message)
+        batch_bytes += size
+    if batch:
+        yield batch
+
+
+def _content_bytes(message: Message) -> int:
+    """The bytes a message's records hold: arrays' data, bytes and string values (nothing is copied)."""
+    if not message.has_content():
+        return 0
+    total = 0
+    for record in message.content.values():
+        if isinstance(record, ArrayRecord):
+            total += sum(len(array.data) for array in record.values())
+        elif isinstance(record, ConfigRecord):
+            for value in record.values():
+                items = value if isinstance(value, list) else [value]
+                total += sum(len(item) for item in items if isinstance(item, (bytes, str)))
+    return total
 
 
 def _open_envelope(reply: Message, node_id: int) -> None:

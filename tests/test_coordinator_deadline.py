@@ -12,10 +12,11 @@ from __future__ import annotations
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from uuid import uuid4
 
 import pytest
-from flwr.app import Message, MessageType, RecordDict
+from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.common.constant import HEARTBEAT_INTERVAL_INF, NOOP_ACCOUNT_NAME, NOOP_FLWR_AID
 from flwr.proto.task_pb2 import Task
 from flwr.server.superlink.linkstate import LinkStateFactory
@@ -98,6 +99,70 @@ def test_an_expired_instruction_counts_as_missing() -> None:
     grid, nodes = _grid(1)
     exchange = Exchange(grid, _messages(nodes, 0.2), timeout_s=0.6)  # the instruction expires before the deadline
     assert list(exchange) == [] and exchange.missing == nodes
+
+
+class _CountingGrid(InMemoryGrid):
+    """Flower's in-memory grid, noting each ``push_messages`` call's destination nodes in ``events``."""
+
+    events: list[object]
+
+    def push_messages(self, messages):  # type: ignore[no-untyped-def]
+        batch = list(messages)
+        self.events.append(("pushed", [m.metadata.dst_node_id for m in batch]))
+        return super().push_messages(batch)
+
+
+def _counting_grid(count: int) -> tuple[_CountingGrid, list[int]]:
+    grid, nodes = _grid(count)
+    grid.__class__ = _CountingGrid
+    grid.events = []
+    return grid, nodes  # type: ignore[return-value]
+
+
+@pytest.mark.usefixtures("flower_task_identity")
+def test_instructions_are_pushed_in_batches_bounded_in_bytes_and_built_as_they_go(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import fedchain.coordinator as coordinator
+
+    monkeypatch.setattr(coordinator, "PUSH_BATCH_BYTES", 8 * 1024 * 1024)
+    grid, nodes = _counting_grid(4)
+    payload = bytes(3 * 1024 * 1024)  # each instruction ~3 MiB: two fit a batch, a third does not
+
+    def built() -> Iterator[Message]:
+        for node in nodes:
+            grid.events.append(("built", node))
+            content = RecordDict({"c": ConfigRecord({"b": payload})})
+            yield Message(content, dst_node_id=node, message_type=MessageType.TRAIN, ttl=9.0)
+
+    answers = [_answer(grid, node) for node in nodes]
+    exchange = Exchange(grid, built(), timeout_s=5.0)
+    assert sorted(reply.metadata.src_node_id for reply in exchange) == sorted(nodes)
+    assert exchange.sent == 4 and exchange.missing == []
+    a, b, c, d = nodes  # each batch is pushed as soon as the next instruction would overflow it
+    assert grid.events == [
+        ("built", a),
+        ("built", b),
+        ("built", c),
+        ("pushed", [a, b]),
+        ("built", d),
+        ("pushed", [c, d]),
+    ]
+    for answer in answers:
+        answer.join()
+
+
+@pytest.mark.usefixtures("flower_task_identity")
+def test_a_batch_message_the_grid_refuses_is_missing_and_the_others_are_answered() -> None:
+    grid, nodes = _counting_grid(2)
+    unknown = max(nodes) + 1  # no such node: Flower's grid does not store its message
+    answers = [_answer(grid, node) for node in nodes]
+    exchange = Exchange(grid, _messages([nodes[0], unknown, nodes[1]], 9.0), timeout_s=2.0)
+    assert sorted(reply.metadata.src_node_id for reply in exchange) == sorted(nodes)
+    assert grid.events == [("pushed", [nodes[0], unknown, nodes[1]])]  # one call for the three
+    assert exchange.sent == 3 and exchange.missing == [unknown]
+    for answer in answers:
+        answer.join()
 
 
 class _Federation:
