@@ -15,7 +15,10 @@ It holds a Fleet pull that finds no message until one is pushed for that node (u
 layers in :class:`OnlyUnder`, a plain ASGI wrapper that hands requests under the layer's
 prefix to it and every other request to the next layer directly. Requests the layer acts on go
 through it unchanged, so authentication, node authentication, error translation and protobuf
-translation are exactly Flower's; only the pass-through cost goes.
+translation are exactly Flower's; only the pass-through cost goes. The layers that do act on
+Fleet and ServerAppIo calls (error and protobuf translation, SuperNode authentication, the Fleet
+event log) run there in the request's own task, without Starlette's per-layer task and stream
+(:mod:`fedchain.deployment.asgi_layers`).
 
 Example:
     >>> from starlette.middleware import Middleware
@@ -28,8 +31,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
+
+from fedchain.deployment.asgi_layers import OnlyUnder
 
 __all__ = [
     "CONTROL_PREFIX",
@@ -48,28 +52,6 @@ MAX_HOLD_S = 20.0
 #: Path prefixes of Flower's Control and Fleet routers.
 CONTROL_PREFIX = "/v1/control/"
 FLEET_PREFIX = "/v1/fleet/"
-
-
-class OnlyUnder:
-    """ASGI middleware: ``middleware_class`` for HTTP requests under ``prefix``, the next app for the rest.
-
-    Args:
-        app: the next ASGI app (what Starlette passes).
-        middleware_class: the layer to scope, built around ``app``.
-        prefix: the request paths it acts on.
-    """
-
-    def __init__(self, app: Any, middleware_class: Callable[[Any], Any], prefix: str) -> None:
-        self._next = app
-        self._layer = middleware_class(app)
-        self._prefix = prefix
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Hand the request to the layer when it is under the prefix, else to the next app."""
-        if scope.get("type") == "http" and str(scope.get("path", "")).startswith(self._prefix):
-            await self._layer(scope, receive, send)
-        else:
-            await self._next(scope, receive, send)
 
 
 def _layer_prefixes() -> dict[type, str]:
@@ -138,11 +120,12 @@ def install() -> None:
     def layers() -> list[Any]:
         from starlette.middleware import Middleware
 
+        from fedchain.deployment.asgi_layers import direct_middleware
         from fedchain.deployment.held_pulls import HeldPulls
 
         hold_s = hold_seconds()
         held = [Middleware(HeldPulls, hold_s=hold_s)] if hold_s > 0 else []
-        return held + scoped_middleware(flower_layers())
+        return held + direct_middleware(scoped_middleware(flower_layers()))
 
     layers.fedchain_scoped = True  # type: ignore[attr-defined]
     superlink_main._get_middleware = layers

@@ -55,6 +55,7 @@ __all__ = [
     "FleetCadence",
     "flower_loop_known",
     "install_cadence",
+    "install_direct_layers",
     "install_wake",
     "main",
     "worker_command",
@@ -356,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     flower, _ = known.parse_known_args(flower_args)
     if not options.flower_cadence:
         install_cadence()
+    install_direct_layers()
     child = None
     secret_file = flower.superexec_auth_secret_file
     if options.worker:
@@ -390,6 +392,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         if secret_file and secret_file != flower.superexec_auth_secret_file:
             Path(secret_file).unlink(missing_ok=True)
     return 0
+
+
+def install_direct_layers() -> None:
+    """Run the Runtime API's ``BaseHTTPMiddleware`` layers in each request's task (this process only).
+
+    The member worker makes about ten calls per message to its SuperNode's Runtime API, each through
+    Flower's error and protobuf translation layers; :mod:`fedchain.deployment.asgi_layers` runs
+    the same layers without Starlette's per-layer task and stream. Installing twice changes nothing.
+    """
+    import flwr.supernode.main as supernode_main
+
+    from fedchain.deployment.asgi_layers import direct_middleware
+
+    create_app = supernode_main.create_app
+    if getattr(create_app, "fedchain_direct", False):
+        return
+
+    def create_direct_app(*args: Any, **kwargs: Any) -> Any:
+        app = create_app(*args, **kwargs)
+        app.user_middleware = direct_middleware(app.user_middleware)
+        return app
+
+    create_direct_app.fedchain_direct = True  # type: ignore[attr-defined]
+    supernode_main.create_app = create_direct_app
 
 
 def _thread_env(threads: int) -> dict[str, str]:
