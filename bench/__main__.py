@@ -29,6 +29,7 @@ BENCHMARKS = {
     "he_round_scale": "bench.bench_he_round_scale",
     "committee": "bench.bench_committee",
     "noise": "bench.bench_noise",
+    "http_layers": "bench.bench_http_layers",
     "deploy": "bench.bench_deploy",
     "netns": "bench.bench_netns",
     "memory": "bench.bench_memory",

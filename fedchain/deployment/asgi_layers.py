@@ -9,8 +9,8 @@ talks to) put every request through Starlette ``BaseHTTPMiddleware`` layers: Flo
 translator and protobuf translation on every call, SuperNode authentication on Fleet calls.
 Starlette runs the app below each such layer in an anyio task of its own and streams its response
 back through a memory stream. Measured here (``httpx`` against a one-route Starlette app in the
-same process, this 2-core machine): 0.6-0.7 ms a request without layers, 3.7-3.9 ms with three
-pass-through ones, so about 1 ms per layer per request; a Fleet call met three such layers on the
+same process, this 2-core machine): 0.6-0.7 ms a request without layers, 3.7-4.2 ms with three
+pass-through ones, so about 1 ms per layer per request; a Fleet call met four such layers on the
 SuperLink, a ServerAppIo call two, a worker's call on its SuperNode two.
 
 :class:`DirectDispatch` runs the same layer's ``dispatch`` (Flower's code, unchanged) with a
