@@ -69,7 +69,7 @@ def run(out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {
         "benchmark": "http_layers",
-        "method": f"mean ms per acquire-task call over {REPEATS} alternating runs of {CALLS} calls (httpx ASGI transport)",
+        "method": f"mean ms per acquire-task call, {REPEATS} alternating runs of {CALLS} calls (httpx ASGI transport)",
         "starlette_ms": [round(v, 4) for v in starlette],
         "direct_ms": [round(v, 4) for v in direct],
         "ratio": round(ratio, 3),

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["UNARY_PREFIXES", "DirectDispatch", "OnlyUnder", "direct_middleware"]
+__all__ = ["UNARY_PREFIXES", "DirectDispatch", "OnlyUnder", "direct_middleware", "replay_body"]
 
 #: Paths whose every response is one protobuf message (Flower 1.42: the Fleet API, and the Runtime
 #: API of the SuperLink and of each SuperNode).
@@ -118,22 +118,24 @@ class DirectDispatch:
         return response
 
 
-def _replaying(request: Any) -> Receive:
-    """``request``'s receive channel, first handing out the body the layer already read (if it did)."""
-    body: bytes | None = getattr(request, "_body", None)
-    receive: Receive = request.receive
-    if body is None:
-        return receive
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` once, then the connection's own events (a disconnect)."""
     sent = False
 
-    async def replay() -> Message:
+    async def replayed() -> Message:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()  # what follows the body: a disconnect
+        return await receive()
 
-    return replay
+    return replayed
+
+
+def _replaying(request: Any) -> Receive:
+    """``request``'s receive channel, first handing out the body the layer already read (if it did)."""
+    body: bytes | None = getattr(request, "_body", None)
+    return request.receive if body is None else replay_body(body, request.receive)
 
 
 def direct_middleware(layers: list[Any], prefixes: tuple[str, ...] = UNARY_PREFIXES) -> list[Any]:

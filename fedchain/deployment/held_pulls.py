@@ -37,6 +37,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from fedchain.deployment.asgi_layers import replay_body
+
 __all__ = ["FLEET_PULL_PATH", "HOLD_S", "RUNTIME_PUSH_PATH", "HeldPulls"]
 
 #: Flower's routes: a SuperNode's poll; a ServerApp's push of instructions.
@@ -96,7 +98,7 @@ class HeldPulls:
         body = await _read_body(receive)
         key = route.key(body)
         if key is None:  # not a pull this layer understands: Flower answers it, unheld
-            await self._next(scope, _replay(body, receive), send)
+            await self._next(scope, replay_body(body, receive), send)
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.hold_s
@@ -105,7 +107,7 @@ class HeldPulls:
             pushed: asyncio.Future[None] = loop.create_future()
             self._waiting[key].add(pushed)
             try:
-                answer = await _answer(self._next, scope, _replay(body, receive))
+                answer = await _answer(self._next, scope, replay_body(body, receive))
                 left = deadline - loop.time()
                 if left <= 0 or not route.nothing_yet(answer):
                     break
@@ -134,7 +136,7 @@ class HeldPulls:
                 status.append(int(event.get("status", 0)))
             await send(event)
 
-        await self._next(scope, _replay(body, receive), noting_send)
+        await self._next(scope, replay_body(body, receive), noting_send)
         if status and status[0] == 200:  # Flower stored it: release the pulls waiting for it
             for key in keys(body):
                 for future in self._waiting.get(key, ()):
@@ -153,20 +155,6 @@ async def _read_body(receive: Receive) -> bytes:
         if not event.get("more_body", False):
             break
     return b"".join(parts)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that gives ``body`` once, then the connection's own (disconnect) events."""
-    sent = False
-
-    async def replayed() -> Event:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
 
 
 async def _answer(app: Any, scope: Scope, receive: Receive) -> list[Event]:
