@@ -1,8 +1,8 @@
 r"""A member's SuperNode: Flower's ``flower-supernode``, at fedchain's cadence, with its member worker.
 
 ``python -m fedchain.deployment.supernode [OPTIONS] -- FLOWER-SUPERNODE-ARGS`` runs Flower's own
-SuperNode (its TLS, SuperNode authentication, node state and Runtime API unchanged) with two
-changes, both about time, not about what is sent or to whom:
+SuperNode (its TLS, SuperNode authentication, node state and Runtime API unchanged) with three
+changes, all about time, not about what is sent or to whom:
 
 * **Cadence.** Flower 1.42's SuperNode loop waits a fixed 3 s after an empty pull from the
   SuperLink and polls its own state every 0.5 s for a reply; a round of fedchain is two or three
@@ -21,6 +21,9 @@ changes, both about time, not about what is sent or to whom:
   (members sharing one machine). The SuperNode wakes its worker through a pipe (the worker's
   stdin) each time it has stored a message (:func:`install_wake`), so the worker does not poll
   the Runtime API while idle.
+* **HTTP layers.** The Runtime API's Flower layers (error and protobuf translation) run in each
+  request's own task instead of Starlette's task-and-stream per layer
+  (:func:`install_direct_layers`, :mod:`fedchain.deployment.asgi_layers`); their answers are Flower's.
 
 Example::
 
@@ -400,6 +403,10 @@ def install_direct_layers() -> None:
     The member worker makes about ten calls per message to its SuperNode's Runtime API, each through
     Flower's error and protobuf translation layers; :mod:`fedchain.deployment.asgi_layers` runs
     the same layers without Starlette's per-layer task and stream. Installing twice changes nothing.
+
+    Example::
+
+        install_direct_layers()  # before flwr.supernode.cli.flower_supernode starts the Runtime API
     """
     import flwr.supernode.main as supernode_main
 
